@@ -1,0 +1,95 @@
+"""Settings, declared once: name, default, help. Read from (highest first) an explicit value, the environment
+(PICSEEK_<NAME>), a TOML file (PICSEEK_CONFIG or <user config dir>/picseek/config.toml), then the default."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    type: type = str
+
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in [
+    Setting("library", None, "library folder (default: <user data dir>/picseek/library)"),
+    Setting("model", "auto", "model for a new library: auto, builtin, clip-vit-b-32, hf:ORG/NAME or a folder"),
+    Setting("workers", None, "decode worker processes while indexing (default: CPU cores - 1, at least 1)", int),
+    Setting("batch_size", 16, "images per model batch while indexing", int),
+    Setting("max_image_pixels", 250_000_000, "larger images are refused as possible decompression bombs", int),
+    Setting("url_max_bytes", 50_000_000, "largest image fetched from a URL for a query, in bytes", int),
+    Setting("url_timeout", 15.0, "timeout in seconds for fetching a query image from a URL", float),
+    Setting("cache_dir", None, "cache folder for derived data such as class embeddings (default: user cache)"),
+]}
+
+
+def env_name(name: str) -> str:
+    return "PICSEEK_" + name.upper()
+
+
+def config_file() -> Path:
+    explicit = os.environ.get("PICSEEK_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("picseek")) / "config.toml"
+
+
+@lru_cache(maxsize=8)
+def _file_values(path: str) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        return {}
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read config file {p}: {exc}") from exc
+
+
+def get(name: str, value: Any = None) -> Any:
+    """The effective value of a setting; `value` (e.g. a CLI option) wins when it is not None."""
+    setting = SETTINGS[name]
+    if value is not None:
+        return value
+    raw = os.environ.get(env_name(name))
+    source = env_name(name)
+    if raw is None:
+        raw = _file_values(str(config_file())).get(name)
+        source = f"{config_file()} [{name}]"
+    if raw is None or raw == "":
+        return setting.default
+    try:
+        return setting.type(raw)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{source}: {raw!r} is not a valid {setting.type.__name__} for {name}") from exc
+
+
+def default_library_path() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("picseek")) / "library"
+
+
+def library_path(value: str | os.PathLike | None = None) -> Path:
+    chosen = get("library", value)
+    return Path(chosen).expanduser() if chosen else default_library_path()
+
+
+def cache_dir() -> Path:
+    chosen = get("cache_dir")
+    if chosen:
+        return Path(chosen).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("picseek"))

@@ -1,0 +1,151 @@
+"""Named model specs and the one entry point that builds any model.
+
+Model choice is data: a spec names its backend and where its weights come from; `load_embedder` looks the backend
+up in a table (extendable through the `picseek.backends` entry-point group) instead of an if/elif chain.
+Names a user can type: a short name from SPECS, `builtin`, `auto`, `hf:org/name`, `org/name`, or a local folder.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from ..errors import ModelError
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+BUILTIN = "builtin"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    backend: str  # key into BACKENDS
+    source: str = ""  # repo id or local folder (hf); empty for builtin
+    description: str = ""
+    dim: int | None = None  # known up front for named specs; read from the weights otherwise
+    auto_rank: int | None = None  # preference when `auto` looks for a cached model (lower first)
+
+
+SPECS: dict[str, ModelSpec] = {s.name: s for s in [
+    ModelSpec(BUILTIN, "builtin", description="EfficientNet-Lite0 ImageNet classes + MiniLM text (ships with the "
+              "install, no download; ~1000 ImageNet concepts)", dim=384),
+    ModelSpec("clip-vit-b-32", "hf", "openai/clip-vit-base-patch32", "OpenAI CLIP ViT-B/32 (600 MB)", 512, 0),
+    ModelSpec("clip-vit-b-16", "hf", "openai/clip-vit-base-patch16", "OpenAI CLIP ViT-B/16 (600 MB)", 512, 1),
+    ModelSpec("clip-vit-l-14", "hf", "openai/clip-vit-large-patch14", "OpenAI CLIP ViT-L/14 (1.7 GB)", 768, 2),
+    ModelSpec("laion-vit-b-32", "hf", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "LAION CLIP ViT-B/32 (600 MB)",
+              512, 3),
+    ModelSpec("siglip-base", "hf", "google/siglip-base-patch16-224", "SigLIP base 224 (800 MB)", 768, 4),
+    ModelSpec("siglip2-base", "hf", "google/siglip2-base-patch16-224", "SigLIP 2 base 224 (1.5 GB)", 768, 5),
+]}
+
+# backend name -> "module:function" returning an Embedder for a spec
+BACKENDS: dict[str, str] = {
+    "builtin": "picseek.models.builtin:load",
+    "hf": "picseek.models.hf:load",
+}
+DEFAULT_DOWNLOAD = "clip-vit-b-32"
+
+
+def _plugin_backends() -> dict[str, str]:
+    found = {}
+    for ep in entry_points(group="picseek.backends"):
+        found[ep.name] = ep.value
+    return found
+
+
+def resolve(name: str) -> ModelSpec:
+    """A name the user typed -> a spec. `auto` is resolved by `resolve_auto`, not here."""
+    name = (name or "").strip()
+    if not name:
+        raise ModelError("no model name given; run `picseek models` to see the choices")
+    if name in SPECS:
+        return SPECS[name]
+    if name.startswith("hf:"):
+        repo = name[3:]
+        return ModelSpec(name, "hf", repo, f"Hugging Face model {repo}")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"model folder {path} has no config.json; expected a Hugging Face model folder "
+                             "(save_pretrained output)")
+        return ModelSpec(str(path.resolve()), "hf", str(path.resolve()), f"local model folder {path}")
+    if "/" in name and not name.startswith((".", "/", "~")) and name.count("/") == 1:
+        return ModelSpec(name, "hf", name, f"Hugging Face model {name}")
+    choices = ", ".join(SPECS)
+    raise ModelError(f"unknown model {name!r}: use one of {choices}, hf:ORG/NAME, or a local model folder")
+
+
+def _backend(spec: ModelSpec):
+    table = {**BACKENDS, **_plugin_backends()}
+    target = table.get(spec.backend)
+    if target is None:
+        raise ModelError(f"model {spec.name!r} needs backend {spec.backend!r}, which is not installed")
+    module, _, func = target.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def is_cached(spec: ModelSpec) -> bool:
+    """True where the model's weights are on this machine (no download needed)."""
+    if spec.backend == "builtin":
+        return True
+    if spec.backend == "hf":
+        if Path(spec.source).is_dir():
+            return True
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:  # pragma: no cover
+            return False
+        hit = try_to_load_from_cache(spec.source, "config.json")
+        return isinstance(hit, str)
+    return False
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """A quick check (no download) that the model hub answers; False when offline mode is set."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    import httpx
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    try:
+        httpx.head(endpoint, timeout=timeout)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+def resolve_auto() -> ModelSpec:
+    """`auto`: a CLIP-family model already cached here, else download the default one where the hub answers,
+    else the built-in model (with one warning line that says how to get CLIP)."""
+    ranked = sorted((s for s in SPECS.values() if s.auto_rank is not None), key=lambda s: s.auto_rank)
+    for spec in ranked:
+        if is_cached(spec):
+            return spec
+    if hub_reachable():
+        return SPECS[DEFAULT_DOWNLOAD]
+    log.warning("no CLIP model cached and the model hub is unreachable: using the built-in model "
+                "(fewer concepts). For CLIP, run once with internet: picseek index --model %s ...", DEFAULT_DOWNLOAD)
+    return SPECS[BUILTIN]
+
+
+def load_embedder(name: str | ModelSpec, device: str = "cpu"):
+    """Build the model for a name or spec. `auto` picks as `resolve_auto` says."""
+    if isinstance(name, ModelSpec):
+        spec = name
+    elif name == AUTO:
+        spec = resolve_auto()
+    else:
+        spec = resolve(name)
+    return _backend(spec)(spec, device=device)
+
+
+def list_models() -> list[dict]:
+    """Every named model, whether its weights are here, and what it is (for `picseek models`)."""
+    return [{"name": s.name, "backend": s.backend, "source": s.source or "(ships with picseek)",
+             "dim": s.dim, "available_offline": is_cached(s), "description": s.description}
+            for s in SPECS.values()]

@@ -1,0 +1,44 @@
+"""The Store protocol: what indexing and search need from a place that keeps vectors and metadata."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass
+class FileState:
+    """What the store knows of one indexed file: enough to tell unchanged, changed and moved files apart."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+
+
+@dataclass
+class ImageRecord:
+    """One image to write: file facts, image facts, and a vector per space."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    info: dict  # width, height, format, taken_at, camera_make, camera_model, lens, gps_lat, gps_lon, orientation
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    def get_model(self) -> dict | None: ...
+    def set_model(self, model: Mapping) -> None: ...
+    def file_states(self, roots: Sequence[str]) -> dict[str, FileState]: ...
+    def known_errors(self, roots: Sequence[str]) -> dict[str, tuple[int, int]]: ...
+    def write_images(self, records: Sequence[ImageRecord], errors: Sequence[tuple[str, int, int, str]]) -> None: ...
+    def move(self, moves: Iterable[tuple[int, str, int, int]]) -> None: ...
+    def delete_paths(self, paths: Iterable[str]) -> int: ...
+    def vectors(self, space: str) -> tuple[np.ndarray, np.ndarray]: ...
+    def get_images(self, ids: Sequence[int]) -> dict[int, dict]: ...
+    def count(self) -> int: ...

@@ -1,0 +1,326 @@
+"""The embedded store: one SQLite database (WAL) holds images, metadata, vectors and per-file errors.
+
+Every write is one transaction, so a killed process leaves the last committed state. Readers keep working while an
+index run writes (WAL). Vectors are float16 blobs on disk and a float32 matrix in memory per space, extended with
+new rows or rebuilt when rows were removed (tracked by the `vec_epoch` counter that every removal bumps).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LibraryError
+from .base import FileState, ImageRecord
+
+DB_NAME = "picseek.db"
+INFO_COLUMNS = ("width", "height", "format", "taken_at", "camera_make", "camera_model", "lens", "gps_lat",
+                "gps_lon", "orientation")
+VECTOR_DTYPE = np.float16
+
+# Each entry upgrades the schema by one version; applied in order inside one transaction (PRAGMA user_version).
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE images (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        width INTEGER, height INTEGER, format TEXT, taken_at TEXT,
+        camera_make TEXT, camera_model TEXT, lens TEXT, gps_lat REAL, gps_lon REAL, orientation INTEGER,
+        indexed_at REAL NOT NULL
+    );
+    CREATE INDEX images_hash ON images(content_hash);
+    CREATE TABLE vectors (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        space TEXT NOT NULL,
+        vec BLOB NOT NULL,
+        UNIQUE (image_id, space)
+    );
+    CREATE INDEX vectors_space_seq ON vectors(space, seq);
+    CREATE TABLE errors (
+        path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, reason TEXT NOT NULL, at REAL NOT NULL
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY, started_at REAL NOT NULL, finished_at REAL, status TEXT NOT NULL,
+        roots TEXT NOT NULL, stats TEXT
+    );
+    INSERT INTO meta VALUES ('vec_epoch', '0');
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _under(roots: Sequence[str]) -> tuple[str, list]:
+    """SQL condition (and parameters) for paths equal to or below any of the roots; index-friendly ranges."""
+    if not roots:
+        return "1", []
+    parts, params = [], []
+    for root in roots:
+        root = root.rstrip("/") or "/"
+        prefix = root if root == "/" else root + "/"
+        # every path below `prefix` sorts between prefix and prefix with its last char '/' bumped to '0'
+        parts.append("(path = ? OR (path >= ? AND path < ?))")
+        params += [root, prefix, prefix[:-1] + "0"]
+    return "(" + " OR ".join(parts) + ")", params
+
+
+@dataclass
+class _Matrix:
+    epoch: int
+    last_seq: int
+    ids: np.ndarray
+    mat: np.ndarray
+
+
+class SQLiteStore:
+    """The default store. Thread-safe for readers: each thread gets its own connection."""
+
+    def __init__(self, folder: str | Path, create: bool = True):
+        self.folder = Path(folder).expanduser()
+        self.db_path = self.folder / DB_NAME
+        if not self.db_path.exists():
+            if not create:
+                raise LibraryError(f"no picseek library at {self.folder}: index a folder first "
+                                   f"(picseek --library {self.folder} index FOLDER)")
+            self.folder.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._cache: dict[str, _Matrix] = {}
+        self._cache_lock = threading.Lock()
+        self._migrate()
+
+    # -- connections and schema -------------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.DatabaseError as exc:
+                raise LibraryError(f"cannot open library database {self.db_path}: {exc}") from exc
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+        return conn
+
+    def _tx(self):
+        return _Transaction(self._conn())
+
+    def _migrate(self) -> None:
+        conn = self._conn()
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise LibraryError(f"{self.db_path} is not a picseek library database: {exc}") from exc
+        if version > SCHEMA_VERSION:
+            raise LibraryError(f"library {self.folder} was written by a newer picseek (schema {version}, this "
+                               f"picseek knows {SCHEMA_VERSION}): upgrade picseek")
+        if version == SCHEMA_VERSION:
+            return
+        with self._tx() as c:
+            version = c.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated
+            for v in range(version, SCHEMA_VERSION):
+                c.executescript_in_tx(MIGRATIONS[v])
+            c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- meta ---------------------------------------------------------------------------------------------------
+    def _meta(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def get_model(self) -> dict | None:
+        raw = self._meta("model")
+        return json.loads(raw) if raw else None
+
+    def set_model(self, model: Mapping) -> None:
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('model', ?)", (json.dumps(dict(model)),))
+
+    def clear_vectors(self) -> None:
+        """Forget every image and vector (a rebuild with another model); errors are kept to be retried."""
+        with self._tx() as c:
+            c.execute("DELETE FROM vectors")
+            c.execute("DELETE FROM images")
+            c.execute("DELETE FROM errors")
+            c.execute("DELETE FROM meta WHERE key = 'model'")
+            c.execute("UPDATE meta SET value = value + 1 WHERE key = 'vec_epoch'")
+
+    # -- what indexing reads --------------------------------------------------------------------------------------
+    def file_states(self, roots: Sequence[str]) -> dict[str, FileState]:
+        cond, params = _under(roots)
+        rows = self._conn().execute(
+            f"SELECT id, path, size, mtime_ns, content_hash FROM images WHERE {cond}", params)
+        return {r[1]: FileState(*r) for r in rows}
+
+    def known_errors(self, roots: Sequence[str]) -> dict[str, tuple[int, int]]:
+        cond, params = _under(roots)
+        rows = self._conn().execute(f"SELECT path, size, mtime_ns FROM errors WHERE {cond}", params)
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    # -- what indexing writes -------------------------------------------------------------------------------------
+    def write_images(self, records: Sequence[ImageRecord],
+                     errors: Sequence[tuple[str, int, int, str]] = ()) -> None:
+        """Upsert images with their vectors and record per-file errors, all in one transaction."""
+        now = time.time()
+        removed = 0
+        with self._tx() as c:
+            for rec in records:
+                info = [rec.info.get(k) for k in INFO_COLUMNS]
+                row = c.execute(
+                    f"INSERT INTO images (path, size, mtime_ns, content_hash, {', '.join(INFO_COLUMNS)}, "
+                    f"indexed_at) VALUES (?, ?, ?, ?, {', '.join('?' * len(INFO_COLUMNS))}, ?) "
+                    "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
+                    "content_hash=excluded.content_hash, "
+                    + ", ".join(f"{k}=excluded.{k}" for k in INFO_COLUMNS)
+                    + ", indexed_at=excluded.indexed_at RETURNING id",
+                    [rec.path, rec.size, rec.mtime_ns, rec.content_hash, *info, now]).fetchone()
+                image_id = row[0]
+                removed += c.execute("DELETE FROM vectors WHERE image_id = ?", (image_id,)).rowcount
+                c.executemany("INSERT INTO vectors (image_id, space, vec) VALUES (?, ?, ?)",
+                              [(image_id, space, np.asarray(v, dtype=VECTOR_DTYPE).tobytes())
+                               for space, v in rec.vectors.items()])
+                c.execute("DELETE FROM errors WHERE path = ?", (rec.path,))
+            for path, size, mtime_ns, reason in errors:
+                c.execute("INSERT OR REPLACE INTO errors VALUES (?, ?, ?, ?, ?)", (path, size, mtime_ns, reason, now))
+                removed += c.execute("DELETE FROM images WHERE path = ?", (path,)).rowcount
+            if removed:
+                c.execute("UPDATE meta SET value = value + 1 WHERE key = 'vec_epoch'")
+
+    def move(self, moves: Iterable[tuple[int, str, int, int]]) -> None:
+        """(image id, new path, size, mtime_ns): a file that moved keeps its vectors."""
+        with self._tx() as c:
+            c.executemany("UPDATE images SET path = ?, size = ?, mtime_ns = ? WHERE id = ?",
+                          [(p, s, m, i) for i, p, s, m in moves])
+
+    def delete_paths(self, paths: Iterable[str]) -> int:
+        paths = list(paths)
+        if not paths:
+            return 0
+        with self._tx() as c:
+            n = 0
+            for p in paths:
+                n += c.execute("DELETE FROM images WHERE path = ?", (p,)).rowcount
+                c.execute("DELETE FROM errors WHERE path = ?", (p,))
+            if n:
+                c.execute("UPDATE meta SET value = value + 1 WHERE key = 'vec_epoch'")
+        return n
+
+    def start_run(self, roots: Sequence[str]) -> int:
+        with self._tx() as c:
+            cur = c.execute("INSERT INTO runs (started_at, status, roots) VALUES (?, 'running', ?)",
+                            (time.time(), json.dumps(list(roots))))
+            return cur.lastrowid
+
+    def finish_run(self, run_id: int, status: str, stats: Mapping) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE runs SET finished_at = ?, status = ?, stats = ? WHERE id = ?",
+                      (time.time(), status, json.dumps(dict(stats)), run_id))
+
+    # -- what search reads ----------------------------------------------------------------------------------------
+    def vectors(self, space: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float32 matrix) of every vector in `space`, from an in-memory copy kept in step with the db."""
+        conn = self._conn()
+        epoch = int(self._meta("vec_epoch") or 0)
+        with self._cache_lock:
+            cached = self._cache.get(space)
+            if cached is None or cached.epoch != epoch:
+                cached = _Matrix(epoch, 0, np.zeros(0, np.int64), np.zeros((0, 0), np.float32))
+            rows = conn.execute("SELECT seq, image_id, vec FROM vectors WHERE space = ? AND seq > ? ORDER BY seq",
+                                (space, cached.last_seq)).fetchall()
+            if rows:
+                new = np.frombuffer(b"".join(r[2] for r in rows), dtype=VECTOR_DTYPE)
+                new = new.reshape(len(rows), -1).astype(np.float32)
+                ids = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+                mat = new if cached.mat.size == 0 else np.concatenate([cached.mat, new])
+                cached = _Matrix(epoch, rows[-1][0], np.concatenate([cached.ids, ids]), mat)
+            self._cache[space] = cached
+            return cached.ids, cached.mat
+
+    def vector_of(self, image_id: int, space: str) -> np.ndarray | None:
+        row = self._conn().execute("SELECT vec FROM vectors WHERE image_id = ? AND space = ?",
+                                   (image_id, space)).fetchone()
+        return None if row is None else np.frombuffer(row[0], dtype=VECTOR_DTYPE).astype(np.float32)
+
+    def spaces(self) -> list[str]:
+        return [r[0] for r in self._conn().execute("SELECT DISTINCT space FROM vectors")]
+
+    def get_images(self, ids: Sequence[int]) -> dict[int, dict]:
+        if not len(ids):
+            return {}
+        out = {}
+        conn = self._conn()
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = conn.execute(f"SELECT * FROM images WHERE id IN ({', '.join('?' * len(chunk))})", chunk)
+            out.update({r["id"]: dict(r) for r in rows})
+        return out
+
+    def find_path(self, path: str) -> int | None:
+        row = self._conn().execute("SELECT id FROM images WHERE path = ?", (path,)).fetchone()
+        return row[0] if row else None
+
+    def count(self) -> int:
+        return self._conn().execute("SELECT count(*) FROM images").fetchone()[0]
+
+    def errors(self, limit: int | None = None) -> list[dict]:
+        sql = "SELECT path, reason, size, at FROM errors ORDER BY path"
+        rows = self._conn().execute(sql + (" LIMIT ?" if limit else ""), (limit,) if limit else ())
+        return [dict(r) for r in rows]
+
+    def error_count(self) -> int:
+        return self._conn().execute("SELECT count(*) FROM errors").fetchone()[0]
+
+    def last_run(self) -> dict | None:
+        row = self._conn().execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        run = dict(row)
+        run["roots"] = json.loads(run["roots"])
+        run["stats"] = json.loads(run["stats"]) if run["stats"] else None
+        return run
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.folder.glob(DB_NAME + "*") if p.is_file())
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (the connection runs in autocommit mode)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> _Transaction:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def execute(self, sql: str, params=()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows) -> sqlite3.Cursor:
+        return self.conn.executemany(sql, rows)
+
+    def executescript_in_tx(self, script: str) -> None:
+        # executescript() would COMMIT first; run the statements one by one inside the open transaction
+        for statement in script.split(";"):
+            if statement.strip():
+                self.conn.execute(statement)

@@ -1,0 +1,134 @@
+import sqlite3
+
+import numpy as np
+import pytest
+
+from picseek.errors import LibraryError
+from picseek.store.base import ImageRecord
+from picseek.store.sqlite import DB_NAME, SCHEMA_VERSION, SQLiteStore
+
+
+def rec(path, vec, size=10, mtime=1, h="h"):
+    return ImageRecord(path, size, mtime, h, {"width": 4, "height": 3, "taken_at": "2021-06-01T10:00:00"},
+                       {"main": np.asarray(vec, np.float32)})
+
+
+def test_new_library_has_schema_and_no_images(tmp_path):
+    s = SQLiteStore(tmp_path / "lib")
+    assert s.count() == 0
+    conn = sqlite3.connect(tmp_path / "lib" / DB_NAME)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_missing_library_is_a_clear_error_when_not_creating(tmp_path):
+    with pytest.raises(LibraryError, match="no picseek library"):
+        SQLiteStore(tmp_path / "nope", create=False)
+
+
+def test_library_from_newer_picseek_is_refused(tmp_path):
+    SQLiteStore(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(LibraryError, match="newer picseek"):
+        SQLiteStore(tmp_path)
+
+
+def test_not_a_database_is_a_clear_error(tmp_path):
+    (tmp_path / DB_NAME).write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(LibraryError):
+        SQLiteStore(tmp_path)
+
+
+def test_write_and_read_vectors_roundtrip_float16(tmp_path):
+    s = SQLiteStore(tmp_path)
+    s.write_images([rec("/p/a.jpg", [1, 0, 0]), rec("/p/b.jpg", [0, 0.6, 0.8])])
+    ids, mat = s.vectors("main")
+    assert mat.dtype == np.float32 and mat.shape == (2, 3)
+    rows = s.get_images(ids)
+    by_path = {rows[i]["path"]: mat[k] for k, i in enumerate(ids)}
+    np.testing.assert_allclose(by_path["/p/b.jpg"], [0, 0.6, 0.8], atol=1e-3)
+    assert rows[ids[0]]["taken_at"] == "2021-06-01T10:00:00"
+
+
+def test_vector_cache_extends_on_insert_and_rebuilds_on_delete(tmp_path):
+    s = SQLiteStore(tmp_path)
+    s.write_images([rec("/p/a.jpg", [1, 0])])
+    ids1, _ = s.vectors("main")
+    s.write_images([rec("/p/b.jpg", [0, 1])])
+    ids2, mat2 = s.vectors("main")
+    assert len(ids2) == 2 and ids2[0] == ids1[0]
+    assert s.delete_paths(["/p/a.jpg"]) == 1
+    ids3, mat3 = s.vectors("main")
+    assert len(ids3) == 1 and mat3.shape == (1, 2)
+    np.testing.assert_allclose(mat3[0], [0, 1], atol=1e-3)
+
+
+def test_updating_a_file_replaces_its_vector_and_keeps_its_id(tmp_path):
+    s = SQLiteStore(tmp_path)
+    s.write_images([rec("/p/a.jpg", [1, 0])])
+    (id_a,), _ = s.vectors("main")
+    s.write_images([rec("/p/a.jpg", [0, 1], size=99)])
+    ids, mat = s.vectors("main")
+    assert list(ids) == [id_a] and mat.shape == (1, 2)
+    np.testing.assert_allclose(mat[0], [0, 1], atol=1e-3)
+    assert s.file_states(["/p"])["/p/a.jpg"].size == 99
+
+
+def test_a_second_reader_sees_writes(tmp_path):
+    writer, reader = SQLiteStore(tmp_path), SQLiteStore(tmp_path)
+    assert len(reader.vectors("main")[0]) == 0
+    writer.write_images([rec("/p/a.jpg", [1, 0])])
+    assert len(reader.vectors("main")[0]) == 1
+    writer.delete_paths(["/p/a.jpg"])
+    assert len(reader.vectors("main")[0]) == 0
+
+
+def test_errors_recorded_and_a_now_broken_file_leaves_the_index(tmp_path):
+    s = SQLiteStore(tmp_path)
+    s.write_images([rec("/p/a.jpg", [1, 0])])
+    s.write_images([], [("/p/a.jpg", 5, 2, "truncated JPEG"), ("/p/b.jpg", 0, 1, "empty file")])
+    assert s.count() == 0 and len(s.vectors("main")[0]) == 0
+    assert {e["path"]: e["reason"] for e in s.errors()} == {"/p/a.jpg": "truncated JPEG", "/p/b.jpg": "empty file"}
+    assert s.known_errors(["/p"]) == {"/p/a.jpg": (5, 2), "/p/b.jpg": (0, 1)}
+    s.write_images([rec("/p/b.jpg", [1, 0])])  # fixed later: the error goes away
+    assert [e["path"] for e in s.errors()] == ["/p/a.jpg"]
+
+
+def test_roots_select_only_their_own_subtree(tmp_path):
+    s = SQLiteStore(tmp_path)
+    s.write_images([rec(p, [1, 0]) for p in ["/a/b/x.jpg", "/a/b/c/y.jpg", "/a/bc/z.jpg", "/a/b", "/a/b%/w.jpg"]])
+    assert set(s.file_states(["/a/b"])) == {"/a/b/x.jpg", "/a/b/c/y.jpg", "/a/b"}
+    assert set(s.file_states(["/a/b/"])) == {"/a/b/x.jpg", "/a/b/c/y.jpg", "/a/b"}
+    assert set(s.file_states(["/a/b%"])) == {"/a/b%/w.jpg"}
+    assert len(s.file_states(["/"])) == 5
+
+
+def test_move_keeps_vector(tmp_path):
+    s = SQLiteStore(tmp_path)
+    s.write_images([rec("/p/a.jpg", [1, 0])])
+    (i,), _ = s.vectors("main")
+    s.move([(int(i), "/p/moved/a.jpg", 10, 5)])
+    assert s.find_path("/p/moved/a.jpg") == i and s.find_path("/p/a.jpg") is None
+    assert len(s.vectors("main")[0]) == 1
+
+
+def test_model_record_and_runs(tmp_path):
+    s = SQLiteStore(tmp_path)
+    assert s.get_model() is None
+    s.set_model({"name": "m", "model_id": "m@1", "dim": 2})
+    assert SQLiteStore(tmp_path).get_model()["model_id"] == "m@1"
+    run = s.start_run(["/p"])
+    s.finish_run(run, "completed", {"added": 3})
+    last = s.last_run()
+    assert last["status"] == "completed" and last["stats"] == {"added": 3} and last["roots"] == ["/p"]
+
+
+def test_failed_transaction_rolls_back(tmp_path):
+    s = SQLiteStore(tmp_path)
+    bad = ImageRecord("/p/b.jpg", 1, 1, "h", {}, {"main": np.zeros(2, np.float32)})
+    bad.path = None  # NOT NULL violation mid-transaction
+    with pytest.raises(sqlite3.IntegrityError):
+        s.write_images([rec("/p/a.jpg", [1, 0]), bad])
+    assert s.count() == 0 and len(s.vectors("main")[0]) == 0
