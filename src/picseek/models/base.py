@@ -52,7 +52,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(img, dtype=np.float32)
         hi = float(a.max()) if a.size else 0.0
-        scale = 255.0 / 65535.0 if hi > 255.0 else 1.0
+        scale = 255.0 / 65535.0 if hi > 255.0 else 255.0 if 0.0 < hi <= 1.0 else 1.0
         a = np.clip(a * scale, 0, 255).astype(np.uint8)
         return Image.fromarray(a, "L").convert("RGB")
     if mode == "P" and "transparency" in img.info:

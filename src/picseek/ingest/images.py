@@ -1,0 +1,484 @@
+"""Safe, fast image decoding for indexing and queries, plus EXIF metadata.
+
+This module runs inside decode worker processes, so it imports only Pillow, numpy and the standard library
+(never torch). `decode_file` is the worker entry point: it reads a file's bytes once, hashes them, opens the
+image from memory, refuses decompression bombs from the header, decodes JPEGs at reduced size (draft mode),
+applies the EXIF orientation and returns the model-ready pixels from `prepare_image`. It never raises: a
+file that cannot be used comes back with a one-line `error`.
+
+Only photo formats are opened (JPEG, PNG, WebP, GIF, BMP, TIFF, and HEIF/AVIF where available): the content
+decides the format, not the extension, but Pillow's more exotic parsers (EPS runs Ghostscript) never see
+untrusted files.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import math
+import os
+import re
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO
+
+import numpy as np
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError, features
+
+from ..errors import ImageError
+from ..models.base import ImageSpec, prepare_image
+
+__all__ = ["IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS", "MAX_FILE_BYTES", "ImageInfo", "Decoded", "decode_file",
+           "load_image", "read_info", "file_hash"]
+
+DEFAULT_MAX_PIXELS = 250_000_000  # bigger images are refused as possible decompression bombs
+MAX_FILE_BYTES = 2 * 1024**3  # files above this are not read into a worker's memory
+
+_HAS_HEIF = importlib.util.find_spec("pillow_heif") is not None
+_HAS_AVIF = _HAS_HEIF or features.check_module("avif")
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    [".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"]
+    + ([".heic", ".heif"] if _HAS_HEIF else [])
+    + ([".avif"] if _HAS_AVIF else [])
+)
+
+# The Pillow formats we open, in the order they are tried. MPO: a JPEG with extra pictures.
+_WANTED_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "AVIF", "GIF", "TIFF", "MPO", "BMP")
+_FORMAT_NAMES = {"MPO": "JPEG"}
+_BLAKE2_DIGEST = 16
+_CHUNK = 1 << 20
+
+
+@dataclass
+class ImageInfo:
+    """What a file says about itself. Sizes are the full image's, after EXIF orientation."""
+
+    width: int
+    height: int
+    format: str  # "JPEG", "PNG", ...
+    taken_at: str | None = None  # ISO 8601, with the UTC offset when the file records one
+    camera_make: str | None = None
+    camera_model: str | None = None
+    lens: str | None = None
+    gps_lat: float | None = None  # decimal degrees, south negative
+    gps_lon: float | None = None  # decimal degrees, west negative
+    orientation: int | None = None  # EXIF orientation 1..8 as found in the file
+
+
+@dataclass
+class Decoded:
+    """What a decode worker sends back.
+
+    Either `error` is None and `pixels` and `info` are set, or `error` says why the file was skipped and
+    both are None.
+    """
+
+    path: str
+    pixels: np.ndarray | None  # uint8 (size, size, 3)
+    info: ImageInfo | None
+    content_hash: str  # blake2b-128 hex of the file's bytes; "" when the file could not be read
+    error: str | None
+
+
+# ------------------------------------------------------------------------------------------ public API
+
+
+def decode_file(path: str, spec: ImageSpec, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Read, check and decode one file into model-ready pixels. Never raises (bar KeyboardInterrupt)."""
+    path = os.fspath(path)
+    try:
+        data = _read_file(path)
+    except _FileTooLarge as exc:
+        return Decoded(path, None, None, _hash_or_empty(path), str(exc))
+    except Exception as exc:  # noqa: BLE001 - OSError mostly; a worker must survive anything
+        return Decoded(path, None, None, "", f"cannot read file: {_os_reason(exc)}")
+    digest = hashlib.blake2b(data, digest_size=_BLAKE2_DIGEST).hexdigest()
+    try:
+        with _quiet():
+            pixels, info = _decode(data, spec, max_pixels)
+    except ImageError as exc:
+        return Decoded(path, None, None, digest, str(exc))
+    except Exception as exc:  # noqa: BLE001 - MemoryError, ValueError, ...: recorded, never fatal
+        return Decoded(path, None, None, digest, _one_line(exc))
+    return Decoded(path, pixels, info, digest, None)
+
+
+def load_image(source: str | os.PathLike | bytes | BinaryIO,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """A query image: fully loaded, EXIF-oriented, first frame. Raises ImageError with a one-line reason."""
+    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
+    where = f"cannot read image {name}" if name else "cannot read image"
+    try:
+        if name is not None:
+            data = _read_file(name)
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+        else:
+            data = source.read()
+    except _FileTooLarge as exc:
+        raise ImageError(f"{where}: {exc}") from None
+    except OSError as exc:
+        raise ImageError(f"{where}: {_os_reason(exc)}") from None
+    try:
+        with _quiet():
+            img = _open(data, max_pixels)
+            _load(img)
+            return _orient(img, _orientation(_exif(img)))
+    except ImageError as exc:
+        raise ImageError(f"{where}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise ImageError(f"{where}: {_one_line(exc)}") from None
+
+
+def read_info(img: Image.Image) -> ImageInfo:
+    """Size (after orientation), format and EXIF of an opened image; bad EXIF gives None fields, not errors.
+
+    Call it before `draft()`: it reports the image's current size.
+    """
+    return _read_info(img, img.size)
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    """blake2b-128 hex of a file's bytes, read in chunks (the same value as `Decoded.content_hash`)."""
+    h = hashlib.blake2b(digest_size=_BLAKE2_DIGEST)
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ decoding
+
+
+class _FileTooLarge(Exception):
+    pass
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_FILE_BYTES:
+            gib = 1024**3
+            raise _FileTooLarge(f"file too large ({size / gib:.1f} GiB, limit {MAX_FILE_BYTES / gib:g} GiB)")
+        return f.read()
+
+
+def _hash_or_empty(path: str) -> str:
+    try:
+        return file_hash(path)
+    except OSError:
+        return ""
+
+
+def _decode(data: bytes, spec: ImageSpec, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
+    img = _open(data, max_pixels)
+    full_size = img.size
+    img.draft("RGB", (2 * spec.size, 2 * spec.size))  # JPEG only: libjpeg decodes at 1/2, 1/4 or 1/8 scale
+    _load(img)
+    info = _read_info(img, full_size)
+    img = _orient(img, info.orientation)
+    return prepare_image(img, spec), info
+
+
+_OPEN_FORMATS: tuple[str, ...] | None = None
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+def _open_formats() -> tuple[str, ...]:
+    """The formats Image.open may try; registers pillow-heif's opener the first time."""
+    global _OPEN_FORMATS
+    if _OPEN_FORMATS is None:
+        if _HAS_HEIF:
+            _register_heif()
+        Image.init()
+        _OPEN_FORMATS = tuple(f for f in _WANTED_FORMATS if f in Image.OPEN)
+    return _OPEN_FORMATS
+
+
+def _register_heif() -> None:
+    try:
+        import pillow_heif
+    except Exception:  # noqa: BLE001 - a broken optional install only loses HEIC support
+        return
+    pillow_heif.register_heif_opener()
+    if not features.check_module("avif") and hasattr(pillow_heif, "register_avif_opener"):
+        pillow_heif.register_avif_opener()
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """Open from memory (header only) and refuse what is not a photo or is too big to decode."""
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    try:
+        img = _pil_open(data)
+    except UnidentifiedImageError:
+        raise ImageError(_not_an_image_reason(data)) from None
+    except Exception as exc:  # noqa: BLE001 - SyntaxError, struct.error, EOFError, ValueError from bad headers
+        fmt = _sniff(data) or "image"
+        raise ImageError(f"corrupt or truncated {fmt} header ({_one_line(exc)})") from None
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageError(f"image too large: {w}x{h} pixels (limit {max_pixels / 1e6:g} MP)")
+    if w <= 0 or h <= 0:
+        raise ImageError(f"invalid image size {w}x{h}")
+    return img
+
+
+def _pil_open(data: bytes) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data), formats=_open_formats())
+    except Image.DecompressionBombError:
+        pass
+    # Pillow's own limit (2 x Image.MAX_IMAGE_PIXELS, ~179 MP) refused the header; ours (max_pixels) decides,
+    # so read the header again without Pillow's limit: the caller checks the size before anything is decoded.
+    with _PIL_LIMIT_LOCK:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(io.BytesIO(data), formats=_open_formats())
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _load(img: Image.Image) -> None:
+    """Decode the first frame; turn Pillow's many failure modes into one-line reasons."""
+    fmt = _format_name(img.format)
+    try:
+        img.load()
+    except MemoryError:
+        raise ImageError(f"out of memory decoding a {img.width}x{img.height} {fmt}") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"image too large ({_one_line(exc)})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        msg = _one_line(exc)
+        if re.search(r"truncated|broken data stream|premature end|no data", msg, re.IGNORECASE):
+            raise ImageError(f"truncated {fmt}") from None
+        raise ImageError(f"corrupt {fmt} ({msg})") from None
+
+
+_TRANSPOSING = frozenset(range(2, 9))
+
+
+def _orient(img: Image.Image, orientation: int | None) -> Image.Image:
+    if orientation in _TRANSPOSING:
+        return ImageOps.exif_transpose(img)  # also drops the tag, so read_info on the result stays right
+    return img  # exif_transpose would copy the whole image even when there is nothing to do
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    # Pillow warns about large images (DecompressionBombWarning, handled by max_pixels) and odd EXIF; a worker
+    # has nowhere useful to print them.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+# ------------------------------------------------------------------------------------------ reasons
+
+_MAGIC: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "JPEG"), (b"\x89PNG\r\n\x1a\n", 0, "PNG"), (b"GIF87a", 0, "GIF"),
+    (b"GIF89a", 0, "GIF"), (b"WEBP", 8, "WEBP"), (b"II*\x00", 0, "TIFF"), (b"MM\x00*", 0, "TIFF"),
+    (b"BM", 0, "BMP"),
+)
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+_OTHER_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "not an image (looks like a PDF document)"),
+    (b"PK\x03\x04", "not an image (looks like a ZIP archive)"),
+    (b"%!PS", "not an image (looks like PostScript)"),
+    (b"\x1f\x8b", "not an image (looks like a gzip archive)"),
+    (b"ID3", "not an image (looks like an MP3 file)"),
+    (b"8BPS", "unsupported image format (Photoshop)"),
+    (b"\x00\x00\x00\x0cjP  ", "unsupported image format (JPEG 2000)"),
+    (b"\x00\x00\x01\x00", "unsupported image format (icon)"),
+)
+
+
+def _sniff(data: bytes) -> str | None:
+    """The photo format the first bytes claim, or None."""
+    for magic, offset, fmt in _MAGIC:
+        if data[offset:offset + len(magic)] == magic:
+            return fmt
+    if data[4:8] == b"ftyp":  # ISO-BMFF: major brand, then compatible brands, within the ftyp box
+        brands = data[8:min(int.from_bytes(data[:4], "big"), 64)]
+        if brands[:4] in (b"avif", b"avis") or (brands[:4] in (b"mif1", b"msf1") and b"avif" in brands):
+            return "AVIF"
+        if brands[:4] in _HEIF_BRANDS:
+            return "HEIF"
+    return None
+
+
+def _not_an_image_reason(data: bytes) -> str:
+    fmt = _sniff(data)
+    if fmt == "HEIF" and not _HAS_HEIF:
+        return "HEIC/HEIF image, but pillow-heif is not installed (pip install 'picseek[heif]')"
+    if fmt == "AVIF" and not _HAS_AVIF:
+        return "AVIF image, but this Pillow has no AVIF support"
+    if fmt is not None:
+        return f"corrupt or truncated {fmt} (cannot read its header)"
+    for magic, reason in _OTHER_MAGIC:
+        if data.startswith(magic):
+            return reason
+    if data[4:8] == b"ftyp":
+        return "not an image (looks like a video)"
+    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "not an image (looks like HTML)"
+    if head.startswith((b"<svg", b"<?xml")):
+        svg = b"<svg" in head
+        return "not a raster image (looks like SVG)" if svg else "not an image (looks like XML)"
+    if _looks_like_text(data[:4096]):
+        return "not an image (looks like text)"
+    return "not an image (unrecognised data)"
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # a multi-byte character cut at the end of the sample is fine
+            return False
+        text = head[:exc.start].decode("utf-8")
+    printable = sum(c.isprintable() or c in "\t\r\n\f" for c in text)
+    return printable >= 0.95 * max(1, len(text))
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    if type(exc).__name__ not in msg and not isinstance(exc, OSError):
+        msg = f"{type(exc).__name__}: {msg}"
+    return msg if len(msg) <= 200 else msg[:197] + "..."
+
+
+def _os_reason(exc: BaseException) -> str:
+    """"permission denied", not "[Errno 13] Permission denied: '/the/path/again'"."""
+    strerror = getattr(exc, "strerror", None)
+    return strerror.lower() if isinstance(strerror, str) and strerror else _one_line(exc)
+
+
+def _format_name(fmt: str | None) -> str:
+    return _FORMAT_NAMES.get(fmt or "", fmt or "image")
+
+
+# ------------------------------------------------------------------------------------------ EXIF
+
+_BASE = ExifTags.Base
+_GPS = ExifTags.GPS
+# (date tag, the offset tag that belongs to it), best first
+_DATE_TAGS = ((_BASE.DateTimeOriginal, _BASE.OffsetTimeOriginal),
+              (_BASE.DateTimeDigitized, _BASE.OffsetTimeDigitized),
+              (_BASE.DateTime, _BASE.OffsetTime))
+_DATE_RE = re.compile(r"\s*(\d{4})[:\-/.](\d{1,2})[:\-/.](\d{1,2})[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?")
+_OFFSET_RE = re.compile(r"\s*([+-])(\d{2}):?(\d{2})\s*$")
+
+
+def _read_info(img: Image.Image, size: tuple[int, int]) -> ImageInfo:
+    w, h = size
+    exif = _exif(img)
+    orientation = _orientation(exif)
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    info = ImageInfo(width=w, height=h, format=_format_name(img.format), orientation=orientation)
+    if exif is None or not len(exif):
+        return info
+    try:
+        sub = exif.get_ifd(ExifTags.IFD.Exif)
+    except Exception:  # noqa: BLE001 - a broken sub-IFD loses its fields only
+        sub = {}
+    info.taken_at = _taken_at(exif, sub)
+    info.camera_make = _text(exif.get(_BASE.Make))
+    info.camera_model = _text(exif.get(_BASE.Model))
+    info.lens = _text(sub.get(_BASE.LensModel)) or _text(exif.get(_BASE.LensModel))
+    info.gps_lat, info.gps_lon = _gps(exif)
+    return info
+
+
+def _exif(img: Image.Image) -> Image.Exif | None:
+    try:
+        return img.getexif()
+    except Exception:  # noqa: BLE001 - unreadable EXIF is no reason to skip a photo
+        return None
+
+
+def _orientation(exif: Image.Exif | None) -> int | None:
+    if exif is None:
+        return None
+    value = exif.get(_BASE.Orientation)
+    if isinstance(value, (tuple, list)) and value:
+        value = value[0]
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        return None
+    return value if 1 <= value <= 8 else None
+
+
+def _taken_at(exif: Image.Exif, sub: dict) -> str | None:
+    for date_tag, offset_tag in _DATE_TAGS:
+        stamp = _iso_datetime(_text(sub.get(date_tag) or exif.get(date_tag)))
+        if stamp:
+            offset = _offset(_text(sub.get(offset_tag) or exif.get(offset_tag)))
+            return stamp + offset
+    return None
+
+
+def _iso_datetime(value: str | None) -> str | None:
+    m = _DATE_RE.match(value or "")
+    if not m:
+        return None
+    try:
+        dt = datetime(*(int(g) if g else 0 for g in m.groups()))
+    except ValueError:  # "0000:00:00 00:00:00", month 13, ...
+        return None
+    return dt.isoformat(timespec="seconds")
+
+
+def _offset(value: str | None) -> str:
+    m = _OFFSET_RE.match(value or "")
+    if not m or int(m.group(2)) > 14 or int(m.group(3)) >= 60:
+        return ""
+    return f"{m.group(1)}{m.group(2)}:{m.group(3)}"
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    value = value.replace("\x00", " ").strip()
+    return value[:200] or None
+
+
+def _gps(exif: Image.Exif) -> tuple[float | None, float | None]:
+    try:
+        gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    except Exception:  # noqa: BLE001
+        return None, None
+    if not gps:
+        return None, None
+    lat = _degrees(gps.get(_GPS.GPSLatitude), gps.get(_GPS.GPSLatitudeRef), "S", 90.0)
+    lon = _degrees(gps.get(_GPS.GPSLongitude), gps.get(_GPS.GPSLongitudeRef), "W", 180.0)
+    if lat is None or lon is None:
+        return None, None
+    return lat, lon
+
+
+def _degrees(value: object, ref: object, negative: str, limit: float) -> float | None:
+    try:
+        parts = [float(v) for v in value] if isinstance(value, (tuple, list)) else [float(value)]
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not parts or len(parts) > 3:
+        return None
+    deg = sum(p / 60.0**i for i, p in enumerate(parts))
+    if not math.isfinite(deg) or not 0.0 <= deg <= limit:
+        return None
+    if (_text(ref) or "").upper().startswith(negative):
+        deg = -deg
+    return round(deg, 7)

@@ -1,0 +1,1 @@
+"""Queries: parse what the user typed into terms, embed them, rank the store's vectors."""

@@ -1,0 +1,144 @@
+"""The CLI as a user runs it: in a subprocess, on generated folders, with real models (the built-in one and a tiny
+random CLIP). Includes the kill-and-resume check: SIGKILL mid-run, rerun, compare with a clean index."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from broken_images import make_broken_images
+from conftest import make_folder
+from tiny_models import make_tiny_clip
+
+PICSEEK = [sys.executable, "-m", "picseek.cli"]
+
+
+def run(*args, env=None, check=True, timeout=300):
+    proc = subprocess.run(PICSEEK + [str(a) for a in args], capture_output=True, text=True, env=env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"picseek {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli-env")
+    e = dict(os.environ, HF_HUB_OFFLINE="1", PICSEEK_CACHE_DIR=str(base / "cache"),
+             PICSEEK_CONFIG=str(base / "config.toml"), PICSEEK_LIBRARY=str(base / "default-lib"))
+    return e
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    return make_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
+
+
+def stored(library: Path) -> dict[str, np.ndarray]:
+    conn = sqlite3.connect(library / "picseek.db")
+    rows = conn.execute("SELECT i.path, v.vec FROM images i JOIN vectors v ON v.image_id = i.id "
+                        "WHERE v.space = 'main'").fetchall()
+    return {p: np.frombuffer(v, dtype=np.float16).astype(np.float32) for p, v in rows}
+
+
+def test_help_lists_every_command(env):
+    out = run("--help", env=env).stdout
+    for cmd in ("index", "search", "status", "models"):
+        assert cmd in out
+
+
+def test_models_lists_builtin_as_offline(env):
+    rows = json.loads(run("models", "--json", env=env).stdout)
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["builtin"]["available_offline"] is True
+    assert "clip-vit-b-32" in by_name
+
+
+def test_index_search_status_with_tiny_clip(tmp_path, env, tiny_clip):
+    photos = tmp_path / "photos"
+    make_folder(photos, 6)
+    make_broken_images(photos / "junk")
+    lib = tmp_path / "lib"
+    out = run("--library", lib, "index", photos, "--model", tiny_clip, "--workers", "1", env=env)
+    assert "errors" in out.stdout and "Indexed" in out.stdout
+    hits = json.loads(run("-L", lib, "search", photos / "img_002.jpg", "--limit", "3", "--json", env=env).stdout)
+    assert hits[0]["path"] == str(photos / "img_002.jpg") and hits[0]["score"] > 0.99
+    assert set(hits[0]) >= {"id", "path", "score", "width", "height", "taken_at"}
+    paths = run("-L", lib, "search", "a red car", "--paths", "-n", "4", env=env).stdout.splitlines()
+    assert len(paths) == 4 and all(Path(p).is_file() for p in paths)
+    table = run("-L", lib, "search", "a red car", "-n", "2", env=env).stdout.splitlines()
+    assert table[0].split() == ["rank", "score", "path"] and len(table) == 3
+    status = json.loads(run("-L", lib, "status", "--json", "--errors", env=env).stdout)
+    assert status["images"] > 6 and status["errors"] == len(status["error_list"]) > 0
+    assert status["last_run"]["status"] == "completed"
+    text = run("-L", lib, "status", "--errors", env=env).stdout
+    assert "empty file" in text or "0 bytes" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["search", ""], "empty query"),
+    (["search", "./no/such/photo.jpg"], "not found"),
+    (["index", "--model", "no-such-model", "{photos}"], "unknown model"),
+])
+def test_user_errors_are_one_line_without_traceback(tmp_path, env, tiny_clip, args, message):
+    photos = tmp_path / "photos"
+    make_folder(photos, 2)
+    lib = tmp_path / "lib"
+    run("-L", lib, "index", photos, "--model", tiny_clip, "--workers", "0", env=env)
+    proc = run("-L", lib, *[a.format(photos=photos) for a in args], env=env, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+
+
+def test_missing_library_is_a_clear_error(tmp_path, env):
+    proc = run("-L", tmp_path / "none", "search", "cat", env=env, check=False)
+    assert proc.returncode != 0 and "no picseek library" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_other_model_on_existing_library_is_refused(tmp_path, env, tiny_clip):
+    photos = tmp_path / "photos"
+    make_folder(photos, 2)
+    lib = tmp_path / "lib"
+    run("-L", lib, "index", photos, "--model", tiny_clip, "--workers", "0", env=env)
+    proc = run("-L", lib, "index", photos, "--model", "builtin", env=env, check=False)
+    assert proc.returncode != 0 and "--rebuild" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_killed_run_resumes_without_duplicates_or_loss(tmp_path, env, tiny_clip):
+    photos = tmp_path / "photos"
+    make_folder(photos, 120)
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    proc = subprocess.Popen(PICSEEK + ["-L", str(killed), "index", str(photos), "--model", str(tiny_clip),
+                                       "--workers", "1", "--batch-size", "4"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    n = 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            n = sqlite3.connect(killed / "picseek.db", timeout=5).execute("SELECT count(*) FROM images").fetchone()[0]
+        except sqlite3.OperationalError:
+            n = 0
+        if n >= 8:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed; make the folder bigger"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = stored(killed)
+    assert 0 < len(partial) < 120
+    run("-L", killed, "index", photos, env=env)  # resumes with the recorded model
+    run("-L", clean, "index", photos, "--model", tiny_clip, "--workers", "0", env=env)
+    a, b = stored(killed), stored(clean)
+    assert sorted(a) == sorted(b) and len(a) == 120
+    for path in a:
+        assert float(a[path] @ b[path]) > 0.999
+    conn = sqlite3.connect(killed / "picseek.db")
+    assert conn.execute("SELECT count(*) FROM vectors").fetchone()[0] == 120
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -1,0 +1,149 @@
+"""Indexing and search through the Python API, with a colour-based test model (fast, no weights)."""
+import os
+import shutil
+
+import pytest
+from broken_images import make_broken_images
+from conftest import ColourEmbedder, draw_photo, make_folder
+
+from picseek import Library
+from picseek.errors import LibraryError, ModelMismatchError, UsageError
+
+
+@pytest.fixture
+def photos(tmp_path):
+    make_folder(tmp_path / "photos", 8)
+    return tmp_path / "photos"
+
+
+def lib_at(tmp_path, name="lib", model=None):
+    return Library(tmp_path / name, model=model or ColourEmbedder())
+
+
+def paths_of(lib):
+    return sorted(r["path"] for r in lib.store.get_images(lib.store.vectors("main")[0]).values())
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_index_then_search_by_text_and_by_image(tmp_path, photos, workers):
+    lib = lib_at(tmp_path)
+    report = lib.index([photos], workers=workers, batch_size=3)
+    assert report.added == 8 and report.errors == 0 and report.scanned == 8
+    hits = lib.search("something red", limit=3)
+    assert os.path.basename(hits[0].path) == "img_000.jpg"  # colour 0 is red
+    assert hits[0].score >= hits[1].score >= hits[2].score
+    assert hits[0].width == 320 and hits[0].height == 240
+    img_hits = lib.search(str(photos / "img_003.jpg"), limit=1)
+    assert img_hits[0].path == str(photos / "img_003.jpg") and img_hits[0].score > 0.99
+    assert lib.search(f"id:{img_hits[0].id}", limit=1)[0].id == img_hits[0].id
+
+
+def test_search_accepts_pil_images_and_bytes(tmp_path, photos):
+    lib = lib_at(tmp_path)
+    lib.index([photos], workers=0)
+    target = photos / "img_002.jpg"
+    assert lib.search(draw_photo("blue", "square", seed=2), limit=1)[0].path == str(target)
+    assert lib.search(target.read_bytes(), limit=1)[0].path == str(target)
+
+
+def test_second_run_embeds_nothing(tmp_path, photos):
+    lib = lib_at(tmp_path)
+    lib.index([photos], workers=0)
+    emb = lib.embedder()
+    calls = emb.calls
+    report = lib.index([photos], workers=0)
+    assert report.unchanged == 8 and report.embedded == 0 and emb.calls == calls
+
+
+def test_incremental_add_modify_move_delete(tmp_path, photos):
+    lib = lib_at(tmp_path)
+    lib.index([photos], workers=0)
+    ids_before = {r["path"]: r["id"] for r in lib.store.get_images(lib.store.vectors("main")[0]).values()}
+    draw_photo("yellow", seed=99).save(photos / "new.jpg")                       # add
+    draw_photo("black", seed=5).save(photos / "img_001.jpg")                      # modify
+    os.makedirs(photos / "sub")
+    shutil.move(photos / "img_002.jpg", photos / "sub" / "renamed.jpg")           # move
+    os.remove(photos / "img_003.jpg")                                             # delete
+    report = lib.index([photos], workers=0)
+    assert (report.added, report.updated, report.moved, report.removed) == (1, 1, 1, 1)
+    after = {r["path"]: r["id"] for r in lib.store.get_images(lib.store.vectors("main")[0]).values()}
+    assert after[str(photos / "sub" / "renamed.jpg")] == ids_before[str(photos / "img_002.jpg")]
+    assert str(photos / "img_003.jpg") not in after and len(after) == 8
+    from picseek.ingest.images import load_image
+    fresh = lib.embedder().embed_images([load_image(str(photos / "img_001.jpg"))])[0]
+    stored = lib.store.vector_of(after[str(photos / "img_001.jpg")], "main")
+    assert float(fresh @ stored) > 0.999
+
+
+def test_indexing_one_root_never_drops_another(tmp_path):
+    make_folder(tmp_path / "a", 2, "a")
+    make_folder(tmp_path / "b", 3, "b")
+    lib = lib_at(tmp_path)
+    lib.index([tmp_path / "a"], workers=0)
+    lib.index([tmp_path / "b"], workers=0)
+    assert lib.store.count() == 5
+
+
+def test_broken_files_are_skipped_recorded_and_not_retried(tmp_path, photos):
+    expected = make_broken_images(photos / "broken")
+    lib = lib_at(tmp_path)
+    report = lib.index([photos], workers=1)
+    bad = {k for k, v in expected.items() if v == "bad"}
+    errors = {os.path.basename(e["path"]): e["reason"] for e in lib.errors()}
+    assert set(errors) == bad
+    assert all(reason for reason in errors.values())
+    assert report.errors == len(bad) and report.added == 8 + len(expected) - len(bad)
+    again = lib.index([photos], workers=0)
+    assert again.skipped_known_errors == len(bad) and again.errors == 0
+    assert lib.index([photos], workers=0, retry_errors=True).errors == len(bad)
+
+
+def test_model_is_recorded_and_mixing_is_refused(tmp_path, photos):
+    lib = lib_at(tmp_path)
+    lib.index([photos], workers=0)
+    assert lib.status()["model"] == "test-colour"
+    other = Library(tmp_path / "lib", model=ColourEmbedder("other-model"))
+    with pytest.raises(ModelMismatchError, match="--rebuild"):
+        other.search("red")
+    with pytest.raises(ModelMismatchError):
+        other.index([photos])
+    rebuilt = other.index([photos], rebuild=True, workers=0)
+    assert rebuilt.added == 8 and other.status()["model"] == "other-model"
+
+
+def test_clear_errors_for_bad_queries_and_missing_library(tmp_path, photos):
+    with pytest.raises(LibraryError, match="no picseek library"):
+        Library(tmp_path / "nowhere", create=False)
+    lib = lib_at(tmp_path)
+    with pytest.raises(LibraryError, match="no images yet"):
+        lib.search("red")
+    lib.index([photos], workers=0)
+    with pytest.raises(UsageError, match="empty query"):
+        lib.search("   ")
+    with pytest.raises(UsageError, match="not found"):
+        lib.search("./missing/photo.jpg")
+    with pytest.raises(UsageError, match="not an indexed image"):
+        lib.search("id:999999")
+    (tmp_path / "fake.jpg").write_text("not an image")
+    from picseek.errors import ImageError
+    with pytest.raises(ImageError):
+        lib.search(str(tmp_path / "fake.jpg"))
+    with pytest.raises(UsageError, match="folder not found"):
+        lib.index([tmp_path / "does-not-exist"])
+
+
+def test_threshold_and_limit(tmp_path, photos):
+    lib = lib_at(tmp_path)
+    lib.index([photos], workers=0)
+    assert len(lib.search("red", limit=3)) == 3
+    assert len(lib.search("red", limit=100)) == 8
+    best = lib.search("red", limit=1)[0].score
+    kept = lib.search("red", limit=100, threshold=best - 1e-6)
+    assert len(kept) >= 1 and all(h.score >= best - 1e-6 for h in kept)
+
+
+def test_only_one_index_run_at_a_time(tmp_path, photos):
+    lib = lib_at(tmp_path)
+    with lib._index_lock():
+        with pytest.raises(LibraryError, match="another index run"):
+            lib.index([photos], workers=0)
