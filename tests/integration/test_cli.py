@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from broken_images import make_broken_images
 from conftest import make_folder
 from tiny_models import make_tiny_clip

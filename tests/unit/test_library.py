@@ -3,11 +3,12 @@ import os
 import shutil
 
 import pytest
-from broken_images import make_broken_images
-from conftest import ColourEmbedder, draw_photo, make_folder
 
 from picseek import Library
 from picseek.errors import LibraryError, ModelMismatchError, UsageError
+
+from broken_images import make_broken_images
+from conftest import ColourEmbedder, draw_photo, make_folder
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
 import os
 
-from conftest import make_folder
-
 from picseek.ingest.images import file_hash
 from picseek.ingest.scan import FileEntry, diff, walk
 from picseek.store.base import FileState
+
+from conftest import make_folder
 
 
 def test_walk_finds_images_recursively_and_skips_junk(tmp_path):
