@@ -127,7 +127,10 @@ def resolve_auto() -> ModelSpec:
         if is_cached(spec):
             return spec
     if hub_reachable():
-        return SPECS[DEFAULT_DOWNLOAD]
+        spec = SPECS[DEFAULT_DOWNLOAD]
+        log.warning("no CLIP model in the local cache: downloading %s (%s) once from the model hub",
+                    spec.name, spec.source)
+        return spec
     log.warning("no CLIP model cached and the model hub is unreachable: using the built-in model "
                 "(fewer concepts). For CLIP, run once with internet: picseek index --model %s ...", DEFAULT_DOWNLOAD)
     return SPECS[BUILTIN]
