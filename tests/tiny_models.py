@@ -1,8 +1,9 @@
 """Tiny random-weight text-image models in Hugging Face format, built offline for tests.
 
-Each `make_tiny_*` writes a complete model folder (config + weights, image processor config, tokenizer) the way
-`save_pretrained` does for a real checkpoint, so the loader under test takes exactly the code path a downloaded model
-takes. Nothing here touches the network: the tokenizers are built in memory from a small vocabulary.
+Each `make_tiny_*` writes a complete model folder (config + weights, image processor config, tokenizer) the
+way `save_pretrained` does for a real checkpoint, so the loader under test takes exactly the code path a
+downloaded model takes. Nothing here touches the network: the tokenizers are built in memory from a small
+vocabulary.
 """
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 # A small English vocabulary: enough for test captions to tokenize into real (non-unknown) words.
-WORDS = ("a an the of on in with and photo picture image cat cats dog dogs bird car red green blue yellow black white "
-         "cup coffee tea table tree sky sea beach mountain city street person people man woman child house flower "
-         "food plate boat train snow night day sun water grass field river book computer phone chair").split()
+WORDS = ("a an the of on in with and photo picture image cat cats dog dogs bird car red green blue yellow "
+         "black white cup coffee tea table tree sky sea beach mountain city street person people man woman "
+         "child house flower food plate boat train snow night day sun water grass field river book computer "
+         "phone chair").split()
 
 _TEXT = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
              max_position_embeddings=16)
@@ -23,7 +25,7 @@ _VISION = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_at
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2/CLIP byte -> printable character table (the alphabet of a byte-level BPE vocabulary)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -31,11 +33,11 @@ def _bytes_to_unicode() -> dict[int, str]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return dict(zip(bs, map(chr, cs)))
+    return dict(zip(bs, map(chr, cs), strict=True))
 
 
 def _clip_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """A byte-level BPE vocabulary in CLIP's layout: bytes, bytes + </w>, merges for WORDS, then the specials."""
+    """A byte-level BPE vocabulary in CLIP's layout: bytes, bytes + </w>, merges for WORDS, the specials."""
     alphabet = list(_bytes_to_unicode().values())
     vocab = alphabet + [c + "</w>" for c in alphabet]
     merges: list[tuple[str, str]] = []
@@ -54,7 +56,7 @@ def _clip_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
 
 
 def make_tiny_clip(folder: str | Path, seed: int = 0) -> Path:
-    """A 2-layer CLIP (hidden 32, 32 px images, projection 16) with a byte-level BPE tokenizer, saved to `folder`."""
+    """A 2-layer CLIP (hidden 32, 32 px images, projection 16) with a byte-level BPE tokenizer -> `folder`."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
     out = Path(folder)
@@ -74,10 +76,10 @@ def make_tiny_clip(folder: str | Path, seed: int = 0) -> Path:
 
 
 def _unigram_tokenizer(eos: str = "</s>", unk: str = "<unk>", lowercase: bool = False) -> Tokenizer:
-    """A SentencePiece-style Unigram tokenizer (metaspace, '▁' word prefix, eos appended) from WORDS and letters.
+    """A SentencePiece-style Unigram tokenizer (metaspace, '▁' word prefix, eos appended) from WORDS.
 
-    SigLIP ships a SentencePiece model (spiece.model) that needs the sentencepiece package to load or build; the
-    tokenizers library builds the same kind of tokenizer with no extra package and no training data.
+    SigLIP ships a SentencePiece model (spiece.model) that needs the sentencepiece package to load or build;
+    the tokenizers library builds the same kind of tokenizer with no extra package and no training data.
     """
     pieces = [(eos, 0.0), (unk, 0.0)]
     pieces += [("▁" + w, -2.0) for w in WORDS]
@@ -94,7 +96,9 @@ def _unigram_tokenizer(eos: str = "</s>", unk: str = "<unk>", lowercase: bool = 
 
 
 def _save_siglip_tokenizer(out: Path, max_length: int) -> int:
-    """Save a PreTrainedTokenizerFast that behaves like SigLIP's (eos appended, eos is also the pad); -> vocab size."""
+    """Save a PreTrainedTokenizerFast that behaves like SigLIP's (eos appended, eos is also the pad).
+
+    Returns the vocabulary size."""
     from transformers import PreTrainedTokenizerFast
 
     tok = PreTrainedTokenizerFast(tokenizer_object=_unigram_tokenizer(), eos_token="</s>", pad_token="</s>",
@@ -107,8 +111,9 @@ def _save_siglip_tokenizer(out: Path, max_length: int) -> int:
 def make_tiny_siglip(folder: str | Path, seed: int = 0) -> Path:
     """A 2-layer SigLIP (hidden 32 = embedding dim, 32 px images), saved to `folder` with a Unigram tokenizer.
 
-    Like the real checkpoints: the image processor squashes to size x size (bicubic, mean/std 0.5), and the tokenizer
-    returns input_ids only (SigLIP's text tower was trained without an attention mask, padded to max length).
+    Like the real checkpoints: the image processor squashes to size x size (bicubic, mean/std 0.5), and the
+    tokenizer returns input_ids only (SigLIP's text tower was trained with no attention mask, padded to max
+    length).
     """
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
 
@@ -125,8 +130,8 @@ def make_tiny_siglip(folder: str | Path, seed: int = 0) -> Path:
 
 
 def _gemma_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """A Gemma-style ('▁' for spaces, BPE) vocabulary for WORDS: the specials, single characters, word merges."""
-    vocab = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "▁"] + list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-")
+    """A Gemma-style ('▁' for spaces, BPE) vocabulary for WORDS: specials, single characters, word merges."""
+    vocab = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "▁", *"abcdefghijklmnopqrstuvwxyz0123456789.,!?'-"]
     merges: list[tuple[str, str]] = []
     for word in WORDS:  # ▁ c -> ▁c, ▁c a -> ▁ca, ...
         pieces = ["▁"] + list(word)
@@ -141,7 +146,7 @@ def _gemma_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
 
 
 def make_tiny_siglip2(folder: str | Path, seed: int = 0) -> Path:
-    """A 2-layer SigLIP 2 NaFlex model (patch 8, at most 16 patches = a 32 px square) with its own tokenizer class."""
+    """A 2-layer SigLIP 2 NaFlex model (patch 8, at most 16 patches = a 32 px square) and its tokenizer."""
     from transformers import Siglip2Config, Siglip2ImageProcessor, Siglip2Model, Siglip2Tokenizer
 
     out = Path(folder)

@@ -80,8 +80,8 @@ def prepare_image(img: Image.Image, spec: ImageSpec) -> np.ndarray:
     if spec.resize == "squash":
         img = img.resize((s, s), resample, reducing_gap=3.0 if max(w, h) > 4 * s else None)
     else:
-        scale = s / min(w, h)
-        nw, nh = max(s, round(w * scale)), max(s, round(h * scale))
+        short = min(w, h)
+        nw, nh = max(s, s * w // short), max(s, s * h // short)  # truncate, as the HF/OpenAI transforms do
         img = img.resize((nw, nh), resample, reducing_gap=3.0 if min(w, h) > 4 * s else None)
         left, top = (nw - s) // 2, (nh - s) // 2
         img = img.crop((left, top, left + s, top + s))

@@ -1,0 +1,306 @@
+"""Hugging Face dual encoders (CLIP, SigLIP, SigLIP 2) from the local cache, a download, or a local folder.
+
+The model class comes from the checkpoint's config through AutoModel; anything with `get_image_features`
+and `get_text_features` whose image processor describes a square input is served. At run time the HF image
+processor is not used: its saved config becomes an `ImageSpec`, and `prepare_image` + `normalize`
+(numpy/Pillow, run in worker processes) reproduce it; the unit tests check the two agree to cosine >= 0.999.
+
+Loading order for a repo id: the local cache first (no network at all, so a cached model never changes under
+a library that recorded its revision), then a download where the hub is reachable, else a `ModelError` that
+says how to get the model.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError
+from .base import MAIN, EmbedderBase, ImageSpec, l2_normalize, normalize
+
+log = logging.getLogger(__name__)
+
+# model_type -> how its text tower was trained to see padding. SigLIP-family text towers pool the last
+# position and were trained on max-length padded text; CLIP pools the eos token and pads to the longest text.
+TEXT_PADDING: dict[str, str] = {"siglip": "max_length", "siglip2": "max_length"}
+DEFAULT_PADDING = "longest"
+TEXT_BATCH = 256
+
+# PIL's resampling codes as saved in preprocessor_config.json -> ImageSpec.resample names
+_RESAMPLE_CODES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+_SMALL_CONFIGS = ("config.json", "preprocessor_config.json", "processor_config.json")
+
+
+@dataclass(eq=False)
+class HFEmbedder(EmbedderBase):
+    """A loaded dual encoder. `model` and `tokenizer` are the transformers objects; `patch_size` is set for
+    SigLIP 2 NaFlex checkpoints, whose vision tower takes a sequence of patches instead of an image tensor."""
+
+    model: Any = field(default=None, repr=False)
+    tokenizer: Any = field(default=None, repr=False)
+    device: str = "cpu"
+    padding: str = DEFAULT_PADDING
+    max_length: int = 77
+    patch_size: int | None = None
+    text_inputs: tuple[str, ...] = field(default=("input_ids", "attention_mask"))
+
+    def embed_pixels(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
+
+        pixels = np.asarray(pixels)
+        if pixels.ndim != 4 or pixels.shape[1:] != (self.image_spec.size, self.image_spec.size, 3):
+            s = self.image_spec.size
+            raise ValueError(f"expected uint8 N x {s} x {s} x 3 pixels, got shape {pixels.shape}")
+        if len(pixels) == 0:
+            return {MAIN: np.zeros((0, self.dim), dtype=np.float32)}
+        x = torch.from_numpy(normalize(pixels, self.image_spec)).to(self.device)
+        inputs = {"pixel_values": x} if self.patch_size is None else _naflex_inputs(x, self.patch_size)
+        with torch.inference_mode():
+            out = self.model.get_image_features(**inputs)
+        return {MAIN: _to_numpy(out)}
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        texts = [str(t) for t in texts]
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        rows = []
+        for i in range(0, len(texts), TEXT_BATCH):
+            enc = self.tokenizer(texts[i:i + TEXT_BATCH], padding=self.padding, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt")
+            inputs = {k: v.to(self.device) for k, v in enc.items() if k in self.text_inputs}
+            with torch.inference_mode():
+                rows.append(_to_numpy(self.model.get_text_features(**inputs)))
+        return np.concatenate(rows)
+
+
+def _to_numpy(out) -> np.ndarray:
+    """get_*_features output -> L2-normalised float32 rows. transformers 4.x returns the projected tensor; 5.x
+    returns a BaseModelOutputWithPooling whose pooler_output is the projected embedding."""
+    import torch
+
+    if not isinstance(out, torch.Tensor):
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is None:
+            raise ModelError(f"unexpected output from the model: {type(out).__name__} without pooler_output")
+        out = pooled
+    return l2_normalize(out.detach().float().cpu().numpy())
+
+
+def _naflex_inputs(x, patch: int) -> dict:
+    """N x 3 x H x W -> SigLIP 2 NaFlex inputs: patches in the HF processor's order (row-major over the grid,
+    each patch flattened as patch_row, patch_col, channel), a full attention mask, and the grid shape."""
+    import torch
+
+    b, c, h, w = x.shape
+    nh, nw = h // patch, w // patch
+    patches = x.reshape(b, c, nh, patch, nw, patch).permute(0, 2, 4, 3, 5, 1)
+    patches = patches.reshape(b, nh * nw, patch * patch * c)
+    return {"pixel_values": patches,
+            "pixel_attention_mask": torch.ones((b, nh * nw), dtype=torch.long, device=x.device),
+            "spatial_shapes": torch.tensor([[nh, nw]] * b, dtype=torch.long, device=x.device)}
+
+
+def image_spec_from_processor(cfg: dict) -> tuple[ImageSpec, int | None]:
+    """A saved image processor config (preprocessor_config.json) -> (ImageSpec, NaFlex patch size or None).
+
+    CLIP: shortest edge to `size.shortest_edge`, centre crop `crop_size` -> "shortest_crop". SigLIP: `size`
+    height x width with no crop -> "squash". SigLIP 2 NaFlex: aspect-preserving resize to at most
+    `max_num_patches` patches; for a square image that is the largest square grid, which is what we feed
+    ("squash" to that side).
+    """
+    resample_raw = cfg.get("resample", 3)
+    if isinstance(resample_raw, str):
+        resample = resample_raw.lower()
+    else:
+        resample = _RESAMPLE_CODES.get(int(resample_raw))
+    if resample not in _RESAMPLE_CODES.values():
+        log.warning("image processor resample %r is not supported here; using bicubic", resample_raw)
+        resample = "bicubic"
+    if cfg.get("do_normalize", True):
+        mean = tuple(float(v) for v in _triple(cfg.get("image_mean", ImageSpec.mean)))
+        std = tuple(float(v) for v in _triple(cfg.get("image_std", ImageSpec.std)))
+    else:
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    rescale = float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True) else 1.0
+    if not math.isclose(rescale, 1 / 255, rel_tol=1e-4):
+        # normalize() scales by 1/255 first: fold another rescale into mean/std (x*r - m)/s = (x/255 - m')/s'
+        k = rescale * 255.0
+        mean, std = tuple(m / k for m in mean), tuple(s / k for s in std)
+
+    if cfg.get("max_num_patches"):
+        patch = int(cfg.get("patch_size", 16))
+        side = math.isqrt(int(cfg["max_num_patches"])) * patch
+        return ImageSpec(side, "squash", resample, mean, std), patch
+
+    size = cfg.get("size", 224)
+    if isinstance(size, int):
+        size = {"shortest_edge": size}
+    crop = cfg.get("crop_size")
+    if isinstance(crop, int):
+        crop = {"height": crop, "width": crop}
+    if "shortest_edge" in size:
+        side = int(size["shortest_edge"])
+        if cfg.get("do_center_crop", True) and crop:
+            if crop["height"] != crop["width"]:
+                raise ModelError(f"image processor crops to a non-square {crop['height']}x{crop['width']}")
+            if int(crop["height"]) != side:
+                log.warning("image processor resizes to %d then crops %d; picseek resizes to the crop size",
+                            side, crop["height"])
+            side = int(crop["height"])
+        return ImageSpec(side, "shortest_crop", resample, mean, std), None
+    if "height" in size and "width" in size:
+        if size["height"] != size["width"]:
+            raise ModelError(f"image processor resizes to a non-square {size['height']}x{size['width']}")
+        return ImageSpec(int(size["height"]), "squash", resample, mean, std), None
+    raise ModelError(f"unsupported image processor size {size!r}")
+
+
+def _triple(v) -> tuple:
+    return (v, v, v) if isinstance(v, (int, float)) else tuple(v)
+
+
+def folder_revision(folder: Path) -> str:
+    """A short, stable hash of a model folder: the small config files' bytes, and each weight file's name,
+    size and a few sampled 4 KiB chunks (a retrained or fine-tuned model changes them; reading them costs
+    ~32 KiB a file, not the hundreds of MB of the whole file)."""
+    h = hashlib.sha256()
+    for name in _SMALL_CONFIGS:
+        p = folder / name
+        if p.is_file():
+            h.update(name.encode() + b"\0" + p.read_bytes() + b"\0")
+    weights = sorted(p for p in folder.iterdir() if p.is_file() and (p.name.endswith(_WEIGHT_SUFFIXES)
+                                                                      or p.name.endswith(".index.json")))
+    for p in weights:
+        size = p.stat().st_size
+        h.update(f"{p.name}\0{size}\0".encode())
+        with p.open("rb") as f:
+            for k in range(1, 9):  # 8 chunks spread over the file, the last one at its end
+                f.seek(max(0, size * k // 8 - 4096))
+                h.update(f.read(4096))
+    return h.hexdigest()[:12]
+
+
+def _cache_revision(repo: str) -> str | None:
+    """The snapshot commit hash a cached repo's config.json lies under (…/snapshots/<commit>/config.json)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    hit = try_to_load_from_cache(repo, "config.json")
+    return Path(hit).parent.name if isinstance(hit, str) else None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]
+
+
+@dataclass
+class _Parts:
+    config: Any
+    model: Any
+    tokenizer: Any
+    processor: dict
+
+
+def _load_parts(source: str, local_files_only: bool) -> _Parts:
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers.image_processing_base import ImageProcessingMixin
+
+    kw = {"local_files_only": local_files_only}
+    config = AutoConfig.from_pretrained(source, **kw)
+    # the image processor config first: it is small, and a folder without one is not an image-text model
+    processor, _ = ImageProcessingMixin.get_image_processor_dict(source, **kw)
+    if "image_processor" in processor and isinstance(processor["image_processor"], dict):
+        processor = processor["image_processor"]  # processor_config.json nests it
+    tokenizer = AutoTokenizer.from_pretrained(source, **kw)
+    with _no_weight_progress_bar(local_files_only):
+        model, info = AutoModel.from_pretrained(source, config=config, dtype=torch.float32,
+                                                output_loading_info=True, **kw)
+    missing = list(info.get("missing_keys") or [])
+    if missing:  # a checkpoint that does not fit its class: those weights are random, the embeddings garbage
+        log.warning("model %s: %d weights missing from the checkpoint and left random (%s...)", source,
+                    len(missing), ", ".join(sorted(missing)[:3]))
+    return _Parts(config, model, tokenizer, processor)
+
+
+@contextmanager
+def _no_weight_progress_bar(quiet: bool):
+    """transformers 5 draws a "Loading weights" bar on every load: hide it for cache/folder loads, keep it (and
+    the download bars) when downloading."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    if quiet and was_on:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if quiet and was_on:
+            hf_logging.enable_progress_bar()
+
+
+def _load_repo(repo: str) -> _Parts:
+    from .registry import hub_reachable
+
+    try:
+        return _load_parts(repo, local_files_only=True)
+    except OSError:  # not (completely) in the local cache
+        pass
+    if not hub_reachable():
+        raise ModelError(f"model {repo} is not in the local cache and the hub is unreachable: run once with "
+                         "internet (it is downloaded and cached), or pass a local model folder") from None
+    log.info("downloading model %s", repo)
+    try:
+        return _load_parts(repo, local_files_only=False)
+    except OSError as e:
+        raise ModelError(f"could not get model {repo} from the hub: {_first_line(e)}") from e
+
+
+def load(spec, device: str = "cpu") -> HFEmbedder:
+    """A ModelSpec with backend "hf" (source = repo id or local folder) -> a ready HFEmbedder on `device`."""
+    source = spec.source or spec.name
+    folder = Path(source).expanduser()
+    try:
+        if folder.is_dir():
+            parts = _load_parts(str(folder), local_files_only=True)
+            label, revision = folder.resolve().name, folder_revision(folder)
+        else:
+            parts = _load_repo(source)
+            label, revision = source, _cache_revision(source) or "unknown"
+    except ModelError:
+        raise
+    except ImportError as e:
+        raise ModelError(f"model {spec.name} needs a package that is not installed: {_first_line(e)}") from e
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"cannot load model {spec.name}: {_first_line(e)}") from e
+
+    model, config = parts.model, parts.config
+    model_type = getattr(config, "model_type", "?")
+    if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
+        raise ModelError(f"model {spec.name} is a {model_type!r} model, not a text-image embedding model "
+                         "(CLIP, SigLIP, SigLIP 2)")
+    image_spec, patch = image_spec_from_processor(parts.processor)
+    text_cfg = getattr(config, "text_config", config)
+    dim = int(getattr(config, "projection_dim", None) or getattr(text_cfg, "projection_size", None)
+              or text_cfg.hidden_size)
+    max_length = int(getattr(text_cfg, "max_position_embeddings", 77))
+    tok_max = getattr(parts.tokenizer, "model_max_length", None)
+    if isinstance(tok_max, int) and 0 < tok_max < max_length:
+        max_length = tok_max
+    model.to(device).eval()
+    emb = HFEmbedder(name=spec.name, model_id=f"hf:{label}@{revision}", dim=dim, image_spec=image_spec,
+                     spaces={MAIN: dim}, image_query_space=MAIN, model=model, tokenizer=parts.tokenizer,
+                     device=device, padding=TEXT_PADDING.get(model_type, DEFAULT_PADDING),
+                     max_length=max_length, patch_size=patch)
+    log.debug("loaded %s (%s, dim %d, %s)", emb.model_id, model_type, dim, image_spec)
+    return emb
