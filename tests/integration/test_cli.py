@@ -143,3 +143,34 @@ def test_killed_run_resumes_without_duplicates_or_loss(tmp_path, env, tiny_clip)
     conn = sqlite3.connect(killed / "picseek.db")
     assert conn.execute("SELECT count(*) FROM vectors").fetchone()[0] == 120
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.fixture(scope="module")
+def sample_photos(tmp_path_factory):
+    """Real photos that ship with scikit-image, saved as JPEGs, plus a recompressed crop of one of them."""
+    import skimage.data
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("sample-photos")
+    for name in ("chelsea", "coffee", "astronaut", "rocket", "camera"):
+        arr = getattr(skimage.data, name)()
+        Image.fromarray(arr[..., :3] if arr.ndim == 3 else arr).save(folder / f"{name}.jpg", quality=92)
+    Image.fromarray(skimage.data.stereo_motorcycle()[0]).save(folder / "motorcycle.jpg", quality=92)
+    query = tmp_path_factory.mktemp("query") / "coffee-crop.jpg"
+    im = Image.open(folder / "coffee.jpg")
+    im.crop((20, 10, im.width - 30, im.height - 20)).resize((300, 190)).save(query, quality=60)
+    return folder, query
+
+
+def test_builtin_model_by_default_offline_finds_real_photos(tmp_path, env, sample_photos):
+    folder, query = sample_photos
+    lib = tmp_path / "lib"
+    proc = run("-L", lib, "index", folder, env=env)  # no --model: auto -> builtin when offline, with one line
+    assert "built-in model" in proc.stderr and "Traceback" not in proc.stderr
+    assert json.loads(run("-L", lib, "status", "--json", env=env).stdout)["model"] == "builtin"
+    for text, expected in [("a cat", "chelsea.jpg"), ("a cup of coffee", "coffee.jpg"), ("a rocket", "rocket.jpg"),
+                           ("a motorcycle", "motorcycle.jpg")]:
+        first = run("-L", lib, "search", text, "--paths", "-n", "1", env=env).stdout.strip()
+        assert Path(first).name == expected, (text, first)
+    first = run("-L", lib, "search", query, "--paths", "-n", "1", env=env).stdout.strip()
+    assert Path(first).name == "coffee.jpg"
