@@ -185,6 +185,19 @@ def status(ctx, show_errors, as_json):
 
 
 @cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.pass_context
+def remove(ctx, paths):
+    """Forget the images at or below PATHS (folders or files, which may be gone already).
+
+    Files on disk are never touched; index the folder again to bring them back.
+    """
+    lib = _open(ctx)
+    n = lib.remove(paths)
+    click.echo(f"Removed {n} images from {lib.path}.")
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def models(as_json):
     """List the models picseek knows and whether each is available offline (any hub repo or folder works too)."""

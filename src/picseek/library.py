@@ -114,6 +114,15 @@ class Library:
                              retry_errors=retry_errors, max_pixels=config.get("max_image_pixels"),
                              progress=progress, skip=[str(self.path)])
 
+    def remove(self, paths: Iterable[str | os.PathLike]) -> int:
+        """Forget the images at or below `paths` (which may no longer exist). Files on disk are never touched.
+        Returns how many images left the library."""
+        roots = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
+        if not roots:
+            raise UsageError("no path given to remove")
+        with self._index_lock():
+            return self.store.delete_under(roots)
+
     def _index_lock(self):
         return _FileLock(self.path / "index.lock")
 

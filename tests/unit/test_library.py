@@ -148,3 +148,15 @@ def test_only_one_index_run_at_a_time(tmp_path, photos):
     with lib._index_lock():
         with pytest.raises(LibraryError, match="another index run"):
             lib.index([photos], workers=0)
+
+
+def test_remove_forgets_a_folder_even_when_it_is_gone(tmp_path):
+    make_folder(tmp_path / "a", 2, "a")
+    make_folder(tmp_path / "b", 3, "b")
+    lib = lib_at(tmp_path)
+    lib.index([tmp_path / "a", tmp_path / "b"], workers=0)
+    shutil.rmtree(tmp_path / "b")
+    assert lib.remove([tmp_path / "b"]) == 3
+    assert lib.store.count() == 2 and len(lib.store.vectors("main")[0]) == 2
+    assert lib.remove([tmp_path / "a" / "a_000.jpg"]) == 1
+    assert all("a_001" in h.path for h in lib.search("red", limit=5))

@@ -221,6 +221,16 @@ class SQLiteStore:
                 c.execute("UPDATE meta SET value = value + 1 WHERE key = 'vec_epoch'")
         return n
 
+    def delete_under(self, roots: Sequence[str]) -> int:
+        """Forget every image (and error) at or below the roots; files on disk are not touched."""
+        cond, params = _under(roots)
+        with self._tx() as c:
+            n = c.execute(f"DELETE FROM images WHERE {cond}", params).rowcount
+            c.execute(f"DELETE FROM errors WHERE {cond}", params)
+            if n:
+                c.execute("UPDATE meta SET value = value + 1 WHERE key = 'vec_epoch'")
+        return n
+
     def start_run(self, roots: Sequence[str]) -> int:
         with self._tx() as c:
             cur = c.execute("INSERT INTO runs (started_at, status, roots) VALUES (?, 'running', ?)",
