@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
-import math
 import os
 import re
 import threading
@@ -23,14 +22,14 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import BinaryIO
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError, features
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from ..errors import ImageError
 from ..models.base import ImageSpec, prepare_image
+from .exif import ImageInfo, exif_of, info_from, orientation_of
 
 __all__ = ["IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS", "MAX_FILE_BYTES", "ImageInfo", "Decoded", "decode_file",
            "load_image", "read_info", "file_hash"]
@@ -52,22 +51,6 @@ _WANTED_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "AVIF", "GIF", "TIFF", "MPO", 
 _FORMAT_NAMES = {"MPO": "JPEG"}
 _BLAKE2_DIGEST = 16
 _CHUNK = 1 << 20
-
-
-@dataclass
-class ImageInfo:
-    """What a file says about itself. Sizes are the full image's, after EXIF orientation."""
-
-    width: int
-    height: int
-    format: str  # "JPEG", "PNG", ...
-    taken_at: str | None = None  # ISO 8601, with the UTC offset when the file records one
-    camera_make: str | None = None
-    camera_model: str | None = None
-    lens: str | None = None
-    gps_lat: float | None = None  # decimal degrees, south negative
-    gps_lon: float | None = None  # decimal degrees, west negative
-    orientation: int | None = None  # EXIF orientation 1..8 as found in the file
 
 
 @dataclass
@@ -128,7 +111,7 @@ def load_image(source: str | os.PathLike | bytes | BinaryIO,
         with _quiet():
             img = _open(data, max_pixels)
             _load(img)
-            return _orient(img, _orientation(_exif(img)))
+            return _orient(img, orientation_of(exif_of(img)))
     except ImageError as exc:
         raise ImageError(f"{where}: {exc}") from None
     except Exception as exc:  # noqa: BLE001
@@ -140,7 +123,7 @@ def read_info(img: Image.Image) -> ImageInfo:
 
     Call it before `draft()`: it reports the image's current size.
     """
-    return _read_info(img, img.size)
+    return info_from(img, img.size, _format_name(img.format))
 
 
 def file_hash(path: str | os.PathLike) -> str:
@@ -180,7 +163,7 @@ def _decode(data: bytes, spec: ImageSpec, max_pixels: int) -> tuple[np.ndarray, 
     full_size = img.size
     img.draft("RGB", (2 * spec.size, 2 * spec.size))  # JPEG only: libjpeg decodes at 1/2, 1/4 or 1/8 scale
     _load(img)
-    info = _read_info(img, full_size)
+    info = info_from(img, full_size, _format_name(img.format))
     img = _orient(img, info.orientation)
     return prepare_image(img, spec), info
 
@@ -364,121 +347,3 @@ def _os_reason(exc: BaseException) -> str:
 
 def _format_name(fmt: str | None) -> str:
     return _FORMAT_NAMES.get(fmt or "", fmt or "image")
-
-
-# ------------------------------------------------------------------------------------------ EXIF
-
-_BASE = ExifTags.Base
-_GPS = ExifTags.GPS
-# (date tag, the offset tag that belongs to it), best first
-_DATE_TAGS = ((_BASE.DateTimeOriginal, _BASE.OffsetTimeOriginal),
-              (_BASE.DateTimeDigitized, _BASE.OffsetTimeDigitized),
-              (_BASE.DateTime, _BASE.OffsetTime))
-_DATE_RE = re.compile(r"\s*(\d{4})[:\-/.](\d{1,2})[:\-/.](\d{1,2})[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?")
-_OFFSET_RE = re.compile(r"\s*([+-])(\d{2}):?(\d{2})\s*$")
-
-
-def _read_info(img: Image.Image, size: tuple[int, int]) -> ImageInfo:
-    w, h = size
-    exif = _exif(img)
-    orientation = _orientation(exif)
-    if orientation in (5, 6, 7, 8):
-        w, h = h, w
-    info = ImageInfo(width=w, height=h, format=_format_name(img.format), orientation=orientation)
-    if exif is None or not len(exif):
-        return info
-    try:
-        sub = exif.get_ifd(ExifTags.IFD.Exif)
-    except Exception:  # noqa: BLE001 - a broken sub-IFD loses its fields only
-        sub = {}
-    info.taken_at = _taken_at(exif, sub)
-    info.camera_make = _text(exif.get(_BASE.Make))
-    info.camera_model = _text(exif.get(_BASE.Model))
-    info.lens = _text(sub.get(_BASE.LensModel)) or _text(exif.get(_BASE.LensModel))
-    info.gps_lat, info.gps_lon = _gps(exif)
-    return info
-
-
-def _exif(img: Image.Image) -> Image.Exif | None:
-    try:
-        return img.getexif()
-    except Exception:  # noqa: BLE001 - unreadable EXIF is no reason to skip a photo
-        return None
-
-
-def _orientation(exif: Image.Exif | None) -> int | None:
-    if exif is None:
-        return None
-    value = exif.get(_BASE.Orientation)
-    if isinstance(value, (tuple, list)) and value:
-        value = value[0]
-    try:
-        value = int(value)
-    except (TypeError, ValueError):
-        return None
-    return value if 1 <= value <= 8 else None
-
-
-def _taken_at(exif: Image.Exif, sub: dict) -> str | None:
-    for date_tag, offset_tag in _DATE_TAGS:
-        stamp = _iso_datetime(_text(sub.get(date_tag) or exif.get(date_tag)))
-        if stamp:
-            offset = _offset(_text(sub.get(offset_tag) or exif.get(offset_tag)))
-            return stamp + offset
-    return None
-
-
-def _iso_datetime(value: str | None) -> str | None:
-    m = _DATE_RE.match(value or "")
-    if not m:
-        return None
-    try:
-        dt = datetime(*(int(g) if g else 0 for g in m.groups()))
-    except ValueError:  # "0000:00:00 00:00:00", month 13, ...
-        return None
-    return dt.isoformat(timespec="seconds")
-
-
-def _offset(value: str | None) -> str:
-    m = _OFFSET_RE.match(value or "")
-    if not m or int(m.group(2)) > 14 or int(m.group(3)) >= 60:
-        return ""
-    return f"{m.group(1)}{m.group(2)}:{m.group(3)}"
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if not isinstance(value, str):
-        return None
-    value = value.replace("\x00", " ").strip()
-    return value[:200] or None
-
-
-def _gps(exif: Image.Exif) -> tuple[float | None, float | None]:
-    try:
-        gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
-    except Exception:  # noqa: BLE001
-        return None, None
-    if not gps:
-        return None, None
-    lat = _degrees(gps.get(_GPS.GPSLatitude), gps.get(_GPS.GPSLatitudeRef), "S", 90.0)
-    lon = _degrees(gps.get(_GPS.GPSLongitude), gps.get(_GPS.GPSLongitudeRef), "W", 180.0)
-    if lat is None or lon is None:
-        return None, None
-    return lat, lon
-
-
-def _degrees(value: object, ref: object, negative: str, limit: float) -> float | None:
-    try:
-        parts = [float(v) for v in value] if isinstance(value, (tuple, list)) else [float(value)]
-    except (TypeError, ValueError, ZeroDivisionError):
-        return None
-    if not parts or len(parts) > 3:
-        return None
-    deg = sum(p / 60.0**i for i, p in enumerate(parts))
-    if not math.isfinite(deg) or not 0.0 <= deg <= limit:
-        return None
-    if (_text(ref) or "").upper().startswith(negative):
-        deg = -deg
-    return round(deg, 7)
