@@ -132,3 +132,44 @@ def test_failed_transaction_rolls_back(tmp_path):
     with pytest.raises(sqlite3.IntegrityError):
         s.write_images([rec("/p/a.jpg", [1, 0]), bad])
     assert s.count() == 0 and len(s.vectors("main")[0]) == 0
+
+
+def test_schema_1_library_migrates_keeping_its_images(tmp_path):
+    from picseek.store.sqlite import MIGRATIONS
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    conn.executescript(MIGRATIONS[0] + "; PRAGMA user_version=1;")
+    conn.execute("INSERT INTO images (path, size, mtime_ns, content_hash, indexed_at) VALUES ('/p/a.jpg', 1, 1, 'h', 0)")
+    conn.commit()
+    conn.close()
+    s = SQLiteStore(tmp_path)
+    assert s.count() == 1
+    (i,) = s.get_images([1])
+    assert s.set_fields([(i, {"description": "a red car", "width_cm": 12})]) == 2
+    assert s.get_fields([i]) == {i: {"description": "a red car", "width_cm": "12"}}
+
+
+def test_fields_keep_a_numeric_twin_for_numbers_and_dates(tmp_path):
+    from picseek.store.values import field_number
+    assert field_number(12) == 12.0 and field_number("3.5") == 3.5 and field_number("abc") is None
+    assert field_number("1970-01-02") == 1.0
+    assert field_number("1970-01-01T12:00:00Z") == 0.5 and field_number("1970-01-01T13:00:00+01:00") == 0.5
+    assert field_number(float("nan")) is None and field_number("nan") is None
+    s = SQLiteStore(tmp_path)
+    s.write_images([rec("/p/a.jpg", [1, 0])])
+    s.set_fields([(1, {"taken": "2021-06-01", "note": None})])
+    num = sqlite3.connect(tmp_path / DB_NAME).execute("SELECT num FROM fields WHERE key='taken'").fetchone()[0]
+    assert num == field_number("2021-06-01")
+    s.set_fields([(1, {"taken": None})])
+    assert s.get_fields([1]) == {1: {}}
+
+
+def test_tags_add_remove_and_cascade_with_the_image(tmp_path):
+    s = SQLiteStore(tmp_path)
+    s.write_images([rec("/p/a.jpg", [1, 0]), rec("/p/b.jpg", [0, 1])])
+    assert s.add_tags([(1, " Beach ", "user", None), (1, "sunset", "auto", 0.42), (2, "beach", "import", None),
+                       (2, "  ", "user", None)]) == 3
+    assert [t["tag"] for t in s.get_tags([1])[1]] == ["beach", "sunset"]
+    assert s.get_tags([1])[1][1] == {"tag": "sunset", "source": "auto", "score": 0.42}
+    assert s.remove_tags([1], ["BEACH"]) == 1
+    s.delete_paths(["/p/b.jpg"])
+    assert sqlite3.connect(tmp_path / DB_NAME).execute("SELECT count(*) FROM tags WHERE image_id=2").fetchone()[0] == 0

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import LibraryError
 from .base import FileState, ImageRecord
+from .values import field_number
 
 DB_NAME = "picseek.db"
 INFO_COLUMNS = ("width", "height", "format", "taken_at", "camera_make", "camera_model", "lens", "gps_lat",
@@ -56,6 +57,27 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO meta VALUES ('vec_epoch', '0');
     """,
+    # 2: imported/derived metadata fields (text, plus a number where the value is numeric or a date) and tags
+    """
+    CREATE TABLE fields (
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT,
+        num REAL,
+        source TEXT NOT NULL DEFAULT 'import',
+        PRIMARY KEY (image_id, key)
+    );
+    CREATE INDEX fields_key_value ON fields(key, value);
+    CREATE INDEX fields_key_num ON fields(key, num);
+    CREATE TABLE tags (
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        source TEXT NOT NULL,
+        score REAL,
+        PRIMARY KEY (image_id, tag)
+    );
+    CREATE INDEX tags_tag ON tags(tag);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -72,6 +94,11 @@ def _under(roots: Sequence[str]) -> tuple[str, list]:
         parts.append("(path = ? OR (path >= ? AND path < ?))")
         params += [root, prefix, prefix[:-1] + "0"]
     return "(" + " OR ".join(parts) + ")", params
+
+
+def _chunks(ids: list[int], size: int = 500):
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
 
 
 @dataclass
@@ -271,20 +298,67 @@ class SQLiteStore:
         return [r[0] for r in self._conn().execute("SELECT DISTINCT space FROM vectors")]
 
     def get_images(self, ids: Sequence[int]) -> dict[int, dict]:
-        if not len(ids):
-            return {}
         out = {}
-        conn = self._conn()
-        ids = [int(i) for i in ids]
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            rows = conn.execute(f"SELECT * FROM images WHERE id IN ({', '.join('?' * len(chunk))})", chunk)
+        for chunk in _chunks([int(i) for i in ids]):
+            rows = self._conn().execute(f"SELECT * FROM images WHERE id IN ({', '.join('?' * len(chunk))})", chunk)
             out.update({r["id"]: dict(r) for r in rows})
         return out
 
     def find_path(self, path: str) -> int | None:
         row = self._conn().execute("SELECT id FROM images WHERE path = ?", (path,)).fetchone()
         return row[0] if row else None
+
+    # -- metadata fields and tags -------------------------------------------------------------------------------
+    def set_fields(self, rows: Iterable[tuple[int, Mapping[str, object]]], source: str = "import") -> int:
+        """(image id, {key: value}) pairs -> upserted fields; None values delete the key. Returns fields written.
+        Numbers (and ISO dates, as days since 1970) are also kept in `num` so filters can compare them."""
+        n = 0
+        with self._tx() as c:
+            for image_id, values in rows:
+                for key, value in values.items():
+                    if value is None:
+                        c.execute("DELETE FROM fields WHERE image_id = ? AND key = ?", (image_id, key))
+                        continue
+                    text = value if isinstance(value, str) else json.dumps(value) if isinstance(
+                        value, (list, dict)) else str(value)
+                    c.execute("INSERT OR REPLACE INTO fields (image_id, key, value, num, source) "
+                              "VALUES (?, ?, ?, ?, ?)", (image_id, key, text, field_number(value), source))
+                    n += 1
+        return n
+
+    def get_fields(self, ids: Sequence[int]) -> dict[int, dict[str, str]]:
+        out: dict[int, dict[str, str]] = {int(i): {} for i in ids}
+        for chunk in _chunks([int(i) for i in ids]):
+            rows = self._conn().execute(
+                f"SELECT image_id, key, value FROM fields WHERE image_id IN ({', '.join('?' * len(chunk))})", chunk)
+            for image_id, key, value in rows:
+                out[image_id][key] = value
+        return out
+
+    def add_tags(self, rows: Iterable[tuple[int, str, str, float | None]]) -> int:
+        """(image id, tag, source, score) -> upserted tags (tags are stored lower-case, trimmed)."""
+        rows = [(i, t.strip().lower(), src, score) for i, t, src, score in rows if t and t.strip()]
+        with self._tx() as c:
+            c.executemany("INSERT OR REPLACE INTO tags (image_id, tag, source, score) VALUES (?, ?, ?, ?)", rows)
+        return len(rows)
+
+    def remove_tags(self, image_ids: Sequence[int], tags: Sequence[str]) -> int:
+        n = 0
+        with self._tx() as c:
+            for i in image_ids:
+                for t in tags:
+                    n += c.execute("DELETE FROM tags WHERE image_id = ? AND tag = ?", (i, t.strip().lower())).rowcount
+        return n
+
+    def get_tags(self, ids: Sequence[int]) -> dict[int, list[dict]]:
+        out: dict[int, list[dict]] = {int(i): [] for i in ids}
+        for chunk in _chunks([int(i) for i in ids]):
+            rows = self._conn().execute(
+                f"SELECT image_id, tag, source, score FROM tags WHERE image_id IN ({', '.join('?' * len(chunk))}) "
+                "ORDER BY image_id, tag", chunk)
+            for image_id, tag, source, score in rows:
+                out[image_id].append({"tag": tag, "source": source, "score": score})
+        return out
 
     def count(self) -> int:
         return self._conn().execute("SELECT count(*) FROM images").fetchone()[0]
