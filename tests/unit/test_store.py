@@ -138,7 +138,8 @@ def test_schema_1_library_migrates_keeping_its_images(tmp_path):
     from picseek.store.sqlite import MIGRATIONS
     conn = sqlite3.connect(tmp_path / DB_NAME)
     conn.executescript(MIGRATIONS[0] + "; PRAGMA user_version=1;")
-    conn.execute("INSERT INTO images (path, size, mtime_ns, content_hash, indexed_at) VALUES ('/p/a.jpg', 1, 1, 'h', 0)")
+    conn.execute("INSERT INTO images (path, size, mtime_ns, content_hash, indexed_at) "
+                 "VALUES ('/p/a.jpg', 1, 1, 'h', 0)")
     conn.commit()
     conn.close()
     s = SQLiteStore(tmp_path)
