@@ -161,3 +161,29 @@ def make_tiny_siglip2(folder: str | Path, seed: int = 0) -> Path:
     Siglip2Model(config).save_pretrained(out)
     Siglip2ImageProcessor(patch_size=8, max_num_patches=16, resample=2).save_pretrained(out)
     return out
+
+
+def make_tiny_blip_itm(folder: str | Path, seed: int = 0) -> Path:
+    """A 2-layer BLIP image-text matching model (BlipForImageTextRetrieval: ViT 32 px, BERT text encoder with
+    cross-attention, ITM head) with a WordPiece tokenizer over WORDS, as `save_pretrained` writes it.
+
+    BLIP's vision tower is initialised near zero by default (every image would look the same): the tiny model
+    uses a wider initialiser so that different images get different scores."""
+    from transformers import BertTokenizer, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz.,!?'-"]
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tok = BertTokenizer(str(out / "vocab.txt"), do_lower_case=True, model_max_length=_TEXT["max_position_embeddings"])
+    tok.save_pretrained(out)
+    config = BlipConfig(text_config=dict(_TEXT, vocab_size=len(vocab), encoder_hidden_size=_VISION["hidden_size"],
+                                         pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id,
+                                         sep_token_id=tok.sep_token_id, eos_token_id=tok.sep_token_id,
+                                         initializer_range=0.2),
+                        vision_config=dict(_VISION, image_size=32, initializer_range=0.2),
+                        projection_dim=16, image_text_hidden_size=16)
+    torch.manual_seed(seed)
+    BlipForImageTextRetrieval(config).save_pretrained(out)
+    BlipImageProcessor(size={"height": 32, "width": 32}, resample=3).save_pretrained(out)
+    return out

@@ -27,9 +27,14 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("workers", None, "decode worker processes while indexing (default: CPU cores - 1, at least 1)", int),
     Setting("batch_size", 16, "images per model batch while indexing", int),
     Setting("max_image_pixels", 250_000_000, "larger images are refused as possible decompression bombs", int),
-    Setting("url_max_bytes", 50_000_000, "largest image fetched from a URL for a query, in bytes", int),
-    Setting("url_timeout", 15.0, "timeout in seconds for fetching a query image from a URL", float),
+    Setting("url_max_bytes", 50_000_000, "largest image fetched from a URL (a query image or a URL list), in bytes",
+            int),
+    Setting("url_timeout", 15.0, "timeout in seconds for fetching an image from a URL (connect, and between reads)",
+            float),
+    Setting("download_concurrency", 8, "downloads at a time for picseek index --from-list", int),
     Setting("cache_dir", None, "cache folder for derived data such as class embeddings (default: user cache)"),
+    Setting("keyword_weight", 0.5, "weight of the keyword ranking (file names, descriptions, tags) against the vector "
+            "ranking in reciprocal rank fusion; 0 turns keyword matching off", float),
 ]}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,11 +249,11 @@ def _no_weight_progress_bar(quiet: bool):
             hf_logging.enable_progress_bar()
 
 
-def _load_repo(repo: str) -> _Parts:
+def _load_repo(repo: str, load_parts: Callable[[str, bool], Any] = _load_parts) -> Any:
     from .registry import hub_reachable
 
     try:
-        return _load_parts(repo, local_files_only=True)
+        return load_parts(repo, local_files_only=True)
     except OSError:  # not (completely) in the local cache
         pass
     if not hub_reachable():
@@ -261,29 +261,31 @@ def _load_repo(repo: str) -> _Parts:
                          "internet (it is downloaded and cached), or pass a local model folder") from None
     log.info("downloading model %s", repo)
     try:
-        return _load_parts(repo, local_files_only=False)
+        return load_parts(repo, local_files_only=False)
     except OSError as e:
         raise ModelError(f"could not get model {repo} from the hub: {_first_line(e)}") from e
 
 
-def load(spec, device: str = "cpu") -> HFEmbedder:
-    """A ModelSpec with backend "hf" (source = repo id or local folder) -> a ready HFEmbedder on `device`."""
-    source = spec.source or spec.name
+def load_source(name: str, source: str, load_parts: Callable[[str, bool], Any] = _load_parts) -> tuple[Any, str, str]:
+    """A local folder or a repo id (cache first, then the hub where reachable) -> (parts, label, revision), with
+    every loading failure turned into a one-line ModelError. `load_parts(source, local_files_only)` does the
+    loading (other model classes, e.g. BLIP's image-text matching model, pass their own)."""
     folder = Path(source).expanduser()
     try:
         if folder.is_dir():
-            parts = _load_parts(str(folder), local_files_only=True)
-            label, revision = folder.resolve().name, folder_revision(folder)
-        else:
-            parts = _load_repo(source)
-            label, revision = source, _cache_revision(source) or "unknown"
+            return load_parts(str(folder), local_files_only=True), folder.resolve().name, folder_revision(folder)
+        return _load_repo(source, load_parts), source, _cache_revision(source) or "unknown"
     except ModelError:
         raise
     except ImportError as e:
-        raise ModelError(f"model {spec.name} needs a package that is not installed: {_first_line(e)}") from e
+        raise ModelError(f"model {name} needs a package that is not installed: {_first_line(e)}") from e
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ModelError(f"cannot load model {spec.name}: {_first_line(e)}") from e
+        raise ModelError(f"cannot load model {name}: {_first_line(e)}") from e
 
+
+def load(spec, device: str = "cpu") -> HFEmbedder:
+    """A ModelSpec with backend "hf" (source = repo id or local folder) -> a ready HFEmbedder on `device`."""
+    parts, label, revision = load_source(spec.name, spec.source or spec.name)
     model, config = parts.model, parts.config
     model_type = getattr(config, "model_type", "?")
     if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
