@@ -1,0 +1,72 @@
+"""picseek serve: the REST API and the web page, with background indexing of the folders given."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from ..errors import UsageError
+from . import _open, cli
+
+EPILOG_SERVE = """\b
+Examples:
+  picseek serve ~/Pictures                  # index in the background, search at http://127.0.0.1:8000/
+  picseek serve --port 8080                 # an existing library, another port
+  PICSEEK_TOKEN=$(openssl rand -hex 16) picseek serve --host 0.0.0.0 ~/Pictures   # reachable from the LAN
+"""
+
+
+@cli.command(epilog=EPILOG_SERVE)
+@click.argument("folders", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback makes the library reachable from other machines "
+                   "and needs PICSEEK_TOKEN.")
+@click.option("--port", "-p", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port).")
+@click.option("--model", "-m", help="Model for a new library (default auto). Existing libraries keep theirs.")
+@click.option("--token", envvar="PICSEEK_TOKEN", show_envvar=True,
+              help="Bearer token for write operations (index, tags). Prefer the environment variable: a command "
+                   "line is visible to other users.")
+@click.option("--require-token", is_flag=True, help="Require the token for writes even on loopback.")
+@click.option("--cors-origin", multiple=True, metavar="ORIGIN",
+              help="Let web pages from ORIGIN (e.g. https://photos.example.org) call the API (repeatable; "
+                   "default: none).")
+@click.option("--allowed-host", multiple=True, metavar="NAME",
+              help="Also accept requests for this Host name (repeatable). On loopback only loopback names are "
+                   "accepted by default; elsewhere any name, or only the listed ones once one is given.")
+@click.option("--no-index", is_flag=True, help="Do not index FOLDERS at start (POST /api/index starts a run).")
+@click.option("--workers", type=click.IntRange(0, 64), help="Decode worker processes for index runs.")
+@click.option("--max-upload-mb", type=click.FloatRange(0.01, 2000), default=20, show_default=True,
+              help="Largest query image a client may upload, in MB.")
+@click.option("--max-upload-mp", type=click.FloatRange(0.01, 1000), default=50, show_default=True,
+              help="Largest query image a client may upload, in megapixels.")
+@click.pass_context
+def serve(ctx, folders, host, port, model, token, require_token, cors_origin, allowed_host, no_index, workers,
+          max_upload_mb, max_upload_mp):
+    """Serve the web page and the REST API (OpenAPI at /docs) for the library; index FOLDERS in the background.
+
+    Safe by default: listens on 127.0.0.1 only, serves only indexed images by id, bounds uploads, and needs
+    the token (PICSEEK_TOKEN, sent as 'Authorization: Bearer TOKEN') for writes when reachable from other
+    machines.
+    """
+    try:
+        from ..server import ServerSettings, create_app
+        from ..server.run import listen, serve_forever, url_of
+    except ImportError as exc:
+        raise UsageError(f"the server needs its extra: pip install 'picseek[server]' ({exc.name} is missing)") from None
+    settings = ServerSettings(
+        host=host, port=port, folders=tuple(os.path.abspath(f) for f in folders), token=token or None,
+        require_token=require_token, allowed_hosts=tuple(allowed_host) or None, cors_origins=tuple(cors_origin),
+        max_upload_bytes=int(max_upload_mb * 1e6), max_upload_pixels=int(max_upload_mp * 1e6),
+        index_workers=workers, index_on_start=not no_index)
+    settings.check()
+    lib = _open(ctx, model, create=True)
+    app = create_app(lib, settings)
+    sock = listen(host, port)
+    click.echo(f"picseek: serving {lib.path} at {url_of(sock)}/ (Ctrl+C stops)", err=True)
+    verbose = ctx.find_root().params.get("verbose", 0)
+    try:
+        serve_forever(app, sock, log_level="info" if verbose else "warning", access_log=verbose > 1)
+    except KeyboardInterrupt:  # uvicorn shut down cleanly, then re-raised the Ctrl+C: the normal way to stop
+        pass
+    click.echo("picseek: server stopped", err=True)

@@ -1,0 +1,100 @@
+"""Requests -> one call of `Library.search` (the same parser and search function as the CLI and Python API).
+
+A request never makes the server read a file or fetch a URL: path-like and URL terms are refused before the
+query is parsed (so the answer cannot tell which files exist), and an uploaded image takes their place.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Sequence
+
+from PIL import Image
+
+from ..ingest.images import load_image
+from ..query.filters import NoMatchError
+from ..query.parse import IMAGE, URL, Query, Term, parse
+from .errors import ApiError
+
+_IMAGE_SUFFIX = r"\.(?:jpe?g|jpe|png|webp|gif|bmp|tiff?|heic|heif|avif)"
+# Anything the parser could take for a file or a URL: a slash or backslash anywhere (paths, URLs), a word that
+# starts with "~" or "." (not a number like .5), or a file name with an image suffix.
+_PATHLIKE = re.compile(r"[/\\]|(?:^|[\s\"'+:(-])(?:~|\.(?!\d))|" + _IMAGE_SUFFIX + r"(?=$|[\s\"')+-])", re.IGNORECASE)
+_model_lock = threading.Lock()
+
+
+def check_remote_query(text: str) -> None:
+    """Refuse terms that would make the server open a file or a URL named by the client."""
+    if _PATHLIKE.search(text):
+        raise ApiError(400, "path_in_query", "the server does not open files or URLs named in a query: upload the "
+                       "image instead (POST /api/search with an image file) or use id:N of an indexed image")
+
+
+def compose(text: str, tags: Sequence[str]) -> str:
+    """The query string searched: the text plus `tag:NAME` terms for tag chips."""
+    parts = [text.strip()] if text and text.strip() else []
+    for tag in tags:
+        tag = tag.strip()
+        if not tag:
+            continue
+        if '"' in tag or not tag.isprintable():
+            raise ApiError(400, "bad_tag", f"tag {tag!r} must be printable text without double quotes")
+        parts.append(f'tag:"{tag}"' if any(c.isspace() for c in tag) else f"tag:{tag}")
+    return " ".join(parts)
+
+
+def ensure_model(library) -> None:
+    """Load the library's model once, even when many requests arrive together."""
+    with _model_lock:
+        library.embedder()
+
+
+def load_upload(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
+    if not data:
+        raise ApiError(422, "bad_image", "the uploaded image is empty")
+    if len(data) > max_bytes:
+        raise ApiError(413, "image_too_large", f"uploaded image too large ({len(data)} bytes; limit {max_bytes})")
+    return load_image(data, max_pixels)  # ImageError (not an image, too many pixels) -> 4xx at the edge
+
+
+def run(library, text: str, *, image: Image.Image | None = None, image_bytes: bytes | None = None,
+        image_weight: float = 1.0, options: dict) -> tuple[str, list, str | None]:
+    """Search with text and/or an uploaded image; `options` are Library.search keywords (limit, where, ...).
+    Returns (the query as searched, hits, a note when filters matched no image at all)."""
+    if text:
+        check_remote_query(text)
+    if image is not None and abs(image_weight) < 0.01:
+        raise ApiError(400, "bad_weight", "image_weight must not be 0")
+    if image is None and not text:
+        raise ApiError(400, "empty_query", "give a query (words, id:N, tag:NAME) or an image")
+    parsed = _parsed(text) if text else None
+    ensure_model(library)
+    label = text if image is None else " + ".join(
+        [text] * bool(text) + [f"{image_weight:g}:<uploaded image>" if image_weight != 1.0 else "<uploaded image>"])
+    try:
+        if image is None:
+            return label, library.search(parsed, **options), None
+        if parsed is None and image_weight == 1.0:
+            return label, library.search(image, **options), None
+        with tempfile.TemporaryDirectory(prefix="picseek-upload-") as tmp:
+            path = os.path.join(tmp, "upload")
+            with open(path, "wb") as f:
+                f.write(image_bytes or b"")
+            term = Term(IMAGE, path, image_weight)
+            query = Query((term,)) if parsed is None else dataclasses.replace(
+                parsed, terms=tuple(parsed.terms) + (term,))
+            return label, library.search(query, **options), None
+    except NoMatchError as exc:  # not a bad request: an honest "nothing", with the reason
+        return label, [], str(exc)
+
+
+def _parsed(text: str) -> Query:
+    query = parse(text)
+    for term in query.terms:
+        if term.kind in (IMAGE, URL):
+            raise ApiError(400, "path_in_query", "the server does not open files or URLs named in a query: upload "
+                           "the image instead or use id:N of an indexed image")
+    return query

@@ -1,0 +1,119 @@
+"""Indexed images by id: the original file, a cached thumbnail, metadata as JSON, and tags."""
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, JSONResponse
+
+from ... import config
+from ...errors import ImageError
+from .. import thumbs
+from ..errors import ApiError
+from ..schemas import ImageOut, TagsIn, TagsOut
+from ..security import write_access
+from .common import errors, image_row, image_urls, library_of
+
+router = APIRouter(prefix="/api/images", tags=["images"])
+ImageId = Annotated[int, PathParam(ge=1, le=2**62, description="an indexed image's id")]
+TagName = Annotated[str, PathParam(min_length=1, max_length=64, description="a tag")]
+MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif",
+               "TIFF": "image/tiff", "BMP": "image/bmp", "HEIF": "image/heif", "AVIF": "image/avif"}
+IMAGE_RESPONSE = {"content": {t: {} for t in sorted(set(MEDIA_TYPES.values()))}
+                  | {"application/json": {"schema": {"$ref": "#/components/schemas/ImageOut"}}},
+                  "description": "the original file (or its metadata with Accept: application/json)"}
+
+
+def _metadata(request: Request, image_id: int) -> dict:
+    row = image_row(request, image_id)
+    store = library_of(request).store
+    out = {k: v for k, v in row.items() if k not in ("mtime_ns", "content_hash")}
+    out["name"] = os.path.basename(row["path"])
+    out["fields"] = store.get_fields([image_id]).get(image_id, {})
+    out["tags"] = store.get_tags([image_id]).get(image_id, [])
+    out.update(image_urls(image_id))
+    return out
+
+
+def _wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "").lower()
+    return "application/json" in accept and "image/" not in accept
+
+
+def _existing_file(row: dict) -> str:
+    path = row["path"]
+    if not os.path.isfile(path):
+        raise ApiError(404, "file_missing", f"image {row['id']} is indexed but its file is gone: index again")
+    return path
+
+
+@router.get("/{image_id}", responses={200: IMAGE_RESPONSE, **errors(404)})
+def original(request: Request, image_id: ImageId):
+    """The original image file with its content type (metadata JSON instead with `Accept: application/json`)."""
+    if _wants_json(request):
+        return JSONResponse(ImageOut(**_metadata(request, image_id)).model_dump(mode="json"))
+    row = image_row(request, image_id)
+    return FileResponse(_existing_file(row), media_type=MEDIA_TYPES.get(row.get("format") or "",
+                                                                          "application/octet-stream"),
+                        content_disposition_type="inline", filename=os.path.basename(row["path"]))
+
+
+@router.get("/{image_id}/metadata", response_model=ImageOut, responses=errors(404))
+def metadata(request: Request, image_id: ImageId) -> dict:
+    """Everything known about an indexed image: file facts, EXIF, imported fields, tags."""
+    return _metadata(request, image_id)
+
+
+@router.get("/{image_id}/thumbnail", responses={200: {"content": {thumbs.MEDIA_TYPE: {}},
+                                                       "description": "a small cached thumbnail"},
+                                                 **errors(404)})
+def thumbnail(request: Request, image_id: ImageId,
+              size: Annotated[int, Query(ge=16, le=640, description="longest side in pixels; rounded up to "
+                                                                     "160, 320 or 640")] = 320) -> FileResponse:
+    """A thumbnail (WebP, or JPEG where Pillow lacks WebP), made once and cached in the library folder."""
+    row = image_row(request, image_id)
+    _existing_file(row)
+    library = library_of(request)
+    try:
+        path = thumbs.thumbnail(library.path, row, thumbs.snap(size), config.get("max_image_pixels"))
+    except ImageError as exc:
+        raise ApiError(404, "unreadable", f"image {image_id} can no longer be read: {exc}") from None
+    return FileResponse(path, media_type=thumbs.MEDIA_TYPE, headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _clean_tags(tags: list[str]) -> list[str]:
+    out = []
+    for tag in tags:
+        t = " ".join(tag.split()).lower()
+        if not t or len(t) > 64 or not t.isprintable() or '"' in t:
+            raise ApiError(422, "bad_tag", f"tag {tag!r} must be 1 to 64 printable characters without double quotes")
+        out.append(t)
+    return out
+
+
+def _tags_of(request: Request, image_id: int) -> dict:
+    return {"id": image_id, "tags": library_of(request).store.get_tags([image_id]).get(image_id, [])}
+
+
+@router.post("/{image_id}/tags", response_model=TagsOut, responses=errors(401, 403, 404),
+             dependencies=[Depends(write_access)])
+def add_tags(request: Request, image_id: ImageId, body: TagsIn) -> dict:
+    """Add tags to an image (source "user"). Needs the token when the server requires one."""
+    image_row(request, image_id)
+    library = library_of(request)
+    tags = _clean_tags(body.tags)
+    library.tag_add(image_id, tags)
+    return _tags_of(request, image_id)
+
+
+@router.delete("/{image_id}/tags/{tag}", response_model=TagsOut, responses=errors(401, 403, 404),
+               dependencies=[Depends(write_access)])
+def remove_tag(request: Request, image_id: ImageId, tag: TagName) -> dict:
+    """Remove one tag from an image. Needs the token when the server requires one."""
+    image_row(request, image_id)
+    library = library_of(request)
+    (t,) = _clean_tags([tag])
+    library.tag_remove(image_id, [t])
+    return _tags_of(request, image_id)

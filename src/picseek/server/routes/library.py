@@ -1,0 +1,44 @@
+"""The library as a whole: status (with index progress), starting an index run, the models."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+
+from ... import __version__
+from ..errors import ApiError
+from ..schemas import IndexStartOut, ModelsOut, StatusOut
+from ..security import write_access
+from .common import errors, library_of
+
+router = APIRouter(prefix="/api", tags=["library"])
+
+
+@router.get("/status", response_model=StatusOut)
+def status(request: Request) -> dict:
+    """The library (path, model, images, errors, last run) and the index run in progress, if any."""
+    library = library_of(request)
+    out = library.status()
+    out["indexing"] = request.app.state.indexer.state()
+    out["writes_need_token"] = request.app.state.settings.writes_need_token
+    out["version"] = __version__
+    return out
+
+
+@router.post("/index", response_model=IndexStartOut, status_code=202, responses=errors(400, 401, 403, 409),
+             dependencies=[Depends(write_access)])
+def start_index(request: Request) -> dict:
+    """Start an index run of the folders the server was started with (never a path from the request)."""
+    indexer = request.app.state.indexer
+    if not indexer.folders:
+        raise ApiError(400, "no_folders", "the server was started without folders to index: "
+                       "picseek serve FOLDER [FOLDER...]")
+    if not indexer.start():
+        raise ApiError(409, "indexing", "an index run is already in progress")
+    return {"started": True, "indexing": indexer.state()}
+
+
+@router.get("/models", response_model=ModelsOut)
+def models(request: Request) -> dict:
+    """The models picseek knows (and which are available offline), and the one this library uses."""
+    from ...models.registry import list_models
+
+    return {"library_model": library_of(request).recorded_model, "models": list_models()}

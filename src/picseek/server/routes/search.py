@@ -1,0 +1,106 @@
+"""GET/POST /api/search and GET /api/images/{id}/similar: thin wrappers over Library.search."""
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
+
+from .. import query as q
+from ..errors import ApiError
+from ..schemas import SearchOut
+from .common import MAX_LIMIT, errors, hit_json, image_row, library_of, require_images
+
+router = APIRouter(prefix="/api", tags=["search"])
+
+QText = Annotated[str, Query(alias="q", max_length=2000, description='query language: words, id:N, tag:NAME, "+", "-", '
+                                                            'weights like 2:"at night"')]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="how many hits at most")]
+Threshold = Annotated[float | None, Query(allow_inf_nan=False, ge=-10, le=10,
+                                          description="only hits scoring at least this")]
+Where = Annotated[list[str], Query(max_length=50, description="filters, e.g. taken>=2020-01-01, camera~canon, "
+                                                               "folder=trips/ (repeatable)")]
+SortBy = Literal["relevance", "date", "newest"]
+Sort = Annotated[SortBy, Query(description="relevance; or the relevant hits by date taken, oldest (date) or "
+                                           "newest first")]
+Tags = Annotated[list[str], Query(max_length=50, description="tags the hits must carry (repeatable)")]
+SoftTags = Annotated[bool, Query(description="tags rank instead of filter")]
+Keywords = Annotated[bool, Query(description="fuse keyword matches (file names, descriptions, tags) with the "
+                                             "vector ranking")]
+Adaptive = Annotated[bool, Query(description="drop hits that score far below the best")]
+ImageId = Annotated[int, PathParam(ge=1, le=2**62, description="an indexed image's id")]
+
+
+def _options(limit: int, threshold: float | None, where: list[str], sort: str, soft_tags: bool = False,
+             keywords: bool = True, adaptive: bool = False) -> dict:
+    for w in where:
+        if len(w) > 500 or not w.strip():
+            raise ApiError(400, "bad_filter", "each where filter must be 1 to 500 characters")
+    return {"limit": limit, "threshold": threshold, "where": tuple(w.strip() for w in where),
+            "sort": None if sort == "relevance" else sort, "soft_tags": soft_tags, "keywords": keywords,
+            "adaptive": True if adaptive else None}
+
+
+def _answer(label: str, hits: list, t0: float, note: str | None = None) -> dict:
+    return {"query": label, "count": len(hits), "took_ms": round((time.perf_counter() - t0) * 1000, 2),
+            "hits": [hit_json(h) for h in hits], "note": note}
+
+
+@router.get("/search", response_model=SearchOut, responses=errors(400, 409, 413, 503))
+def search_get(request: Request, q_text: QText = "", limit: Limit = 20, threshold: Threshold = None,
+               where: Where = [], sort: Sort = "relevance", tags: Tags = [],  # noqa: B006
+               soft_tags: SoftTags = False, keywords: Keywords = True, adaptive: Adaptive = False) -> dict:
+    """Search by a query string (the same query language as `picseek search`), optionally with filters."""
+    t0 = time.perf_counter()
+    require_images(request)
+    label, hits, note = q.run(library_of(request), q.compose(q_text, tags),
+                              options=_options(limit, threshold, where, sort, soft_tags, keywords, adaptive))
+    return _answer(label, hits, t0, note)
+
+
+@router.post("/search", response_model=SearchOut, responses=errors(400, 409, 413, 415, 503))
+def search_post(request: Request,
+                text: Annotated[str, Form(max_length=2000, description="query language, as for GET")] = "",
+                image: Annotated[UploadFile | None, File(description="an example image (JPEG, PNG, WebP, ...)")]
+                = None,
+                image_weight: Annotated[float, Form(ge=-10, le=10, allow_inf_nan=False,
+                                                    description="weight of the image against the text")] = 1.0,
+                limit: Annotated[int, Form(ge=1, le=MAX_LIMIT)] = 20,
+                threshold: Annotated[float | None, Form(ge=-10, le=10, allow_inf_nan=False)] = None,
+                where: Annotated[list[str], Form(max_length=50)] = [],  # noqa: B006
+                sort: Annotated[SortBy, Form()] = "relevance",
+                tags: Annotated[list[str], Form(max_length=50)] = [],  # noqa: B006
+                soft_tags: Annotated[bool, Form()] = False,
+                keywords: Annotated[bool, Form()] = True,
+                adaptive: Annotated[bool, Form()] = False) -> dict:
+    """Search with text, an uploaded example image, or both (multipart/form-data), plus tags and filters."""
+    t0 = time.perf_counter()
+    settings = request.app.state.settings
+    data = img = None
+    if image is not None and (image.filename or image.size):
+        data = image.file.read(settings.max_upload_bytes + 1)
+        img = q.load_upload(data, settings.max_upload_bytes, settings.max_upload_pixels)
+    require_images(request)
+    label, hits, note = q.run(library_of(request), q.compose(text, tags), image=img, image_bytes=data,
+                              image_weight=image_weight,
+                              options=_options(limit, threshold, where, sort, soft_tags, keywords, adaptive))
+    return _answer(label, hits, t0, note)
+
+
+@router.get("/images/{image_id}/similar", response_model=SearchOut, tags=["images"],
+            responses=errors(400, 404, 503))
+def similar(request: Request, image_id: ImageId, limit: Limit = 20, threshold: Threshold = None,
+            where: Where = [], sort: Sort = "relevance") -> dict:  # noqa: B006
+    """More like this: the images nearest to an indexed one (the image itself left out)."""
+    t0 = time.perf_counter()
+    image_row(request, image_id)
+    library = library_of(request)
+    opts = _options(limit, threshold, where, sort)
+    q.ensure_model(library)
+    try:
+        hits, note = library.similar(image_id, limit=limit, where=opts["where"], threshold=threshold,
+                                     sort=opts["sort"]), None
+    except q.NoMatchError as exc:
+        hits, note = [], str(exc)
+    return _answer(f"id:{image_id}", hits, t0, note)

@@ -1,0 +1,129 @@
+"""The JSON shapes of the REST API (pydantic): what OpenAPI documents and responses are checked against."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx/5xx answer: a one-line message, a stable code, and for invalid parameters the details."""
+
+    error: str = Field(description="what went wrong and what to do, in one line")
+    code: str = Field(description="stable machine-readable code, e.g. bad_query, not_found, empty_library")
+    detail: list[dict[str, Any]] | None = Field(None, description="per-parameter problems (validation errors)")
+
+
+class TagOut(BaseModel):
+    tag: str
+    source: str | None = None
+    score: float | None = None
+
+
+class HitOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    path: str
+    score: float
+    width: int | None = None
+    height: int | None = None
+    taken_at: str | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
+    fields: dict[str, Any] = Field(default_factory=dict, description="imported metadata (description, ...)")
+    tags: list[TagOut] = Field(default_factory=list)
+    rerank_score: float | None = None
+    image_url: str = Field(description="the original image")
+    thumbnail_url: str = Field(description="a small cached WebP/JPEG")
+
+
+class SearchOut(BaseModel):
+    query: str = Field(description="the query as searched (text, tags and uploaded image combined)")
+    count: int
+    took_ms: float
+    hits: list[HitOut]
+    note: str | None = Field(None, description="why there are no hits when filters or tags matched no image")
+
+
+class ImageOut(BaseModel):
+    """One indexed image: file facts, EXIF, imported fields and tags."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    path: str
+    name: str
+    size: int | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    taken_at: str | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
+    lens: str | None = None
+    gps_lat: float | None = None
+    gps_lon: float | None = None
+    indexed_at: float | None = None
+    fields: dict[str, Any] = Field(default_factory=dict)
+    tags: list[TagOut] = Field(default_factory=list)
+    image_url: str
+    thumbnail_url: str
+
+
+class TagsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tags: list[str] = Field(min_length=1, max_length=100, description="tags to add (trimmed, lower-cased)")
+
+
+class TagsOut(BaseModel):
+    id: int
+    tags: list[TagOut]
+
+
+class IndexStateOut(BaseModel):
+    running: bool
+    phase: str = Field(description="idle, scan, embed, done or failed")
+    done: int
+    total: int
+    errors: int
+    folders: list[str]
+    started_at: float | None = None
+    finished_at: float | None = None
+    report: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class StatusOut(BaseModel):
+    library: str
+    model: str | None = None
+    model_id: str | None = None
+    dim: int | None = None
+    images: int
+    errors: int
+    disk_bytes: int
+    last_run: dict[str, Any] | None = None
+    indexing: IndexStateOut
+    writes_need_token: bool
+    version: str
+
+
+class ModelOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    backend: str | None = None
+    dim: int | None = None
+    available_offline: bool | None = None
+    description: str | None = None
+
+
+class ModelsOut(BaseModel):
+    library_model: dict[str, Any] | None = Field(description="the model that made this library's vectors")
+    models: list[ModelOut]
+
+
+class IndexStartOut(BaseModel):
+    started: bool
+    indexing: IndexStateOut

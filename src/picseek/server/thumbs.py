@@ -1,0 +1,97 @@
+"""Thumbnails of indexed images, cached in the library folder (<library>/thumbs/), written atomically.
+
+The cache key is the image's content hash and the size, so a changed file gets a new thumbnail and a moved one
+keeps its own. JPEGs are decoded at reduced size (draft mode), so a 12 MP photo costs a few tens of ms once.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+from PIL import Image, ImageOps, features
+
+from ..errors import ImageError
+from ..ingest.images import MAX_FILE_BYTES, load_image
+from ..models.base import to_rgb
+
+THUMB_DIR = "thumbs"
+_WEBP = features.check("webp")
+FORMAT, MEDIA_TYPE, SUFFIX = ("WEBP", "image/webp", ".webp") if _WEBP else ("JPEG", "image/jpeg", ".jpg")
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+SIZES = (160, 320, 640)  # the only sizes made, so the cache stays small whatever clients ask for
+
+
+def snap(size: int) -> int:
+    return next((s for s in SIZES if s >= size), SIZES[-1])
+
+
+def thumb_path(library_dir: Path, content_hash: str, size: int) -> Path:
+    safe = "".join(c for c in content_hash if c in "0123456789abcdef") or "nohash"
+    return Path(library_dir) / THUMB_DIR / safe[:2] / f"{safe}-{size}{SUFFIX}"
+
+
+def thumbnail(library_dir: Path, row: dict, size: int, max_pixels: int) -> Path:
+    """The cached thumbnail of an indexed image (made now if missing). Raises ImageError if the file is unusable."""
+    dest = thumb_path(library_dir, row.get("content_hash") or "", size)
+    if dest.is_file():
+        return dest
+    with _lock_for(str(dest)):
+        if dest.is_file():  # another request made it meanwhile
+            return dest
+        img = _small_image(row["path"], row.get("format"), size, max_pixels)
+        _write_atomic(img, dest)
+    return dest
+
+
+def _lock_for(key: str) -> threading.Lock:
+    with _locks_guard:
+        if len(_locks) > 4096:
+            _locks.clear()
+        return _locks.setdefault(key, threading.Lock())
+
+
+def _small_image(path: str, fmt: str | None, size: int, max_pixels: int) -> Image.Image:
+    img = _jpeg_draft(path, size, max_pixels) if fmt == "JPEG" else None
+    if img is None:
+        img = load_image(path, max_pixels)
+    img = to_rgb(img)
+    img.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return img
+
+
+def _jpeg_draft(path: str, size: int, max_pixels: int) -> Image.Image | None:
+    """A JPEG decoded at 1/2..1/8 scale; None when the file is not (or no longer) a readable JPEG."""
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
+                raise ImageError("file too large")
+            data = f.read()
+    except OSError as exc:
+        raise ImageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        img = Image.open(io.BytesIO(data), formats=("JPEG", "MPO"))
+        if img.width * img.height > max_pixels:
+            return None  # load_image refuses it with its own message
+        img.draft("RGB", (size, size))
+        img.load()
+        return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - any problem: fall back to the careful loader, which explains it
+        return None
+
+
+def _write_atomic(img: Image.Image, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, FORMAT, quality=82)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,316 @@
+"""The web page in a real browser (Playwright driving Debian's headless chromium) against a real server on a free
+loopback port. Real semantics with the built-in model on scikit-image's sample photos (type "a cat", see the cat;
+drop a recompressed crop, see its original first); page mechanics with the ColourEmbedder test double.
+Screenshots go to test-artifacts/."""
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import ColourEmbedder, draw_photo
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does)", allow_module_level=True)
+playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test,server]'")
+pytest.importorskip("fastapi", reason="pip install -e '.[test,server]'")
+
+from picseek.library import Library  # noqa: E402
+from picseek.server import ServerSettings, create_app  # noqa: E402
+from picseek.server.run import running  # noqa: E402
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+TIMEOUT_MS = 60_000
+
+
+# -- fixtures --------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory):
+    with playwright.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), headless=True,
+            args=FLAGS, viewport={"width": 1280, "height": 860})
+        context.set_default_timeout(TIMEOUT_MS)
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def page(browser_context):
+    pg = browser_context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    pg.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture(scope="module")
+def sample_photos(tmp_path_factory):
+    """Real photos that ship with scikit-image, and a recompressed crop of one of them."""
+    import skimage.data
+
+    folder = tmp_path_factory.mktemp("browser-photos")
+    for name in ("chelsea", "coffee", "astronaut", "rocket", "camera"):
+        arr = getattr(skimage.data, name)()
+        Image.fromarray(arr[..., :3] if arr.ndim == 3 else arr).save(folder / f"{name}.jpg", quality=92)
+    Image.fromarray(skimage.data.stereo_motorcycle()[0]).save(folder / "motorcycle.jpg", quality=92)
+    im = Image.open(folder / "coffee.jpg")
+    query = tmp_path_factory.mktemp("browser-query") / "coffee-crop.jpg"
+    im.crop((20, 10, im.width - 30, im.height - 20)).resize((300, 190)).save(query, quality=60)
+    return folder, query
+
+
+@pytest.fixture(scope="module")
+def builtin_url(tmp_path_factory, sample_photos):
+    """A server on the built-in model's library of the sample photos (indexed by the server in the background)."""
+    folder, _ = sample_photos
+    with pytest.MonkeyPatch.context() as mp:  # the same shared cache of class embeddings as the other tests
+        mp.setenv("PICSEEK_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "picseek-cache"))
+        library = Library(tmp_path_factory.mktemp("browser-lib") / "lib", model="builtin")
+        app = create_app(library, ServerSettings(folders=(str(folder),), index_workers=0))
+        with running(app) as url:
+            app.state.indexer.join(600)
+            assert app.state.indexer.state()["phase"] == "done", app.state.indexer.state()
+            yield url
+
+
+@pytest.fixture(scope="module")
+def colour_url(tmp_path_factory):
+    """A server on a ColourEmbedder library: two folders of coloured shapes."""
+    root = tmp_path_factory.mktemp("colour-photos")
+    colours = ["red", "green", "blue", "yellow", "purple", "orange"]
+    for i, colour in enumerate(colours * 2):
+        sub = root / ("trips" if i < len(colours) else "home")
+        sub.mkdir(exist_ok=True)
+        draw_photo(colour, "circle" if i % 2 else "square", seed=i).save(sub / f"{colour}_{i:02d}.jpg", quality=90)
+    library = Library(tmp_path_factory.mktemp("colour-lib") / "lib", model=ColourEmbedder())
+    app = create_app(library, ServerSettings(folders=(str(root),), index_workers=0))
+    with running(app) as url:
+        app.state.indexer.join(120)
+        for name in ("blue_02.jpg", "blue_08.jpg"):  # imported metadata, as `picseek import-metadata` writes it
+            image_id = library.store.find_path(str(next(root.rglob(name))))
+            library.store.set_fields([(image_id, {"description": "a blue shape on grey",
+                                                  "photographer": "Alec Weir" if name == "blue_02.jpg" else "Ann"})])
+        yield url
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def first_results(page, n: int = 1) -> list[str]:
+    page.wait_for_selector("#results .tile")
+    return [Path(p).name for p in page.eval_on_selector_all("#results .tile", "ts => ts.map(t => t.dataset.path)")][:n]
+
+
+def wait_summary(page, text: str) -> None:
+    """Wait until the line above the results names this search."""
+    page.wait_for_function("t => document.querySelector('#summary').textContent.includes(t)", arg=text)
+
+
+def search_for(page, text: str) -> None:
+    page.fill("#q", text)
+    with page.expect_response(lambda r: "/api/search" in r.url):
+        page.press("#q", "Enter")
+
+
+def drop_file(page, path: Path, mime: str = "image/jpeg") -> None:
+    """Drop a file on the drop zone the way a user's drag and drop does (a DataTransfer with a File)."""
+    data = base64.b64encode(path.read_bytes()).decode()
+    page.evaluate("""([data, name, mime]) => {
+        const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], name, {type: mime}));
+        const zone = document.querySelector('#dropzone');
+        for (const type of ['dragenter', 'dragover', 'drop'])
+            zone.dispatchEvent(new DragEvent(type, {dataTransfer: dt, bubbles: true, cancelable: true}));
+    }""", [data, path.name, mime])
+
+
+# -- real semantics (built-in model) ---------------------------------------------------------------------------------
+def test_type_a_query_and_see_the_right_first_result(page, builtin_url):
+    page.goto(builtin_url + "/")
+    for text, expected in [("a cat", "chelsea.jpg"), ("a rocket", "rocket.jpg"), ("a motorcycle", "motorcycle.jpg")]:
+        search_for(page, text)
+        wait_summary(page, text)
+        assert first_results(page) == [expected], text
+    assert "result" in page.inner_text("#summary") and page.is_hidden("#message")
+    assert page.evaluate("location.search") == "?q=a%20motorcycle"
+    search_for(page, "a cat")
+    wait_summary(page, "a cat")
+    page.wait_for_function("() => [...document.querySelectorAll('#results img')].slice(0, 3)"
+                           ".every(i => i.naturalWidth)")
+    shot(page, "search-a-cat")
+
+
+def test_drop_an_image_and_see_its_near_duplicate_first(page, builtin_url, sample_photos):
+    _, query = sample_photos
+    page.goto(builtin_url + "/")
+    with page.expect_response(lambda r: "/api/search" in r.url and r.request.method == "POST"):
+        drop_file(page, query)
+    wait_summary(page, "example image")
+    assert first_results(page) == ["coffee.jpg"]
+    assert page.is_visible("#query-image img")
+    shot(page, "drop-an-image")
+    page.click("#clear-image")
+    assert page.is_hidden("#query-image")
+
+
+def test_paste_an_image_and_combine_it_with_words(page, builtin_url, sample_photos):
+    folder, _ = sample_photos
+    page.goto(builtin_url + "/")
+    page.fill("#q", "a cup of coffee")
+    data = base64.b64encode((folder / "rocket.jpg").read_bytes()).decode()
+    with page.expect_response(lambda r: "/api/search" in r.url and r.request.method == "POST") as res:
+        page.evaluate("""data => {
+            const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], 'pasted.jpg', {type: 'image/jpeg'}));
+            document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true}));
+        }""", data)
+    assert res.value.json()["query"] == "a cup of coffee + <uploaded image>"
+    wait_summary(page, "a cup of coffee + the example image")
+    assert set(first_results(page, 2)) == {"coffee.jpg", "rocket.jpg"}
+
+
+# -- page mechanics (test double) ------------------------------------------------------------------------------------
+def test_open_the_detail_view_navigate_and_more_like_this(page, colour_url):
+    page.goto(colour_url + "/")
+    search_for(page, "blue")
+    first = first_results(page, 2)
+    assert all(name.startswith("blue") for name in first)
+    page.focus("#results .tile >> nth=0")
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.activeElement.dataset.path").endswith(first[1])
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#detail[open]")
+    assert page.inner_text("#detail-title") == first[0]
+    page.wait_for_function("() => document.querySelector('#detail-fields').textContent.includes('320 × 240')")
+    fields = page.inner_text("#detail-fields")
+    assert "path" in fields and "JPEG" in fields and "a blue shape on grey" in fields and "photographer" in fields
+    image_id = page.evaluate("document.querySelector('#results .tile').dataset.id")
+    assert page.get_attribute("#original", "href") == f"/api/images/{image_id}"
+    page.wait_for_function("() => document.querySelector('#detail-img').src.endsWith('/api/images/' + "
+                           f"{image_id}) && document.querySelector('#detail-img').naturalWidth === 320")
+    shot(page, "detail-view")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"() => document.querySelector('#detail-title').textContent === {first[1]!r}")
+    with page.expect_response(lambda r: "/similar" in r.url):
+        page.click("#similar")
+    assert page.is_hidden("#detail") or not page.evaluate("document.querySelector('#detail').open")
+    assert page.input_value("#q").startswith("id:")
+    wait_summary(page, "images like")
+    names = first_results(page, 3)
+    assert names[0].startswith("blue") and first[1] not in names  # more like it, itself left out
+    page.keyboard.press("Escape")
+
+
+def test_tag_an_image_then_filter_by_the_tag_chip(page, colour_url):
+    page.goto(colour_url + "/")
+    search_for(page, "green")
+    tagged = first_results(page)[0]
+    page.click("#results .tile >> nth=0")
+    page.wait_for_selector("#detail[open]")
+    page.fill("#detail-tag-input", "Garden Party")
+    with page.expect_response(lambda r: r.url.endswith("/tags") and r.request.method == "POST"):
+        page.press("#detail-tag-input", "Enter")
+    page.wait_for_selector("#detail-tags .chip[data-tag='garden party']")
+    page.keyboard.press("Escape")
+    page.fill("#tag-input", "garden party")
+    with page.expect_response(lambda r: "tags=garden+party" in r.url):
+        page.press("#tag-input", "Enter")
+    wait_summary(page, 'tag:"garden party"')
+    assert page.eval_on_selector_all("#results .tile", "ts => ts.length") == 1 and first_results(page) == [tagged]
+    shot(page, "tag-chip")
+    page.click("#results .tile >> nth=0")
+    page.wait_for_selector("#detail[open]")
+    with page.expect_response(lambda r: "/tags/garden%20party" in r.url and r.request.method == "DELETE"):
+        page.click("#detail-tags .chip[data-tag='garden party'] button")
+    page.wait_for_selector("#detail-tags .chip", state="detached")
+
+
+def test_apply_a_threshold_and_see_nothing_found(page, colour_url):
+    page.goto(colour_url + "/")
+    search_for(page, "red")
+    first_results(page)
+    with page.expect_response(lambda r: "threshold=0.9999" in r.url):
+        page.fill("#threshold", "0.9999")
+        page.dispatch_event("#threshold", "change")
+    page.wait_for_selector("#message[data-kind='nothing']")
+    assert "Nothing found" in page.inner_text("#message") and page.locator("#results .tile").count() == 0
+    shot(page, "nothing-found")
+
+
+def test_apply_a_folder_filter_and_a_filter_on_any_field(page, colour_url):
+    page.goto(colour_url + "/")
+    page.click("#filters summary")
+    page.fill("#f-folder", "home")
+    assert page.inner_text("#filter-count") == "1"
+    search_for(page, "red")
+    paths = page.eval_on_selector_all("#results .tile", "ts => ts.map(t => t.dataset.path)")
+    assert len(paths) == 6 and all("/home/" in p for p in paths)
+    page.click("#clear-filters")
+    page.click("#add-field")
+    page.fill(".field-row .f-key", "photographer")
+    page.fill(".field-row .f-value", "Alec Weir")
+    shot(page, "field-filter")
+    search_for(page, "red")
+    page.wait_for_function("() => document.querySelectorAll('#results .tile').length === 1")
+    assert first_results(page) == ["blue_02.jpg"]
+
+
+def test_a_bad_query_shows_the_error(page, colour_url):
+    page.goto(colour_url + "/")
+    search_for(page, "/etc/passwd")
+    page.wait_for_selector("#message[data-kind='error']")
+    assert "upload the image" in page.inner_text("#message")
+
+
+def test_empty_library_and_indexing_progress(page, tmp_path, monkeypatch):
+    class Slow(ColourEmbedder):
+        def embed_pixels(self, pixels):
+            time.sleep(0.3)
+            return super().embed_pixels(pixels)
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(12):
+        draw_photo("red", seed=i).save(folder / f"p{i}.jpg")
+    monkeypatch.setenv("PICSEEK_BATCH_SIZE", "2")
+    app = create_app(Library(tmp_path / "lib", model=Slow()),
+                     ServerSettings(folders=(str(folder),), index_workers=0, index_on_start=False))
+    with running(app) as url:
+        page.goto(url + "/")
+        page.wait_for_selector("#message[data-kind='empty']")
+        assert "No images yet" in page.inner_text("#message")
+        shot(page, "empty-library")
+        page.click("#message button")  # "Index now"
+        page.wait_for_function("() => document.querySelector('#status').textContent.includes('indexing')")
+        assert page.is_visible("#progress")
+        shot(page, "indexing-progress")
+        page.wait_for_function("() => document.querySelector('#status').textContent.startsWith('12 images')")
+        assert page.is_hidden("#progress")
+
+
+def test_small_screen_layout(browser_context, colour_url):
+    pg = browser_context.new_page()
+    pg.set_viewport_size({"width": 390, "height": 844})
+    try:
+        pg.goto(colour_url + "/")
+        search_for(pg, "orange")
+        first_results(pg)
+        shot(pg, "phone")
+        wide = pg.evaluate("""() => [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > 390.5).map(e => e.id || e.className || e.tagName)""")
+        assert pg.evaluate("document.documentElement.scrollWidth") <= 390, f"wider than a phone: {wide}"
+    finally:
+        pg.close()
