@@ -16,6 +16,9 @@ def render() -> str:
     for name, cmd in cli.commands.items():
         sub = click.Context(cmd, info_name=name, parent=ctx, **fmt)
         out += [f"## picseek {name}", "", "```", cmd.get_help(sub), "```", ""]
+        for sub_name, sub_cmd in getattr(cmd, "commands", {}).items():  # a group's own commands
+            subsub = click.Context(sub_cmd, info_name=sub_name, parent=sub, **fmt)
+            out += [f"### picseek {name} {sub_name}", "", "```", sub_cmd.get_help(subsub), "```", ""]
     out += ["## Settings", "",
             "Each setting can be given as an environment variable `PICSEEK_<NAME>` or in the TOML file",
             "`~/.config/picseek/config.toml` (path from `PICSEEK_CONFIG`); a command-line option wins over both.", "",

@@ -10,8 +10,9 @@ import fcntl
 import logging
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -19,9 +20,16 @@ from . import config
 from .errors import LibraryError, ModelMismatchError, UsageError
 from .ingest.pipeline import IndexReport, Progress, run_index
 from .models import registry
-from .query.parse import Query, Term, parse
-from .query.search import SearchOptions, embed_image, embed_query, query_space, top_k
+from .query import engine
+from .query import tags as tagging
+from .query.parse import ID, Query, Term, parse
+from .query.rank import date_key
+from .query.search import SearchOptions
 from .store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .ingest.download import DownloadOptions, UrlIndexReport
+    from .ingest.metadata import ImportReport
 
 log = logging.getLogger(__name__)
 __all__ = ["Library", "Hit", "IndexReport", "Progress"]
@@ -37,6 +45,9 @@ class Hit:
     taken_at: str | None = None
     camera_make: str | None = None
     camera_model: str | None = None
+    fields: dict = field(default_factory=dict)  # imported fields: description, photographer, url, ...
+    tags: list = field(default_factory=list)  # {"tag", "source" (user, import, auto), "score"}
+    rerank_score: float | None = None  # set when the hits were re-ranked
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -100,19 +111,23 @@ class Library:
               progress: Callable[[Progress], None] | None = None) -> IndexReport:
         """Add new and changed images below `roots`, follow moved ones, drop vanished ones. Safe to interrupt:
         the next call continues where this one stopped."""
-        roots = list(roots)
         with self._index_lock():
-            if rebuild:
-                rec = self.recorded_model
-                name = self._model_arg or (rec["name"] if rec else config.get("model"))
-                self._embedder = name if not isinstance(name, str) else registry.load_embedder(name)
-                self.store.clear_vectors()
-            emb = self.embedder()
-            self._record_model(emb)
-            return run_index(self.store, emb, [os.fspath(r) for r in roots],
-                             workers=config.get("workers", workers), batch_size=config.get("batch_size", batch_size),
-                             retry_errors=retry_errors, max_pixels=config.get("max_image_pixels"),
-                             progress=progress, skip=[str(self.path)])
+            return self._index_locked(list(roots), workers=workers, batch_size=batch_size,
+                                      retry_errors=retry_errors, rebuild=rebuild, progress=progress)
+
+    def _index_locked(self, roots: list, *, workers: int | None, batch_size: int | None, retry_errors: bool,
+                      rebuild: bool, progress: Callable[[Progress], None] | None) -> IndexReport:
+        if rebuild:
+            rec = self.recorded_model
+            name = self._model_arg or (rec["name"] if rec else config.get("model"))
+            self._embedder = name if not isinstance(name, str) else registry.load_embedder(name)
+            self.store.clear_vectors()
+        emb = self.embedder()
+        self._record_model(emb)
+        return run_index(self.store, emb, [os.fspath(r) for r in roots],
+                         workers=config.get("workers", workers), batch_size=config.get("batch_size", batch_size),
+                         retry_errors=retry_errors, max_pixels=config.get("max_image_pixels"),
+                         progress=progress, skip=[str(self.path)])
 
     def remove(self, paths: Iterable[str | os.PathLike]) -> int:
         """Forget the images at or below `paths` (which may no longer exist). Files on disk are never touched.
@@ -123,36 +138,143 @@ class Library:
         with self._index_lock():
             return self.store.delete_under(roots)
 
+    # -- metadata and URL lists ---------------------------------------------------------------------------------
+    def import_metadata(self, path: str | os.PathLike, *, key: str = "auto",
+                        column: str | None = None) -> ImportReport:
+        """Join the rows of a JSON, JSON Lines, CSV/TSV or Parquet file to indexed images (by path, file name,
+        id or URL; `key="auto"` picks the column that matches most) and store their columns as fields."""
+        from .ingest.metadata import import_rows
+        from .ingest.sources import read_rows
+
+        source = Path(path).expanduser()
+        return import_rows(self.store, read_rows(source), source=str(source), key=key, column=column,
+                           base=source.resolve().parent)
+
+    def index_urls(self, path: str | os.PathLike, *, url_column: str | None = None, retry_errors: bool = False,
+                   rebuild: bool = False, workers: int | None = None, batch_size: int | None = None,
+                   progress: Callable[[Progress], None] | None = None,
+                   download_options: DownloadOptions | None = None) -> UrlIndexReport:
+        """Download the images a URL list names into <library>/downloads (checked, resumable), index them, and
+        import the list's other columns as metadata joined by URL (each image gets the field `url`).
+        `download_options` (concurrency, timeouts, retries, size cap) default to the settings."""
+        from .ingest import download
+        from .ingest.metadata import import_rows
+
+        rows, column = download.read_url_list(Path(path).expanduser(), url_column)
+        opts = download_options or download.DownloadOptions(
+            concurrency=config.get("download_concurrency"), timeout=config.get("url_timeout"),
+            max_bytes=config.get("url_max_bytes"), max_pixels=config.get("max_image_pixels"))
+        folder = (self.path / download.FOLDER).resolve()
+        with self._index_lock():
+            got, paths = download.download_urls(self.store, (r.get(column) for r in rows), folder, opts,
+                                                retry_errors=retry_errors, progress=progress)
+            report = self._index_locked([folder], workers=workers, batch_size=batch_size,
+                                        retry_errors=retry_errors, rebuild=rebuild, progress=progress)
+            ids = {p: s.id for p, s in self.store.file_states([str(folder)]).items()}
+            urls = {ids[p]: u for u, p in paths.items() if p in ids}
+            meta = import_rows(self.store, rows, source=str(path), key="url", column=column, urls=urls)
+        return download.UrlIndexReport(got, report, meta)
+
     def _index_lock(self):
         return _FileLock(self.path / "index.lock")
 
     # -- search ---------------------------------------------------------------------------------------------------
     def search(self, query: str | os.PathLike | Image.Image | bytes | Query, *, limit: int = 20,
-               threshold: float | None = None) -> list[Hit]:
-        """Text, an image file, an http(s) image URL, `id:N`, a PIL image or image bytes -> best hits first."""
-        if limit < 1:
-            raise UsageError("limit must be at least 1")
-        if self.store.count() == 0:
-            raise LibraryError(f"library {self.path} has no images yet: run picseek index FOLDER first")
-        emb = self.embedder()
+               threshold: float | None = None, where: Iterable[str] = (), sort: str | None = None,
+               keywords: bool | float = True, soft_tags: bool = False, rerank: str | None = None,
+               rerank_top: int = 50, adaptive: bool | float | None = None) -> list[Hit]:
+        """Best hits first for a query (docs/query.md): words, example images (file, URL, `id:N`, a PIL image or
+        image bytes), tags, combined with + and - and weighted with N:.
+
+        where: filters such as "taken>=2021-06-01", "camera~canon" (all must hold). sort: None/"score", "date"
+        (oldest first) or "newest". keywords: fuse keyword matches (file names, descriptions, tags) with the
+        vector ranking (True: the keyword_weight setting; a number: that weight; False: off). soft_tags: tags
+        rank instead of filter. rerank: a re-ranking model name applied to the first `rerank_top` hits.
+        adaptive: drop hits far below the best (True: ratio 0.5; a ratio in (0, 1]; None: off).
+        threshold: the least cosine score kept. Filters that match nothing raise NoMatchError."""
         opts = SearchOptions(limit=limit, threshold=threshold, max_pixels=config.get("max_image_pixels"),
                              url_max_bytes=config.get("url_max_bytes"), url_timeout=config.get("url_timeout"))
-        spaces = list(self.recorded_model.get("spaces", {"main": emb.dim}))
+        plan = engine.make_plan(limit=limit, threshold=threshold, where=where, sort=sort, keywords=keywords,
+                                soft_tags=soft_tags, rerank=rerank, rerank_top=rerank_top, adaptive=adaptive,
+                                opts=opts, default_keyword_weight=config.get("keyword_weight"))
+        if not self.store.read("SELECT 1 FROM images LIMIT 1"):
+            raise LibraryError(f"library {self.path} has no images yet: run picseek index FOLDER first")
+        spaces = list((self.recorded_model or {}).get("spaces", {"main": 0}))
+        image = None
         if isinstance(query, (Image.Image, bytes)):
             from .ingest.images import load_image
 
-            img = query if isinstance(query, Image.Image) else load_image(query, opts.max_pixels)
-            space = query_space(Query((Term("image", "<image>"),)), emb, spaces)
-            q = embed_image(img, emb, space)
-        else:
-            parsed = query if isinstance(query, Query) else parse(query)
-            space = query_space(parsed, emb, spaces)
-            q = embed_query(parsed, emb, self.store, space, opts)
+            image = query if isinstance(query, Image.Image) else load_image(query, opts.max_pixels)
+            query = Query(())
+        parsed = query if isinstance(query, Query) else parse(query)
+        hits = self.hits(engine.rank(self.store, self.embedder, spaces, parsed, plan, image=image))
+        if rerank:
+            from .query.rerank import rerank_hits
+
+            hits = rerank_hits(hits, parsed.words, rerank, rerank_top, self._hit_image)
+        hits = hits[:limit]
+        if sort in ("date", "newest"):
+            hits.sort(key=lambda h: date_key(h.taken_at, sort == "newest"))
+        return hits
+
+    def hits(self, ranked: Iterable[tuple[int, float]]) -> list[Hit]:
+        """(image id, score) pairs -> Hits with the image's facts, fields and tags (ids no longer there dropped;
+        scores clipped to [-1, 1]: stored float16 vectors can make a cosine a hair above 1)."""
+        ranked = list(ranked)
+        ids = [i for i, _ in ranked]
+        rows, fields, tags = self.store.get_images(ids), self.store.get_fields(ids), self.store.get_tags(ids)
+        return [Hit(i, r["path"], round(min(max(s, -1.0), 1.0), 6), r["width"], r["height"], r["taken_at"],
+                    r["camera_make"], r["camera_model"], fields.get(i, {}), tags.get(i, []))
+                for i, s in ranked if (r := rows.get(i))]
+
+    def _hit_image(self, hit: Hit) -> Image.Image:
+        from .ingest.images import load_image
+
+        return load_image(hit.path, config.get("max_image_pixels"))
+
+    def similar(self, image: int | str, *, limit: int = 20, where: Iterable[str] = (),
+                threshold: float | None = None, sort: str | None = None) -> list[Hit]:
+        """More like an indexed image (an id or the path of an indexed file); the image itself is left out."""
+        image_id = tagging.resolve_image(self.store, image)
+        hits = self.search(Query((Term(ID, str(image_id)),)), limit=limit + 1, where=where, threshold=threshold,
+                           sort=sort, keywords=False)
+        return [h for h in hits if h.id != image_id][:limit]
+
+    def duplicates(self, threshold: float = 0.95, *,
+                   progress: Callable[[int, int], None] | None = None) -> list[list[Hit]]:
+        """Groups of near-duplicate images (cosine similarity >= threshold in the model's image-query space),
+        biggest groups first; each hit's score is its similarity to the group's first image."""
+        from .query.duplicates import duplicate_groups
+
+        if not 0 < threshold <= 1:
+            raise UsageError(f"duplicate threshold must be in (0, 1], not {threshold}")
+        emb = self.embedder()
+        space = emb.image_query_space if emb.image_query_space in self.store.spaces() else "main"
         ids, mat = self.store.vectors(space)
-        ranked = top_k(ids, mat, q, limit, threshold)
-        rows = self.store.get_images([i for i, _ in ranked])
-        return [Hit(i, rows[i]["path"], round(s, 6), rows[i]["width"], rows[i]["height"], rows[i]["taken_at"],
-                    rows[i]["camera_make"], rows[i]["camera_model"]) for i, s in ranked if i in rows]
+        return [self.hits(group) for group in duplicate_groups(ids, mat, threshold, progress)]
+
+    # -- tags -----------------------------------------------------------------------------------------------------
+    def tag_add(self, image: int | str, tags: Iterable[str]) -> list[str]:
+        """Tag an image (an id or the path of an indexed file) by hand; returns all its tags."""
+        return tagging.add(self.store, image, list(tags))
+
+    def tag_remove(self, image: int | str, tags: Iterable[str]) -> int:
+        """Remove tags (of any source) from an image; returns how many it had."""
+        return tagging.remove(self.store, image, list(tags))
+
+    def auto_tag(self, labels: Iterable[str], *, threshold: float | None = None, template: str | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> tagging.AutoTagReport:
+        """Zero-shot tagging: every image gets the labels whose score (cosine of its vector with the text vector
+        of "a photo of LABEL") reaches `threshold` (default: measured per model), with the score kept."""
+        emb = self.embedder()
+        return tagging.auto_tag(self.store, emb, (self.recorded_model or {}).get("name", emb.name), list(labels),
+                                threshold=threshold, template=template or tagging.zeroshot.DEFAULT_TEMPLATE,
+                                progress=progress)
+
+    def tag_counts(self) -> dict[str, int]:
+        """Every tag in the library with the number of images that carry it, most used first."""
+        rows = self.store.read("SELECT tag, count(*) FROM tags GROUP BY tag ORDER BY count(*) DESC, tag")
+        return {r[0]: r[1] for r in rows}
 
     # -- status ---------------------------------------------------------------------------------------------------
     def status(self) -> dict:

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 
-from . import core  # noqa: E402,F401  (registers the commands)
+from . import core, learn, metadata, query, serve  # noqa: E402,F401  (each module registers its commands)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

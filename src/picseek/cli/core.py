@@ -13,6 +13,7 @@ Examples:
   picseek index ~/Pictures
   picseek index ~/Pictures /mnt/photos --workers 2
   picseek --library ~/work-lib index ./shots --model clip-vit-b-32
+  picseek index --from-list photos.csv --url-column photo_image_url
 """
 EPILOG_SEARCH = """\b
 Examples:
@@ -20,13 +21,23 @@ Examples:
   picseek search ./holiday/IMG_0042.jpg --limit 20 --json
   picseek search https://example.com/cat.jpg
   picseek search id:42                     # more like an indexed image
+  picseek search ./me.jpg + "in winter" - people
+  picseek search '2:"at night"' + 0.5:./city.jpg
+  picseek search tag:beach sunset --where 'taken>=2021-06-01' --sort date
+  picseek search "a red car" --where camera~canon --where width>=1024
   picseek search "sunset" --paths | xargs -d '\\n' feh
+The query language (terms, + and -, weights, tags) and the filters: docs/query.md.
 """
 
 
 
 @cli.command(epilog=EPILOG_INDEX)
-@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=True))
+@click.argument("folders", nargs=-1, type=click.Path(exists=True, file_okay=True))
+@click.option("--from-list", "from_list", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+              help="Download the images a URL list names (txt, CSV, JSON, JSON Lines, Parquet) into the library's "
+                   "cache, index them and import the list's other columns as metadata (instead of FOLDERS).")
+@click.option("--url-column", metavar="COL", help="The --from-list column that holds the image URLs (default: url, "
+              "photo_image_url, image_url, ... or the first column of URLs).")
 @click.option("--model", "-m", help="Model for a new library (default auto). Existing libraries keep theirs.")
 @click.option("--workers", type=click.IntRange(0, 64), help="Decode worker processes (0 = decode in-process).")
 @click.option("--batch-size", type=click.IntRange(1, 1024), help="Images per model batch.")
@@ -34,12 +45,22 @@ Examples:
 @click.option("--rebuild", is_flag=True, help="Drop all vectors and re-embed everything (e.g. with a new --model).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
-def index(ctx, folders, model, workers, batch_size, retry_errors, rebuild, as_json):
+def index(ctx, folders, from_list, url_column, model, workers, batch_size, retry_errors, rebuild, as_json):
     """Index the images in FOLDERS: new and changed files are embedded, moved ones followed, deleted ones dropped.
 
     Safe to interrupt: run it again and it continues where it stopped.
     """
     from tqdm import tqdm
+
+    if bool(folders) == bool(from_list):
+        raise click.UsageError("give FOLDERS to index, or --from-list FILE (not both)")
+    if url_column and not from_list:
+        raise click.UsageError("--url-column goes with --from-list")
+    if from_list:
+        from .metadata import index_from_list
+
+        return index_from_list(ctx, from_list, url_column, model, workers=workers, batch_size=batch_size,
+                               retry_errors=retry_errors, rebuild=rebuild, as_json=as_json)
 
     lib = _open(ctx, model, create=True)
     bar = None
@@ -85,28 +106,74 @@ def index(ctx, folders, model, workers, batch_size, retry_errors, rebuild, as_js
 @click.argument("query", nargs=-1, required=True)
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 100000), help="Hits to show.")
 @click.option("--threshold", "-t", type=float, help="Only hits with at least this score (cosine similarity).")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines: id, path, score, width, height, taken_at.")
+@click.option("--where", "-w", "where", multiple=True, metavar="FILTER",
+              help="Only images that pass KEY OP VALUE (repeatable, all must hold), e.g. taken>=2021-06-01, "
+                   "camera~canon, folder=trips/, width>=1024, photographer='Alec Weir'. See docs/query.md.")
+@click.option("--sort", type=click.Choice(["score", "date", "newest"]), default="score", show_default=True,
+              help="Order of the hits: by score, or the relevant hits by date taken (oldest or newest first; "
+                   "images without a date last).")
+@click.option("--no-keywords", is_flag=True, help="Rank by vectors only (no keyword match on names, descriptions, "
+              "tags).")
+@click.option("--keyword-weight", type=click.FloatRange(0), metavar="W",
+              help="Weight of keyword matches in the fused ranking (default: the keyword_weight setting, 0.5).")
+@click.option("--soft-tags", is_flag=True, help="tag:X terms rank like words instead of filtering.")
+@click.option("--adaptive", type=click.FloatRange(0, 1, min_open=True), is_flag=False, flag_value=0.5,
+              metavar="[RATIO]", help="Drop hits whose score is closer to a typical image's than to the best "
+                                      "hit's (RATIO 0.5; higher keeps fewer).")
+@click.option("--rerank", metavar="NAME", help="Re-rank the top hits with an image-text matching model "
+              "(blip-itm-base, ...; see docs/models.md).")
+@click.option("--rerank-top", default=50, show_default=True, type=click.IntRange(1, 1000),
+              help="How many of the top hits --rerank scores.")
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON: id, path, score, width, height, taken_at, camera, fields, tags.")
 @click.option("--paths", is_flag=True, help="Bare paths, one per line (for pipes).")
 @click.option("--model", "-m", help="Must match the library's model (it is read from the library).")
 @click.pass_context
-def search(ctx, query, limit, threshold, as_json, paths, model):
-    """Search by text, an image file, an image URL or id:N (an indexed image)."""
+def search(ctx, query, limit, threshold, where, sort, no_keywords, keyword_weight, soft_tags, adaptive, rerank,
+           rerank_top, as_json, paths, model):
+    """Search by words, example images (file, URL, id:N), tags, or a mix: + adds, - pushes away, N: weights.
+
+    The words of QUERY are joined with spaces and parsed as one query (docs/query.md).
+    """
     if as_json and paths:
         raise click.UsageError("--json and --paths are exclusive")
+    if no_keywords and keyword_weight:
+        raise click.UsageError("--no-keywords and --keyword-weight are exclusive")
     lib = _open(ctx, model)
-    hits = lib.search(" ".join(query), limit=limit, threshold=threshold)
+    keywords = False if no_keywords else True if keyword_weight is None else keyword_weight
+    hits = lib.search(" ".join(query), limit=limit, threshold=threshold, where=where, sort=sort,
+                      keywords=keywords, soft_tags=soft_tags, rerank=rerank, rerank_top=rerank_top,
+                      adaptive=adaptive)
+    echo_hits(hits, as_json, paths, "No results" + (f" at or above threshold {threshold}" if threshold is not None
+                                                    else "") + ".")
+
+
+def echo_hits(hits, as_json: bool, paths: bool, empty: str = "No results.") -> None:
+    """Print hits as JSON, bare paths, or a table (with description, photographer and tags when present)."""
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], indent=None))
     elif paths:
         for h in hits:
             click.echo(h.path)
+    elif not hits:
+        click.echo(empty)
     else:
-        if not hits:
-            click.echo("No results" + (f" at or above threshold {threshold}" if threshold is not None else "") + ".")
-            return
         click.echo(f"{'rank':>4}  {'score':>6}  path")
         for rank, h in enumerate(hits, 1):
             click.echo(f"{rank:>4}  {h.score:6.3f}  {h.path}")
+            about = _about(h)
+            if about:
+                click.echo(f"{'':14}{about}")
+
+
+def _about(hit) -> str:
+    desc = " ".join(str(hit.fields.get("description") or hit.fields.get("title") or "").split())
+    parts = [desc[:90] + ("..." if len(desc) > 90 else "")] if desc else []
+    if hit.fields.get("photographer"):
+        parts.append(f"by {hit.fields['photographer']}")
+    if hit.tags:
+        parts.append(" ".join(f"#{t['tag']}" for t in hit.tags[:6]))
+    return "  ".join(parts)
 
 
 @cli.command()

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import LibraryError
 from .base import FileState, ImageRecord
+from .fts import MIGRATION as FTS_MIGRATION
 from .values import field_number
 
 DB_NAME = "picseek.db"
@@ -78,6 +79,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX tags_tag ON tags(tag);
     """,
+    # 3: keyword search (FTS5) over file and folder names, text fields and tags, kept in step by triggers
+    FTS_MIGRATION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -335,6 +338,11 @@ class SQLiteStore:
                 out[image_id][key] = value
         return out
 
+    def field_values(self, key: str) -> dict[int, str]:
+        """image id -> value of one field, for every image that has it (e.g. `url`, to join rows by URL)."""
+        rows = self._conn().execute("SELECT image_id, value FROM fields WHERE key = ?", (key,))
+        return {r[0]: r[1] for r in rows}
+
     def add_tags(self, rows: Iterable[tuple[int, str, str, float | None]]) -> int:
         """(image id, tag, source, score) -> upserted tags (tags are stored lower-case, trimmed)."""
         rows = [(i, t.strip().lower(), src, score) for i, t, src, score in rows if t and t.strip()]
@@ -359,6 +367,49 @@ class SQLiteStore:
             for image_id, tag, source, score in rows:
                 out[image_id].append({"tag": tag, "source": source, "score": score})
         return out
+
+    def replace_auto_tags(self, tags: Sequence[str], rows: Iterable[tuple[int, str, float]]) -> int:
+        """Drop the automatic tags named `tags`, then add (image id, tag, score) rows as source "auto"; a tag the
+        image already has from another source (the user, an import) is kept as it is. One transaction."""
+        tags = [t.strip().lower() for t in tags]
+        n = 0
+        with self._tx() as c:
+            for chunk in _chunks(tags):
+                c.execute(f"DELETE FROM tags WHERE source = 'auto' AND tag IN ({', '.join('?' * len(chunk))})",
+                          chunk)
+            for i, tag, score in rows:
+                n += c.execute("INSERT INTO tags (image_id, tag, source, score) VALUES (?, ?, 'auto', ?) "
+                               "ON CONFLICT (image_id, tag) DO NOTHING", (i, tag.strip().lower(), score)).rowcount
+        return n
+
+    def read(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
+        """Rows of one read-only statement (query helpers build the SQL; values always go in `params`)."""
+        return self._conn().execute(sql, tuple(params)).fetchall()
+
+    def read_ids(self, sql: str, params: Sequence = ()) -> np.ndarray:
+        """The first column of a read-only statement as an int64 array (e.g. the ids a filter allows)."""
+        cur = self._conn().cursor()
+        cur.row_factory = None  # plain tuples: several times faster than Row objects for many rows
+        return np.fromiter((r[0] for r in cur.execute(sql, tuple(params))), dtype=np.int64)
+
+    def read_id_set(self, sql: str, params: Sequence = ()) -> np.ndarray:
+        """The ids a read-only statement selects (first column), unordered: aggregated in SQLite and parsed in
+        one numpy call, 3-5x faster than fetching the rows one by one."""
+        (text,) = self._conn().execute(f"WITH s(x) AS ({sql}) SELECT group_concat(x) FROM s", tuple(params)).fetchone()
+        return np.fromstring(text, dtype=np.int64, sep=",") if text else np.zeros(0, dtype=np.int64)
+
+    def change_stamp(self) -> tuple[int, int, int]:
+        """Changes whenever the database may have changed for this thread's connection: commits by any other
+        connection (PRAGMA data_version) or by this one (total_changes). For caches of query results."""
+        conn = self._conn()
+        return threading.get_ident(), conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes
+
+    def roots(self) -> list[str]:
+        """Every folder an index run was asked to index (for folder filters relative to them)."""
+        seen: dict[str, None] = {}
+        for (raw,) in self._conn().execute("SELECT roots FROM runs ORDER BY id"):
+            seen.update(dict.fromkeys(json.loads(raw)))
+        return list(seen)
 
     def count(self) -> int:
         return self._conn().execute("SELECT count(*) FROM images").fetchone()[0]
@@ -405,6 +456,11 @@ class _Transaction:
 
     def executescript_in_tx(self, script: str) -> None:
         # executescript() would COMMIT first; run the statements one by one inside the open transaction
-        for statement in script.split(";"):
-            if statement.strip():
-                self.conn.execute(statement)
+        # (a piece between semicolons is joined to the next until it is a complete statement: triggers)
+        statement = ""
+        for piece in script.split(";"):
+            statement += piece + ";"
+            if sqlite3.complete_statement(statement):
+                if statement.strip(" \n\t;"):
+                    self.conn.execute(statement)
+                statement = ""

@@ -1,0 +1,42 @@
+"""Ranking rules: reciprocal rank fusion of the vector and keyword rankings, the adaptive cut-off, date order."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..store.values import field_number
+
+RRF_K = 60  # the usual constant of reciprocal rank fusion (Cormack et al. 2009)
+ADAPTIVE_DEFAULT = 0.5  # the ratio `--adaptive` uses when given without a value
+
+
+def fuse(vector_ids: Sequence[int], keyword_ids: Sequence[int], keyword_weight: float,
+         k: int = RRF_K) -> list[int]:
+    """Reciprocal rank fusion: score(d) = 1 / (k + vector rank) + w / (k + keyword rank); ranks start at 1 and a
+    list that lacks d adds nothing. Ties keep the vector order."""
+    fused: dict[int, float] = {}
+    for rank, i in enumerate(vector_ids, 1):
+        fused[int(i)] = 1.0 / (k + rank)
+    for rank, i in enumerate(keyword_ids, 1):
+        fused[int(i)] = fused.get(int(i), 0.0) + keyword_weight / (k + rank)
+    order = {int(i): n for n, i in enumerate(vector_ids)}
+    return sorted(fused, key=lambda i: (-fused[i], order.get(i, len(order))))
+
+
+def adaptive_cut(scores: np.ndarray, ratio: float) -> float:
+    """The lowest score kept by the adaptive cut-off: `ratio` of the way from the typical score of the candidates
+    (their mean: what an unrelated image scores) up to the best one. 0 keeps everything above average, 1 only
+    the best; 0.5 drops the hits that are closer to the background than to the best hit."""
+    if len(scores) == 0:
+        return -np.inf
+    best, typical = float(np.max(scores)), float(np.mean(scores))
+    return typical + ratio * (best - typical)
+
+
+def date_key(taken_at: str | None, newest_first: bool) -> tuple[int, float]:
+    """Sort key: images with a date first (oldest or newest first), then those without."""
+    num = field_number(taken_at) if taken_at else None
+    if num is None:
+        return (1, 0.0)
+    return (0, -num if newest_first else num)

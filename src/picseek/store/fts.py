@@ -1,0 +1,103 @@
+"""Keyword search: an SQLite FTS5 table over each image's file name, folder name, text fields and tags.
+
+`search_text` (rowid = image id) is filled from the view `search_text_source` and kept in step by triggers on
+images, fields and tags, so every writer (indexing, metadata import, tagging, removal) updates it in the same
+transaction. Searched fields: text values of keys that say description, caption, title, keywords, subject, alt
+text, location, place, city, country, photographer, label, comment, notes or headline. Words are stemmed (Porter)
+and accents folded.
+
+MIGRATION is schema version 3 of the store as shipped: never edit it; change things with a new migration. It also
+makes the fields indexes covering (filters read image ids from the index alone) and indexes width, height and
+taken_at for filters.
+"""
+from __future__ import annotations
+
+import re
+
+_FIELD_KEYS = """(lower({f}.key) IN ('keywords', 'subject', 'location', 'place', 'city', 'country', 'photographer',
+                          'label', 'labels', 'comment', 'comments', 'notes', 'headline', 'alt', 'alt_text')
+        OR lower({f}.key) LIKE '%description%' OR lower({f}.key) LIKE '%caption%' OR lower({f}.key) LIKE '%title%')"""
+_NEW_FIELD = _FIELD_KEYS.format(f="NEW")  # only changes to searched fields refresh the search text
+_OLD_FIELD = _FIELD_KEYS.format(f="OLD")
+_DIR = "rtrim(rtrim(i.path, replace(i.path, '/', '')), '/')"  # the folder, without a trailing slash
+_COLUMNS = ("name", "folder", "fields", "tags")
+# VALUES with scalar subqueries: several times faster than INSERT ... SELECT into an FTS5 table
+_REFRESH = ("DELETE FROM search_text WHERE rowid = {id}; INSERT INTO search_text (rowid, name, folder, fields, tags) "
+            "VALUES ({id}, " + ", ".join(f"(SELECT {c} FROM search_text_source WHERE id = {{id}})" for c in _COLUMNS)
+            + ");")
+_EXISTS = "EXISTS (SELECT 1 FROM images WHERE id = {id})"  # not while an image's fields go with the image
+
+MIGRATION = f"""
+    DROP INDEX fields_key_value;
+    DROP INDEX fields_key_num;
+    CREATE INDEX fields_key_value ON fields(key, value, image_id);
+    CREATE INDEX fields_key_num ON fields(key, num, image_id);
+    CREATE INDEX images_width ON images(width);
+    CREATE INDEX images_height ON images(height);
+    CREATE INDEX images_taken ON images(taken_at);
+    CREATE VIRTUAL TABLE search_text USING fts5(
+        name, folder, fields, tags, tokenize = 'porter unicode61 remove_diacritics 2');
+    CREATE VIEW search_text_source AS SELECT i.id AS id,
+        substr(i.path, length(rtrim(i.path, replace(i.path, '/', ''))) + 1) AS name,
+        substr({_DIR}, length(rtrim({_DIR}, replace({_DIR}, '/', ''))) + 1) AS folder,
+        coalesce((SELECT group_concat(f.value, ' ') FROM fields f WHERE f.image_id = i.id AND f.num IS NULL
+                  AND {_FIELD_KEYS.format(f='f')}), '') AS fields,
+        coalesce((SELECT group_concat(t.tag, ' ') FROM tags t WHERE t.image_id = i.id), '') AS tags
+        FROM images i;
+    INSERT INTO search_text (rowid, name, folder, fields, tags) SELECT * FROM search_text_source;
+    CREATE TRIGGER search_text_image_added AFTER INSERT ON images BEGIN {_REFRESH.format(id='NEW.id')} END;
+    CREATE TRIGGER search_text_image_moved AFTER UPDATE OF path ON images BEGIN {_REFRESH.format(id='NEW.id')} END;
+    CREATE TRIGGER search_text_image_removed AFTER DELETE ON images BEGIN
+        DELETE FROM search_text WHERE rowid = OLD.id; END;
+    CREATE TRIGGER search_text_field_added AFTER INSERT ON fields
+        WHEN {_NEW_FIELD} AND {_EXISTS.format(id='NEW.image_id')} BEGIN {_REFRESH.format(id='NEW.image_id')} END;
+    CREATE TRIGGER search_text_field_changed AFTER UPDATE ON fields WHEN {_OLD_FIELD} OR {_NEW_FIELD} BEGIN
+        {_REFRESH.format(id='OLD.image_id')} {_REFRESH.format(id='NEW.image_id')} END;
+    CREATE TRIGGER search_text_field_removed AFTER DELETE ON fields
+        WHEN {_OLD_FIELD} AND {_EXISTS.format(id='OLD.image_id')} BEGIN {_REFRESH.format(id='OLD.image_id')} END;
+    CREATE TRIGGER search_text_tag_added AFTER INSERT ON tags WHEN {_EXISTS.format(id='NEW.image_id')} BEGIN
+        {_REFRESH.format(id='NEW.image_id')} END;
+    CREATE TRIGGER search_text_tag_changed AFTER UPDATE ON tags BEGIN
+        {_REFRESH.format(id='OLD.image_id')} {_REFRESH.format(id='NEW.image_id')} END;
+    CREATE TRIGGER search_text_tag_removed AFTER DELETE ON tags WHEN {_EXISTS.format(id='OLD.image_id')} BEGIN
+        {_REFRESH.format(id='OLD.image_id')} END;
+"""
+
+# Common English words that would match nearly every description; dropped unless nothing else is left.
+STOP_WORDS = frozenset("""a an and are as at be by for from in into is it its of on or over the their there this
+to under was were with without near next""".split())
+_WORD = re.compile(r"[^\W_]+")
+
+
+def words_of(text: str) -> list[str]:
+    """The distinct lower-case words of `text` (letters and digits; everything else separates)."""
+    return list(dict.fromkeys(_WORD.findall(text.lower())))
+
+
+def match_expression(positive: str, negative: str = "") -> str | None:
+    """An FTS5 MATCH string: any of the positive words, none of the negative ones; None if there is no word.
+    Every word is a quoted FTS string, so nothing the user types is read as FTS syntax."""
+    pos = words_of(positive)
+    pos = [w for w in pos if w not in STOP_WORDS] or pos
+    if not pos:
+        return None
+    expr = " OR ".join(_quote(w) for w in pos)
+    neg = [w for w in words_of(negative) if w not in STOP_WORDS]
+    if neg:
+        expr = f"({expr}) NOT ({' OR '.join(_quote(w) for w in neg)})"
+    return expr
+
+
+def _quote(word: str) -> str:
+    return '"' + word.replace('"', '""') + '"'
+
+
+# bm25 weights per column: name, folder, fields, tags
+RANK = "bm25(search_text, 1.0, 0.5, 2.0, 2.0)"
+
+
+def keyword_sql(condition_sql: str) -> str:
+    """SQL for the ids of images whose text matches (param 1), allowed by `condition_sql`, best first, limited."""
+    # `+rowid`: keeps SQLite from handing the id list to FTS5 as one MATCH per id (1000x slower)
+    where = "" if condition_sql == "1" else f" AND +rowid IN (SELECT id FROM images WHERE {condition_sql})"
+    return f"SELECT rowid FROM search_text WHERE search_text MATCH ?{where} ORDER BY {RANK} LIMIT ?"
