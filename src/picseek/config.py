@@ -43,7 +43,11 @@ def env_name(name: str) -> str:
 
 
 def config_file() -> Path:
-    explicit = os.environ.get("PICSEEK_CONFIG")
+    return _config_file(os.environ.get("PICSEEK_CONFIG") or "")
+
+
+@lru_cache(maxsize=8)
+def _config_file(explicit: str) -> Path:
     if explicit:
         return Path(explicit).expanduser()
     from platformdirs import user_config_dir

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -102,6 +103,13 @@ def index(ctx, folders, from_list, url_column, model, workers, batch_size, retry
         click.echo("  ... see all with: picseek status --errors", err=True)
 
 
+def _one_query_thread() -> None:
+    """One query's text/image embedding is faster on one torch thread than on all cores (benchmarks/README.md:
+    p50 about 2x, p95 about 6x faster, more on a busy machine). Set before torch is imported; the user's own
+    OMP_NUM_THREADS wins."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 @cli.command(epilog=EPILOG_SEARCH)
 @click.argument("query", nargs=-1, required=True)
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 100000), help="Hits to show.")
@@ -137,6 +145,7 @@ def search(ctx, query, limit, threshold, where, sort, no_keywords, keyword_weigh
     """
     if as_json and paths:
         raise click.UsageError("--json and --paths are exclusive")
+    _one_query_thread()
     if no_keywords and keyword_weight:
         raise click.UsageError("--no-keywords and --keyword-weight are exclusive")
     lib = _open(ctx, model)
