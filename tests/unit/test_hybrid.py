@@ -120,6 +120,15 @@ def test_keywords_lift_a_described_image_and_can_be_turned_off(lib):
     assert lib.search("red - umbrella", limit=8)[0].id != target.id  # a negative word never lifts
 
 
+def test_keywords_do_not_reorder_a_query_with_an_example_image(lib):
+    plain = lib.search("red umbrella", limit=8, keywords=False)
+    example = plain[0]
+    lib.store.set_fields([(plain[-1].id, {"description": "A big umbrella in the rain"})])
+    mixed = lib.search(f"id:{example.id} + umbrella", limit=8)
+    assert mixed == sorted(mixed, key=lambda h: -h.score)  # vector order: no keyword hit jumps the queue
+    assert lib.search("umbrella", limit=8)[0].id == plain[-1].id  # text alone still uses the keywords
+
+
 def test_keyword_only_hits_respect_filters_and_threshold(lib):
     hits = lib.search("red", limit=3, keywords=False)
     lib.store.set_fields([(hits[-1].id, {"title": "purple"})])

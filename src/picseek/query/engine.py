@@ -148,7 +148,10 @@ def rank(store, get_embedder: Callable, spaces: list[str], query: Query, plan: P
     best = top_indices(scores, pool)
     score_of = dict(zip(ids[best].tolist(), scores[best].tolist()))
     order = ids[best].tolist()
-    words = vector_query.words if image is None else ""
+    # Keywords join only text-only queries: with an example image the words modify a picture ("this, but at
+    # night"), and a keyword hit would outrank much closer pictures (fusion favours items in both rankings).
+    text_only = image is None and all(t.kind == TEXT for t in vector_query.terms)
+    words = vector_query.words if text_only else ""
     if plan.keyword_weight > 0 and words:
         negative = " ".join(t.value for t in vector_query.terms if t.kind == TEXT and t.weight < 0)
         keyword_ids = _keyword_ids(store, fts.match_expression(words, negative), cond, allowed, pool)
