@@ -271,6 +271,16 @@ class Library:
                                 threshold=threshold, template=template or tagging.zeroshot.DEFAULT_TEMPLATE,
                                 progress=progress)
 
+    def classify(self, labels: Iterable[str], *, store_tags: bool = False, min_score: float = 0.3, top: int = 3,
+                 templates: Iterable[str] | None = None, progress: Callable[[int, int], None] | None = None):
+        """Zero-shot classification of every image (as `picseek classify --library`): (report, predictions).
+        With `store_tags`, labels whose probability reaches `min_score` become tags with source "classify"."""
+        from .learn import classify as learn_classify
+
+        return learn_classify.classify_library(
+            self, list(labels), templates=tuple(templates or learn_classify.DEFAULT_TEMPLATES), top=top,
+            store_tags=store_tags, min_score=min_score, progress=progress)
+
     def tag_counts(self) -> dict[str, int]:
         """Every tag in the library with the number of images that carry it, most used first."""
         rows = self.store.read("SELECT tag, count(*) FROM tags GROUP BY tag ORDER BY count(*) DESC, tag")

@@ -61,8 +61,8 @@ def test_library_tags_are_stored_and_searchable(tmp_path, colour_embedder):
     assert any(t["tag"] == "red" and t["source"] == "classify" and t["score"] >= 0.3 for t in tags)
     assert red_id in {h.id for h in lib.search("tag:red", limit=10)}
     # a stricter run replaces the earlier classify tags of these labels
-    report2, _ = classify.classify_library(lib, ["red", "blue", "green"], templates=["{label}"], store_tags=True,
-                                           min_score=0.999)
+    report2, _ = lib.classify(["red", "blue", "green"], templates=["{label}"], store_tags=True,
+                              min_score=0.999)  # the Python API's wrapper
     rows = lib.store.read("SELECT count(*) FROM tags WHERE source = 'classify'")[0][0]
     assert rows == report2.tags < report.tags
     assert lib.store.read("SELECT source FROM tags WHERE image_id = ? AND tag = 'blue'", (red_id,))[0][0] == "user"
