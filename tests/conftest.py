@@ -29,6 +29,22 @@ def _isolate_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path):
+    """The hub is off and the Hugging Face cache is a private, empty folder: a slip can never download or touch the
+    user's real cache. huggingface_hub reads these at import, so its constants are patched too. Returns the cache."""
+    import huggingface_hub.constants as hub_constants
+
+    cache = tmp_path / "hf_home" / "hub"
+    cache.mkdir(parents=True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(cache.parent))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
 def draw_photo(colour: str, shape: str = "circle", size=(320, 240), seed: int = 0) -> Image.Image:
     """A small synthetic picture: a coloured shape on a noisy grey background."""
     rng = np.random.default_rng(seed)

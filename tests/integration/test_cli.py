@@ -7,7 +7,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,25 +14,15 @@ import numpy as np
 import pytest
 
 from broken_images import make_broken_images
+from cli_helpers import PICSEEK, cli_env, run
 from conftest import make_folder
 from tiny_models import make_tiny_clip
-
-PICSEEK = [sys.executable, "-m", "picseek.cli"]
-
-
-def run(*args, env=None, check=True, timeout=300):
-    proc = subprocess.run(PICSEEK + [str(a) for a in args], capture_output=True, text=True, env=env, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"picseek {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("cli-env")
-    e = dict(os.environ, HF_HUB_OFFLINE="1", PICSEEK_CACHE_DIR=str(base / "cache"),
-             PICSEEK_CONFIG=str(base / "config.toml"), PICSEEK_LIBRARY=str(base / "default-lib"))
-    return e
+    return cli_env(base)
 
 
 @pytest.fixture(scope="module")

@@ -2,30 +2,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
+from cli_helpers import cli_env, run
 from conftest import draw_photo, make_folder
 from tiny_models import make_tiny_clip
-
-PICSEEK = [sys.executable, "-m", "picseek.cli"]
-
-
-def run(*args, env, check=True):
-    proc = subprocess.run(PICSEEK + [str(a) for a in args], capture_output=True, text=True, env=env, timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"picseek {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("cli-learn-env")
-    return dict(os.environ, HF_HUB_OFFLINE="1", PICSEEK_CACHE_DIR=str(base / "cache"),
-                PICSEEK_CONFIG=str(base / "config.toml"), PICSEEK_LIBRARY=str(base / "default-lib"))
+    return cli_env(base)
 
 
 @pytest.fixture(scope="module")

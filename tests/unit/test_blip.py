@@ -17,19 +17,7 @@ from picseek.query.rerank import load_reranker, rerank_hits, resolve_reranker
 import tiny_models
 from conftest import COLOURS, draw_photo
 
-
-@pytest.fixture(autouse=True)
-def offline_hub(monkeypatch, tmp_path):
-    """The hub is off and the cache is a private empty folder: nothing can download or read the real cache."""
-    import huggingface_hub.constants as hub_constants
-
-    cache = tmp_path / "hf_home" / "hub"
-    cache.mkdir(parents=True)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(cache.parent))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+pytestmark = pytest.mark.usefixtures("offline_hub")  # tests/conftest.py: hub off, private empty cache
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +74,8 @@ def test_scores_agree_with_the_hf_processor_and_model(matcher, blip_folder):
     from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 
     images = [Image.fromarray(data.chelsea()), Image.fromarray(data.coffee()).resize((91, 37))]
-    proc = BlipImageProcessorPil.from_pretrained(blip_folder)
-    tok = AutoTokenizer.from_pretrained(blip_folder)
+    proc = BlipImageProcessorPil.from_pretrained(blip_folder, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(blip_folder, local_files_only=True)
     enc = tok(["a cat on a table"] * 2, return_tensors="pt")
     with torch.inference_mode():
         logits = matcher.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],

@@ -21,20 +21,7 @@ MAKERS = {"clip": tiny_models.make_tiny_clip, "siglip": tiny_models.make_tiny_si
           "siglip2": tiny_models.make_tiny_siglip2}
 
 
-@pytest.fixture(autouse=True)
-def offline_hub(monkeypatch, tmp_path):
-    """Every test here runs with the hub off and an empty, private cache: a slip can never download or touch
-    the user's real cache. huggingface_hub reads these at import, so its constants are patched too."""
-    import huggingface_hub.constants as hub_constants
-
-    cache = tmp_path / "hf_home" / "hub"
-    cache.mkdir(parents=True)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(cache.parent))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
-    return cache
+pytestmark = pytest.mark.usefixtures("offline_hub")  # tests/conftest.py: hub off, private empty cache
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +118,7 @@ def _hf_processor_vectors(folder: Path, emb: hf.HFEmbedder, images: list[Image.I
     import torch
     from transformers import AutoImageProcessor
 
-    proc = AutoImageProcessor.from_pretrained(folder)
+    proc = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
     rows = []
     for img in images:
         inputs = proc(images=[img], return_tensors="pt")
@@ -158,7 +145,7 @@ def test_our_pixels_match_hf_processor(folders, embedders, kind, index):
     from transformers import AutoImageProcessor
 
     emb, img = embedders[kind], _images()[index]
-    proc = AutoImageProcessor.from_pretrained(folders[kind])
+    proc = AutoImageProcessor.from_pretrained(folders[kind], local_files_only=True)
     theirs = proc(images=[img], return_tensors="np")["pixel_values"]
     ours = normalize(prepare_image(img, emb.image_spec)[None], emb.image_spec)
     assert ours.shape == theirs.shape
@@ -181,7 +168,7 @@ def test_text_vectors_match_hf_processor(folders, embedders, kind):
 
     emb = embedders[kind]
     texts = ["a photo of a cat", "a dog", "the " * 40 + "long text is truncated"]
-    proc = AutoProcessor.from_pretrained(folders[kind])
+    proc = AutoProcessor.from_pretrained(folders[kind], local_files_only=True)
     padding = "max_length" if kind != "clip" else True
     enc = proc(text=texts, padding=padding, truncation=True, max_length=emb.max_length, return_tensors="pt")
     with torch.inference_mode():
