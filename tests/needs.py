@@ -1,0 +1,37 @@
+"""Optional tools a test needs (a JDK, nginx, a ChromaDB server, ...).
+
+On a developer machine a missing tool skips the test with the reason. CI installs every tool and sets
+PICSEEK_TEST_STRICT=1: there a missing tool fails the test instead, so a broken install step cannot hide behind a skip.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+
+import pytest
+
+STRICT = os.environ.get("PICSEEK_TEST_STRICT", "") not in ("", "0")
+
+
+def _missing(reason: str):
+    if STRICT:
+        pytest.fail(f"{reason} (PICSEEK_TEST_STRICT is set: CI must install it)", pytrace=False)
+    pytest.skip(reason)
+
+
+def need_module(name: str):
+    """Import and return a module, or skip (fail under PICSEEK_TEST_STRICT) when it is not installed."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        _missing(f"needs the Python module {name!r}: {exc}")
+
+
+def need_program(name: str, *candidates: str) -> str:
+    """The path of a program on PATH (or one of `candidates`), or skip (fail under PICSEEK_TEST_STRICT)."""
+    found = shutil.which(name)
+    for path in (found, *candidates):
+        if path and os.access(path, os.X_OK):
+            return path
+    _missing(f"needs the program {name!r} (not on PATH)")
