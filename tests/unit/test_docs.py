@@ -49,4 +49,35 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_test_one():
     assert len(commands) == 2 and "picseek index" in commands[0] and "pytest" in commands[1]
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1] in ci, ".ci/run must run the README's test command"
-    assert re.search(r"pip install torch==2\.13\.0", commands[0])
+    assert all(c.startswith("bash scripts/install.sh ") for c in commands), "both install with scripts/install.sh"
+    assert "--extras dev" in commands[1], "the tests need every extra: the dev extra gathers them"
+    strict = re.search(r"^export PICSEEK_TEST_STRICT=1$", ci, re.M)
+    assert strict and strict.start() < ci.index(commands[1]), "CI must fail, not skip, a test whose tool is missing"
+    assert "scripts/install.sh --apt" in ci, "CI installs the Debian packages the tests drive with the same script"
+
+
+def test_install_script_puts_cpu_torch_first_then_the_extras_asked_for(tmp_path):
+    import subprocess
+
+    script = ROOT / "scripts" / "install.sh"
+    out = subprocess.run(["bash", str(script), "--dry-run", "--venv", str(tmp_path / "v"), "--extras", "dev",
+                          "--editable"], capture_output=True, text=True, check=True).stderr
+    steps = [line[2:] for line in out.splitlines() if line.startswith("+ ")]
+    assert steps[0] == f"python3 -m venv {tmp_path / 'v'}"
+    assert steps[1].endswith("pip install -q torch==2.13.0") and steps[1].startswith(str(tmp_path / "v" / "bin"))
+    assert steps[2].endswith(f"pip install -q -e {ROOT}[dev]")
+    server = subprocess.run(["bash", str(script), "--dry-run", "--extras", "server", "--torch-index", "https://x/cpu"],
+                            capture_output=True, text=True, check=True).stderr
+    assert "pip install -q --index-url https://x/cpu torch==2.13.0" in server and f"install -q {ROOT}[server]" in server
+    bad = subprocess.run(["bash", str(script), "--extras", "dev;rm"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--extras" in bad.stderr
+
+
+def test_dev_extra_gathers_every_other_extra_the_tests_use():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    (dev,) = extras["dev"]
+    gathered = set(re.fullmatch(r"picseek\[([a-z0-9_,-]+)\]", dev.replace(" ", "")).group(1).split(","))
+    assert {"test", "server"} <= gathered and gathered <= set(extras) - {"dev"}

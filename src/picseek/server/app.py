@@ -36,16 +36,17 @@ def _warm_model(lib) -> None:
         log.warning("model not loaded at start: %s", exc)
 
 
-def create_app(lib, settings: ServerSettings | None = None) -> FastAPI:
-    """The app for one open Library. Starts an index run of `settings.folders` at start-up when asked."""
+def create_app(lib, settings: ServerSettings | None = None, indexer: BackgroundIndexer | None = None) -> FastAPI:
+    """The app for one open Library. Starts an index run of `settings.folders` at start-up when asked.
+    `indexer`: the one several web worker processes share (server/workers.py); default: this process's own."""
     settings = settings or ServerSettings()
     settings.check()
-    indexer = BackgroundIndexer(lib, settings.folders, settings.index_workers)
+    indexer = indexer or BackgroundIndexer(lib, settings.folders, settings.index_workers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if settings.index_on_start and settings.folders:
-            indexer.start()
+            indexer.start_at_boot()
         if lib.recorded_model:
             threading.Thread(target=_warm_model, args=(lib,), name="picseek-warm", daemon=True).start()
         yield

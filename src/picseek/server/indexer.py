@@ -62,6 +62,10 @@ class BackgroundIndexer:
             self._thread.start()
         return True
 
+    def start_at_boot(self) -> bool:
+        """The run a server starts with (the shared indexer of several web workers starts it only once)."""
+        return self.start()
+
     def join(self, timeout: float | None = None) -> None:
         thread = self._thread
         if thread is not None:

@@ -17,6 +17,8 @@ from .settings import ServerSettings
 bearer = HTTPBearer(auto_error=False, scheme_name="token",
                     description="PICSEEK_TOKEN; needed for writes when the server is reachable from other machines")
 BODY_OVERHEAD = 256 * 1024  # multipart boundaries and the small form fields around an upload
+# Headers a reverse proxy adds to the requests it relays (the shipped deploy/nginx.conf sets the first three).
+PROXY_HEADERS = ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "forwarded")
 HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
            (b"x-frame-options", b"DENY")]
 
@@ -93,13 +95,28 @@ def _same_origin(request: Request, settings: ServerSettings) -> bool:
     return bool(netloc) and netloc == request.headers.get("host", "").lower()
 
 
+def via_proxy(request: Request) -> bool:
+    """True when a reverse proxy relayed the request (it says so in X-Forwarded-For, Forwarded, X-Real-IP, ...)."""
+    return any(name in request.headers for name in PROXY_HEADERS)
+
+
+def token_needed(request: Request) -> bool:
+    """Whether a write needs the token. A loopback server trusts only requests made on this machine: one relayed by a
+    reverse proxy may come from anywhere, so it needs the token like a request to a server bound beyond loopback."""
+    settings: ServerSettings = request.app.state.settings
+    return settings.writes_need_token or via_proxy(request)
+
+
 def write_access(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
     """Dependency of every write route: same origin (no cross-site writes), and the token where one is needed."""
     settings: ServerSettings = request.app.state.settings
     if not _same_origin(request, settings):
         raise ApiError(403, "cross_origin", "write requests from other web sites are refused")
-    if not settings.writes_need_token:
+    if not token_needed(request):
         return
+    if not settings.token:
+        raise ApiError(401, "token_required", "writes through a reverse proxy need a token, and this server has "
+                       "none: start it with PICSEEK_TOKEN set", headers={"WWW-Authenticate": "Bearer"})
     if cred is None or not cred.credentials:
         raise ApiError(401, "token_required", "this write needs the server's token: send "
                        "'Authorization: Bearer $PICSEEK_TOKEN'", headers={"WWW-Authenticate": "Bearer"})

@@ -26,7 +26,7 @@ class ServerSettings:
       and always when `require_token` is set.
     allowed_hosts: more Host header values to accept. A loopback server accepts only loopback names (which stops
       DNS-rebinding pages from reading the API) plus these; any other server accepts any name, or only its own
-      address plus these when given. "*" accepts any.
+      address, loopback names and these when given. "*" accepts any.
     folders: the folders an index run (at start and POST /api/index) scans; a request never names a path.
     """
 
@@ -57,7 +57,8 @@ class ServerSettings:
             return ("*",)
         if self.loopback:
             return LOOPBACK_NAMES + (self.host,) + extra
-        return (self.host,) + extra if extra else ("*",)
+        # loopback names too: a health check on the machine itself (no web page can send them from elsewhere)
+        return (self.host,) + extra + LOOPBACK_NAMES if extra else ("*",)
 
     def check(self) -> None:
         """Refuse settings that would be unsafe or cannot work (raises UsageError)."""

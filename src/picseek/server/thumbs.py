@@ -15,6 +15,7 @@ from PIL import Image, ImageOps, features
 
 from ..errors import ImageError
 from ..ingest.images import MAX_FILE_BYTES, load_image
+from ..ingest.remote import is_remote, read_url
 from ..models.base import to_rgb
 
 THUMB_DIR = "thumbs"
@@ -68,10 +69,15 @@ def _small_image(path: str, fmt: str | None, size: int, max_pixels: int) -> Imag
 def _jpeg_draft(path: str, size: int, max_pixels: int) -> Image.Image | None:
     """A JPEG decoded at 1/2..1/8 scale; None when the file is not (or no longer) a readable JPEG."""
     try:
-        with open(path, "rb") as f:
-            if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
+        if is_remote(path):  # an object in storage (ingest/remote.py), read with the same cap
+            data, declared = read_url(path, MAX_FILE_BYTES)
+            if max(declared or 0, len(data)) > MAX_FILE_BYTES:
                 raise ImageError("file too large")
-            data = f.read()
+        else:
+            with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
+                    raise ImageError("file too large")
+                data = f.read()
     except OSError as exc:
         raise ImageError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:

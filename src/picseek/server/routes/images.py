@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import os
 from typing import Annotated
+from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from ... import config
 from ...errors import ImageError
+from ...ingest.remote import is_remote, open_url
 from .. import thumbs
 from ..errors import ApiError
 from ..schemas import ImageOut, TagsIn, TagsOut
@@ -44,6 +46,8 @@ def _wants_json(request: Request) -> bool:
 
 def _existing_file(row: dict) -> str:
     path = row["path"]
+    if is_remote(path):
+        return path  # an object in storage: read when served (a failure is a 404 "unreadable")
     if not os.path.isfile(path):
         raise ApiError(404, "file_missing", f"image {row['id']} is indexed but its file is gone: index again")
     return path
@@ -55,9 +59,29 @@ def original(request: Request, image_id: ImageId):
     if _wants_json(request):
         return JSONResponse(ImageOut(**_metadata(request, image_id)).model_dump(mode="json"))
     row = image_row(request, image_id)
-    return FileResponse(_existing_file(row), media_type=MEDIA_TYPES.get(row.get("format") or "",
-                                                                          "application/octet-stream"),
+    media_type = MEDIA_TYPES.get(row.get("format") or "", "application/octet-stream")
+    if is_remote(row["path"]):
+        return _remote_original(row, media_type)
+    return FileResponse(_existing_file(row), media_type=media_type,
                         content_disposition_type="inline", filename=os.path.basename(row["path"]))
+
+
+def _remote_original(row: dict, media_type: str) -> StreamingResponse:
+    """An image indexed from object storage (s3://, https://, ...): streamed through this server, which holds the
+    credentials; the client never sees the storage URL."""
+    try:
+        f = open_url(row["path"])
+    except OSError as exc:
+        raise ApiError(404, "unreadable", f"image {row['id']} can no longer be read: {exc.strerror}") from None
+
+    def chunks():
+        with f:
+            while chunk := f.read(1 << 20):
+                yield chunk
+
+    name = quote(unquote(row["path"].rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]))
+    return StreamingResponse(chunks(), media_type=media_type,
+                             headers={"Content-Disposition": f"inline; filename*=utf-8''{name}"})
 
 
 @router.get("/{image_id}/metadata", response_model=ImageOut, responses=errors(404))

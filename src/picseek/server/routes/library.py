@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from ... import __version__
 from ..errors import ApiError
 from ..schemas import IndexStartOut, ModelsOut, StatusOut
-from ..security import write_access
+from ..security import token_needed, write_access
 from .common import errors, library_of
 
 router = APIRouter(prefix="/api", tags=["library"])
@@ -18,7 +18,7 @@ def status(request: Request) -> dict:
     library = library_of(request)
     out = library.status()
     out["indexing"] = request.app.state.indexer.state()
-    out["writes_need_token"] = request.app.state.settings.writes_need_token
+    out["writes_need_token"] = token_needed(request)
     out["version"] = __version__
     return out
 
