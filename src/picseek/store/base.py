@@ -3,14 +3,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from ..errors import UsageError
 
-@dataclass
-class FileState:
-    """What the store knows of one indexed file: enough to tell unchanged, changed and moved files apart."""
+# What a store may do beyond the protocol. The built-in store does all of it; another store lists what it does in
+# its `features` (the ChromaDB store: none of these).
+FEATURES = frozenset({"keywords", "tags", "fields"})
+
+
+class FileState(NamedTuple):
+    """What the store knows of one indexed file: enough to tell unchanged, changed and moved files apart (a
+    tuple: a re-scan makes one per indexed file)."""
 
     id: int
     path: str
@@ -42,3 +48,11 @@ class Store(Protocol):
     def vectors(self, space: str) -> tuple[np.ndarray, np.ndarray]: ...
     def get_images(self, ids: Sequence[int]) -> dict[int, dict]: ...
     def count(self) -> int: ...
+    def is_empty(self) -> bool: ...
+
+
+def require(store, feature: str, what: str) -> None:
+    """A UsageError that names `what` when the store cannot do `feature` (one of FEATURES)."""
+    if feature not in getattr(store, "features", FEATURES):
+        label = getattr(store, "label", "this store")
+        raise UsageError(f"{what}: not available with {label}; use the built-in store (leave out --store) for it")

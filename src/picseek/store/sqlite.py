@@ -1,8 +1,8 @@
 """The embedded store: one SQLite database (WAL) holds images, metadata, vectors and per-file errors.
 
 Every write is one transaction, so a killed process leaves the last committed state. Readers keep working while an
-index run writes (WAL). Vectors are float16 blobs on disk and a float32 matrix in memory per space, extended with
-new rows or rebuilt when rows were removed (tracked by the `vec_epoch` counter that every removal bumps).
+index run writes (WAL). Vectors are float16 blobs in the database, mirrored per space in memory-mapped cache files
+(store/vectorcache.py) that follow new rows and removals (tracked by the `vec_epoch` counter that every removal bumps).
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,10 @@ from ..errors import LibraryError
 from .base import FileState, ImageRecord
 from .fts import MIGRATION as FTS_MIGRATION
 from .values import field_number
+from .vectorcache import VectorCache, VectorTable
 
 DB_NAME = "picseek.db"
+_tuple_new = tuple.__new__
 INFO_COLUMNS = ("width", "height", "format", "taken_at", "camera_make", "camera_model", "lens", "gps_lat",
                 "gps_lon", "orientation")
 VECTOR_DTYPE = np.float16
@@ -104,14 +105,6 @@ def _chunks(ids: list[int], size: int = 500):
         yield ids[start:start + size]
 
 
-@dataclass
-class _Matrix:
-    epoch: int
-    last_seq: int
-    ids: np.ndarray
-    mat: np.ndarray
-
-
 class SQLiteStore:
     """The default store. Thread-safe for readers: each thread gets its own connection."""
 
@@ -124,8 +117,7 @@ class SQLiteStore:
                                    f"(picseek --library {self.folder} index FOLDER)")
             self.folder.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._cache: dict[str, _Matrix] = {}
-        self._cache_lock = threading.Lock()
+        self._vectors = VectorCache(self.folder)
         self._migrate()
 
     # -- connections and schema -------------------------------------------------------------------------------
@@ -194,9 +186,10 @@ class SQLiteStore:
     # -- what indexing reads --------------------------------------------------------------------------------------
     def file_states(self, roots: Sequence[str]) -> dict[str, FileState]:
         cond, params = _under(roots)
-        rows = self._conn().execute(
-            f"SELECT id, path, size, mtime_ns, content_hash FROM images WHERE {cond}", params)
-        return {r[1]: FileState(*r) for r in rows}
+        cur = self._conn().cursor()
+        cur.row_factory = None  # plain tuples: a re-scan reads one row per indexed file
+        rows = cur.execute(f"SELECT id, path, size, mtime_ns, content_hash FROM images WHERE {cond}", params)
+        return {r[1]: _tuple_new(FileState, r) for r in rows}  # (tuple.__new__: no Python call per row)
 
     def known_errors(self, roots: Sequence[str]) -> dict[str, tuple[int, int]]:
         cond, params = _under(roots)
@@ -274,23 +267,13 @@ class SQLiteStore:
 
     # -- what search reads ----------------------------------------------------------------------------------------
     def vectors(self, space: str) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, float32 matrix) of every vector in `space`, from an in-memory copy kept in step with the db."""
-        conn = self._conn()
-        epoch = int(self._meta("vec_epoch") or 0)
-        with self._cache_lock:
-            cached = self._cache.get(space)
-            if cached is None or cached.epoch != epoch:
-                cached = _Matrix(epoch, 0, np.zeros(0, np.int64), np.zeros((0, 0), np.float32))
-            rows = conn.execute("SELECT seq, image_id, vec FROM vectors WHERE space = ? AND seq > ? ORDER BY seq",
-                                (space, cached.last_seq)).fetchall()
-            if rows:
-                new = np.frombuffer(b"".join(r[2] for r in rows), dtype=VECTOR_DTYPE)
-                new = new.reshape(len(rows), -1).astype(np.float32)
-                ids = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
-                mat = new if cached.mat.size == 0 else np.concatenate([cached.mat, new])
-                cached = _Matrix(epoch, rows[-1][0], np.concatenate([cached.ids, ids]), mat)
-            self._cache[space] = cached
-            return cached.ids, cached.mat
+        """(ids, float32 matrix) of every vector in `space`, kept in step with the db."""
+        table = self.vector_table(space)
+        return table.ids, table.float32()
+
+    def vector_table(self, space: str) -> VectorTable:
+        """Every vector of `space` as a float16 memory map (rows, image ids, seqs), kept in step with the db."""
+        return self._vectors.table(self._conn(), space, int(self._meta("vec_epoch") or 0))
 
     def vector_of(self, image_id: int, space: str) -> np.ndarray | None:
         row = self._conn().execute("SELECT vec FROM vectors WHERE image_id = ? AND space = ?",
@@ -414,6 +397,9 @@ class SQLiteStore:
     def count(self) -> int:
         return self._conn().execute("SELECT count(*) FROM images").fetchone()[0]
 
+    def is_empty(self) -> bool:
+        return not self._conn().execute("SELECT 1 FROM images LIMIT 1").fetchone()
+
     def errors(self, limit: int | None = None) -> list[dict]:
         sql = "SELECT path, reason, size, at FROM errors ORDER BY path"
         rows = self._conn().execute(sql + (" LIMIT ?" if limit else ""), (limit,) if limit else ())
@@ -432,7 +418,9 @@ class SQLiteStore:
         return run
 
     def disk_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.folder.glob(DB_NAME + "*") if p.is_file())
+        """The database (with its WAL) and the caches next to it."""
+        return sum(p.stat().st_size for p in self.folder.glob(DB_NAME + "*") if p.is_file()) + \
+            self._vectors.disk_bytes()
 
 
 class _Transaction:

@@ -1,0 +1,460 @@
+"""One store contract, every backend: the built-in SQLite store, a ChromaDB server (a real `chroma run` on a free
+loopback port, started once for this module) and an embedded ChromaDB folder. Each test gets a fresh library (and a
+fresh ChromaDB collection). Indexing goes through Library/run_index with the ColourEmbedder test double."""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import ExifTags, Image
+
+from picseek.errors import LibraryError, ModelMismatchError, UsageError
+from picseek.library import Library
+from picseek.query.filters import NoMatchError
+from picseek.store.base import ImageRecord
+from picseek.store.select import open_store
+
+from conftest import ColourEmbedder, draw_photo, make_folder
+from needs import need_module, need_program
+
+BACKENDS = ["sqlite", "chroma-server", "chroma-embedded"]
+CHROMA = BACKENDS[1:]
+_names = itertools.count()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_heartbeat(port: int, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"chroma run exited ({proc.returncode}):\n{log.read_text(errors='replace')[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"chroma run did not answer its heartbeat in {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory):
+    """The port of a ChromaDB server on loopback, with its data in a temporary folder; stopped at the end."""
+    need_module("chromadb")
+    exe = need_program("chroma", str(Path(sys.executable).with_name("chroma")))
+    data = tmp_path_factory.mktemp("chroma-server")
+    port = _free_port()
+    log = data / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([exe, "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(data / "db")],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        _wait_for_heartbeat(port, proc, log)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _url(backend: str, request, tmp_path: Path) -> str:
+    if backend == "sqlite":
+        return ""
+    need_module("chromadb")
+    name = f"c{next(_names)}-{os.getpid()}"  # a fresh collection for each test
+    if backend == "chroma-server":
+        return f"chroma://127.0.0.1:{request.getfixturevalue('chroma_server')}/{name}"
+    return f"chroma://{tmp_path}/chroma-db?collection={name}"
+
+
+@pytest.fixture(params=BACKENDS)
+def url(request, tmp_path) -> str:
+    return _url(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=CHROMA)
+def chroma_url(request, tmp_path) -> str:
+    return _url(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def server_url(request, tmp_path) -> str:
+    """A fresh collection on the ChromaDB server (for the checks one ChromaDB backend is enough for)."""
+    return _url("chroma-server", request, tmp_path)
+
+
+def rec(path, vec=(1.0, 0.0, 0.0), image=None, size=10, mtime=1, h="h", **info) -> ImageRecord:
+    info = {"width": 4, "height": 3, "format": "JPEG", "taken_at": "2021-06-01T10:00:00", **info}
+    vectors = {"main": np.asarray(vec, np.float32)}
+    if image is not None:
+        vectors["image"] = np.asarray(image, np.float32)
+    return ImageRecord(path, size, mtime, h, info, vectors)
+
+
+def _exif(make=None, model=None, taken=None, lens=None) -> bytes:
+    exif = Image.Exif()
+    if make:
+        exif[ExifTags.Base.Make] = make
+    if model:
+        exif[ExifTags.Base.Model] = model
+    sub = exif.get_ifd(ExifTags.IFD.Exif)
+    if taken:
+        sub[ExifTags.Base.DateTimeOriginal] = taken
+    if lens:
+        sub[ExifTags.Base.LensModel] = lens
+    return exif.tobytes()
+
+
+def varied_folder(root: Path) -> Path:
+    """Photos with different sizes, cameras, dates and folders (what the filters compare)."""
+    photos = root / "photos"
+    make_folder(photos / "trips" / "rome", 4, prefix="rome")
+    make_folder(photos / "home", 3, prefix="home")
+    shots = [("canon_a.jpg", "red", (640, 480), ("Canon", "Canon EOS R5", "2021:06:01 14:03:22", "RF50mm F1.8")),
+             ("canon_b.jpg", "blue", (200, 300), ("Canon", "EOS 5D", "2021:12:31 23:59:59", None)),
+             ("nikon.jpg", "green", (320, 240), ("NIKON CORPORATION", "NIKON D750", "2019:03:05 08:00:00", None)),
+             ("Mixed Case.JPG", "purple", (500, 500), (None, None, "2020:06:15 12:00:00", None))]
+    for name, colour, size, exif in shots:
+        draw_photo(colour, size=size, seed=len(name)).save(photos / "trips" / name, exif=_exif(*exif))
+    return photos
+
+
+# -- the store protocol -------------------------------------------------------------------------------------------
+def test_write_then_read_images_vectors_and_spaces(url, tmp_path):
+    s = open_store(url, tmp_path / "lib")
+    assert s.count() == 0 and s.is_empty()
+    s.write_images([rec("/p/a.jpg", [1, 0, 0], [0, 1]), rec("/p/b.jpg", [0, 0.6, 0.8], [1, 0], camera_make="Canon")])
+    assert s.count() == 2 and not s.is_empty() and sorted(s.spaces()) == ["image", "main"]
+    ids, mat = s.vectors("main")
+    assert mat.dtype == np.float32 and mat.shape == (2, 3) and ids.dtype == np.int64
+    rows = s.get_images(ids)
+    by_path = {rows[i]["path"]: (i, mat[k]) for k, i in enumerate(ids.tolist())}
+    b_id, b_vec = by_path["/p/b.jpg"]
+    np.testing.assert_allclose(b_vec, [0, 0.6, 0.8], atol=1e-3)
+    np.testing.assert_allclose(s.vector_of(b_id, "image"), [1, 0], atol=1e-3)
+    row = rows[b_id]
+    assert (row["id"], row["width"], row["camera_make"], row["taken_at"]) == (b_id, 4, "Canon", "2021-06-01T10:00:00")
+    assert row["gps_lat"] is None and row["size"] == 10 and row["content_hash"] == "h"
+    assert s.find_path("/p/b.jpg") == b_id and s.find_path("/p/none.jpg") is None
+    missing = int(ids.max()) + 1000
+    assert s.get_images([missing]) == {} and s.vector_of(missing, "main") is None
+    image_ids, image_mat = s.vectors("image")
+    assert sorted(image_ids.tolist()) == sorted(ids.tolist()) and image_mat.shape == (2, 2)
+
+
+def test_rewriting_a_path_keeps_its_id_and_replaces_its_facts(url, tmp_path):
+    s = open_store(url, tmp_path / "lib")
+    s.write_images([rec("/p/a.jpg", [1, 0], camera_make="Canon", gps_lat=1.5)])
+    first = s.find_path("/p/a.jpg")
+    s.write_images([rec("/p/a.jpg", [0, 1], size=99, mtime=5, h="h2", width=8, taken_at=None)])
+    assert s.count() == 1 and s.find_path("/p/a.jpg") == first
+    state = s.file_states(["/p"])["/p/a.jpg"]
+    assert (state.id, state.size, state.mtime_ns, state.content_hash) == (first, 99, 5, "h2")
+    row = s.get_images([first])[first]
+    assert row["width"] == 8 and (row["camera_make"], row["gps_lat"], row["taken_at"]) == (None, None, None), \
+        "facts the new version of the file lacks are gone"
+    np.testing.assert_allclose(s.vector_of(first, "main"), [0, 1], atol=1e-3)
+
+
+def test_file_states_are_limited_to_the_roots(url, tmp_path):
+    s = open_store(url, tmp_path / "lib")
+    s.write_images([rec("/p/a.jpg"), rec("/p/sub/b.jpg"), rec("/pp/c.jpg"), rec("/q/d.jpg")])
+    assert set(s.file_states(["/p"])) == {"/p/a.jpg", "/p/sub/b.jpg"}  # not /pp, a sibling with the same prefix
+    assert set(s.file_states(["/p/sub/", "/q"])) == {"/p/sub/b.jpg", "/q/d.jpg"}
+    assert set(s.file_states(["/p/a.jpg"])) == {"/p/a.jpg"}  # a file as a root
+    assert len(s.file_states([])) == 4 and len(s.file_states(["/"])) == 4
+
+
+def test_errors_are_known_until_the_file_indexes_or_goes(url, tmp_path):
+    s = open_store(url, tmp_path / "lib")
+    s.write_images([rec("/p/a.jpg")])
+    s.write_images([], [("/p/a.jpg", 5, 6, "broken"), ("/p/x.jpg", 7, 8, "truncated"), ("/q/y.jpg", 1, 2, "bad")])
+    assert s.count() == 0, "a file that is now broken leaves the index"
+    assert s.known_errors(["/p"]) == {"/p/a.jpg": (5, 6), "/p/x.jpg": (7, 8)}
+    assert s.error_count() == 3 and [e["path"] for e in s.errors()] == ["/p/a.jpg", "/p/x.jpg", "/q/y.jpg"]
+    assert s.errors(limit=1)[0]["reason"] == "broken"
+    s.write_images([rec("/p/x.jpg")])
+    assert s.known_errors(["/p"]) == {"/p/a.jpg": (5, 6)}
+    s.delete_paths(["/p/a.jpg"])
+    assert s.known_errors(["/p", "/q"]) == {"/q/y.jpg": (1, 2)}
+
+
+def test_move_keeps_the_id_the_vectors_and_the_image_facts(url, tmp_path):
+    s = open_store(url, tmp_path / "lib")
+    s.write_images([rec("/p/a.jpg", [1, 0], [0, 1], h="abc", camera_model="EOS")])
+    (i,) = s.vectors("main")[0].tolist()
+    s.move([(i, "/q/moved.jpg", 11, 22)])
+    assert s.find_path("/p/a.jpg") is None and s.find_path("/q/moved.jpg") == i
+    assert s.file_states(["/p"]) == {}
+    state = s.file_states(["/q"])["/q/moved.jpg"]
+    assert (state.id, state.size, state.mtime_ns, state.content_hash) == (i, 11, 22, "abc")
+    assert s.get_images([i])[i]["camera_model"] == "EOS"
+    np.testing.assert_allclose(s.vector_of(i, "image"), [0, 1], atol=1e-3)
+    assert s.count() == 1
+
+
+def test_deletes_remove_every_space_and_count_what_left(url, tmp_path):
+    s = open_store(url, tmp_path / "lib")
+    s.write_images([rec("/p/a.jpg", image=[1, 0]), rec("/p/b.jpg", image=[0, 1]), rec("/p/sub/c.jpg", image=[1, 1])])
+    a = s.find_path("/p/a.jpg")
+    assert s.delete_paths(["/p/a.jpg", "/p/not-there.jpg"]) == 1 and s.delete_paths([]) == 0
+    assert a not in s.vectors("image")[0].tolist() and a not in s.vectors("main")[0].tolist()
+    assert s.delete_under(["/p/sub"]) == 1
+    assert s.count() == 1 and set(s.file_states(["/p"])) == {"/p/b.jpg"}
+    assert len(s.vectors("image")[0]) == 1
+
+
+def test_model_record_and_runs_survive_reopening(url, tmp_path):
+    s = open_store(url, tmp_path / "lib")
+    assert s.get_model() is None
+    model = {"name": "test-colour", "model_id": "test-colour@1", "dim": 8, "spaces": {"main": 8}}
+    s.set_model(model)
+    run = s.start_run(["/p"])
+    s.finish_run(run, "completed", {"added": 3})
+    again = open_store(url, tmp_path / "lib", create=False)
+    assert again.get_model() == model
+    last = again.last_run()
+    assert (last["status"], last["roots"], last["stats"]["added"]) == ("completed", ["/p"], 3)
+    assert again.roots() == ["/p"]
+
+
+# -- through the Library ------------------------------------------------------------------------------------------
+def test_incremental_index_adds_changes_moves_and_removes(url, tmp_path):
+    photos = tmp_path / "photos"
+    make_folder(photos, 8)
+    emb = ColourEmbedder()
+    lib = Library(tmp_path / "lib", model=emb, store=url)
+    assert lib.index([photos], workers=0).added == 8
+    calls = emb.calls
+    again = lib.index([photos], workers=0)
+    assert (again.unchanged, again.embedded, emb.calls) == (8, 0, calls), "nothing changed: nothing embedded"
+    draw_photo("blue", "circle", size=(300, 200), seed=99).save(photos / "img_000.jpg")
+    (photos / "img_001.jpg").unlink()
+    (photos / "img_002.jpg").rename(photos / "renamed.jpg")
+    draw_photo("green", seed=5).save(photos / "new.jpg")
+    r = lib.index([photos], workers=0)
+    assert (r.updated, r.removed, r.moved, r.added, r.unchanged) == (1, 1, 1, 1, 5)
+    reopened = Library(tmp_path / "lib", model=ColourEmbedder(), store=url, create=False)
+    assert reopened.status()["images"] == 8 and reopened.status()["model"] == "test-colour"
+    hits = reopened.search("green", limit=20)
+    assert {Path(h.path).name for h in hits} == {p.name for p in photos.iterdir()}
+    assert reopened.store.get_images([h.id for h in hits if h.path.endswith("img_000.jpg")])
+    assert reopened.store.file_states([str(photos)])[str(photos / "img_000.jpg")].size == \
+        (photos / "img_000.jpg").stat().st_size
+
+
+def test_a_broken_file_is_recorded_and_skipped_until_it_changes(url, tmp_path):
+    photos = tmp_path / "photos"
+    make_folder(photos, 3)
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    lib = Library(tmp_path / "lib", model=ColourEmbedder(), store=url)
+    first = lib.index([photos], workers=0)
+    assert (first.added, first.errors) == (3, 1) and lib.status()["errors"] == 1
+    second = lib.index([photos], workers=0)
+    assert (second.skipped_known_errors, second.embedded) == (1, 0)
+    draw_photo("red").save(photos / "broken.jpg")
+    third = lib.index([photos], workers=0)
+    assert (third.added, lib.status()["errors"], lib.status()["images"]) == (1, 0, 4)
+
+
+def test_another_model_is_refused_and_rebuild_replaces_it(url, tmp_path):
+    photos = tmp_path / "photos"
+    make_folder(photos, 4)
+    Library(tmp_path / "lib", model=ColourEmbedder(), store=url).index([photos], workers=0)
+    other = Library(tmp_path / "lib", model=ColourEmbedder("other-model"), store=url)
+    with pytest.raises(ModelMismatchError, match="--rebuild"):
+        other.index([photos], workers=0)
+    assert other.index([photos], workers=0, rebuild=True).added == 4
+    assert Library(tmp_path / "lib", store=url).status()["model"] == "other-model"
+
+
+def test_duplicates_and_remove(url, tmp_path):
+    photos = tmp_path / "photos"
+    make_folder(photos, 4)
+    shutil.copy(photos / "img_001.jpg", photos / "copy.jpg")
+    lib = Library(tmp_path / "lib", model=ColourEmbedder(), store=url)
+    lib.index([photos], workers=0)
+    groups = lib.duplicates(0.999)
+    assert [sorted(Path(h.path).name for h in g) for g in groups] == [["copy.jpg", "img_001.jpg"]]
+    assert lib.remove([photos / "copy.jpg"]) == 1 and lib.duplicates(0.999) == []
+    assert lib.status()["images"] == 4 and (photos / "copy.jpg").exists()
+
+
+def test_search_with_filters(url, tmp_path):
+    photos = varied_folder(tmp_path)
+    lib = Library(tmp_path / "lib", model=ColourEmbedder(), store=url)
+    lib.index([photos], workers=0)
+    best = lib.search("purple", limit=1, keywords=False)[0]
+    assert best.path.endswith("Mixed Case.JPG") and 0.5 < best.score <= 1.0
+    hits = lib.search("red", limit=20, where=["camera~canon", "taken>=2021-06"], keywords=False)
+    assert [Path(h.path).name for h in hits] == ["canon_a.jpg", "canon_b.jpg"]
+    assert [Path(h.path).name for h in lib.similar(str(photos / "trips" / "canon_a.jpg"), where=["folder=trips"],
+                                                  limit=3)] != []
+    with pytest.raises(NoMatchError, match="width>5000"):
+        lib.search("red", where=["width>5000"])
+
+
+# -- ChromaDB: the same answers as the built-in store, and clear refusals -----------------------------------------
+FILTERS = [(), ("width>=400",), ("width<300",), ("height=480",), ("size>26000",), ("taken>=2021-06",),
+           ("taken=2021",), ("taken!=2021",), ("taken<=2020-12-31",), ("taken<2021-06-01T14:03:22",),
+           ("taken~2021-12",), ("make=canon",), ("make!=canon",), ("camera~eos",), ("model~EOS",),
+           ("lens~50mm",), ("name~rome_",), ("name=mixed case.jpg",), ("path~trips/rome",), ("folder=trips",),
+           ("folder!=trips",), ("folder=trips/rome",), ("folder~ROM",), ("format=jpeg",), ("id<=3",),
+           ("orientation!=1",), ("camera~canon", "width>=300"), ("folder=home", "make=canon")]
+
+
+def test_chroma_filters_select_what_the_builtin_store_selects(chroma_url, tmp_path):
+    photos = varied_folder(tmp_path)
+    builtin = Library(tmp_path / "builtin", model=ColourEmbedder())
+    chroma = Library(tmp_path / "chroma", model=ColourEmbedder(), store=chroma_url)
+    for lib in (builtin, chroma):
+        lib.index([photos], workers=0)
+
+    def answer(lib, where):
+        try:
+            hits = lib.search("orange", limit=50, where=list(where), keywords=False)
+        except NoMatchError:
+            return "no match"
+        return [(Path(h.path).name, round(h.score, 2)) for h in hits]
+
+    for where in FILTERS:
+        expected, got = answer(builtin, where), answer(chroma, where)
+        assert sorted(got) == sorted(expected), where
+        assert got[:1] == expected[:1], where
+    assert answer(chroma, ("make=canon",)) != "no match" and answer(chroma, ("folder=home", "make=canon")) == "no match"
+
+
+REFUSED = {
+    "tag filter": lambda lib, tmp: lib.search("red", where=["tag=beach"]),
+    "tag term": lambda lib, tmp: lib.search("tag:beach red"),
+    "imported field filter": lambda lib, tmp: lib.search("red", where=["photographer=Ann"]),
+    "keyword weight": lambda lib, tmp: lib.search("red", keywords=0.8),
+    "adaptive": lambda lib, tmp: lib.search("red", adaptive=True),
+    "tag add": lambda lib, tmp: lib.tag_add(1, ["beach"]),
+    "auto tag": lambda lib, tmp: lib.auto_tag(["red"]),
+    "classify tags": lambda lib, tmp: lib.classify(["red", "blue"], store_tags=True),
+    "import metadata": lambda lib, tmp: lib.import_metadata(_csv(tmp)),
+    "url list": lambda lib, tmp: lib.index_urls(_csv(tmp)),
+}
+
+
+def _csv(tmp: Path) -> Path:
+    path = tmp / "meta.csv"
+    path.write_text("url,description\nhttps://example.invalid/a.jpg,a red thing\n")
+    return path
+
+
+def test_what_chroma_cannot_do_is_refused_with_a_clear_error(chroma_url, tmp_path):
+    photos = tmp_path / "photos"
+    make_folder(photos, 3)
+    lib = Library(tmp_path / "lib", model=ColourEmbedder(), store=chroma_url)
+    lib.index([photos], workers=0)
+    for name, call in REFUSED.items():
+        with pytest.raises(UsageError, match="use the built-in store") as info:
+            call(lib, tmp_path)
+        assert "ChromaDB" in str(info.value), name
+    assert lib.tag_counts() == {} and lib.search("red", soft_tags=True, limit=1), "reads still work"
+    assert lib.search("tag:red", soft_tags=True, limit=1)[0].path.endswith("img_000.jpg")
+
+
+def test_the_builtin_store_does_what_chroma_refuses(tmp_path):
+    photos = tmp_path / "photos"
+    make_folder(photos, 3)
+    lib = Library(tmp_path / "lib", model=ColourEmbedder())
+    lib.index([photos], workers=0)
+    lib.tag_add(1, ["beach"])
+    (tmp_path / "fields.csv").write_text(f"path,photographer\n{photos / 'img_000.jpg'},Ann\n")
+    assert lib.import_metadata(tmp_path / "fields.csv").matched == 1
+    for where in (["tag=beach"], ["photographer=Ann"]):
+        assert [h.id for h in lib.search("red", where=where)] == [1]
+    assert lib.search("tag:beach red", keywords=0.8, adaptive=True)[0].id == 1
+
+
+def test_killed_run_leftovers_in_a_further_space_are_dropped(chroma_url, tmp_path):
+    s = open_store(chroma_url, tmp_path / "lib")
+    s.write_images([rec("/p/a.jpg", image=[1, 0])])
+    s._col("image").upsert(ids=["999"], embeddings=[[0.0, 1.0]], metadatas=[{"pid": 999, "path": "/p/x.jpg"}])
+    assert 999 in s.vectors("image")[0].tolist()
+    s.start_run(["/p"])
+    assert s.vectors("image")[0].tolist() == [s.find_path("/p/a.jpg")]
+
+
+def test_chroma_open_errors_are_clear(tmp_path, chroma_server):
+    with pytest.raises(LibraryError, match="cannot reach a ChromaDB server .*chroma run"):
+        open_store(f"chroma://127.0.0.1:{_free_port()}/pics", tmp_path / "lib")
+    url = f"chroma://127.0.0.1:{chroma_server}/never-made-{os.getpid()}"
+    with pytest.raises(LibraryError, match="index a folder first"):
+        Library(tmp_path / "lib", store=url, create=False)
+    import chromadb
+
+    foreign = f"foreign-{os.getpid()}"
+    chromadb.HttpClient(host="127.0.0.1", port=chroma_server).create_collection(
+        foreign, embedding_function=None).add(ids=["x"], embeddings=[[1.0, 0.0]])
+    with pytest.raises(LibraryError, match="not made by picseek"):
+        open_store(f"chroma://127.0.0.1:{chroma_server}/{foreign}", tmp_path / "lib")
+    with pytest.raises(LibraryError, match="no ChromaDB folder"):
+        open_store(f"chroma://{tmp_path}/missing", tmp_path / "lib", create=False)
+
+
+@pytest.mark.parametrize("bad", ["chroma://h:8000/", "chroma:relative/dir", "chroma://h/a..b", "lance://h/x",
+                                 "chroma:///x?colection=y"])
+def test_bad_store_urls_are_usage_errors(bad, tmp_path):
+    with pytest.raises(UsageError, match="store"):
+        Library(tmp_path / "lib", store=bad)
+
+
+def test_cli_store_option_and_setting(server_url, tmp_path, monkeypatch, capsys):
+    from picseek.cli import main
+
+    photos = tmp_path / "photos"
+    make_folder(photos, 3)
+    Library(tmp_path / "lib", model=ColourEmbedder(), store=server_url).index([photos], workers=0)
+    main(["--library", str(tmp_path / "lib"), "--store", server_url, "status"])
+    out = capsys.readouterr().out
+    assert f"store:    {server_url}" in out and "images:   3" in out
+    monkeypatch.setenv("PICSEEK_STORE", server_url)
+    assert Library(tmp_path / "lib").status()["images"] == 3
+    with pytest.raises(SystemExit) as code:
+        main(["--library", str(tmp_path / "lib"), "--store", "nosuch://x", "status"])
+    assert code.value.code == 2 and "unknown store" in capsys.readouterr().err
+
+
+def test_rest_api_on_a_chroma_store(server_url, tmp_path):
+    need_module("fastapi")
+    from fastapi.testclient import TestClient
+
+    from picseek.server import ServerSettings, create_app
+
+    photos = varied_folder(tmp_path)
+    lib = Library(tmp_path / "lib", model=ColourEmbedder(), store=server_url)
+    lib.index([photos], workers=0)
+    settings = ServerSettings(folders=(str(photos),), index_on_start=False, index_workers=0)
+    with TestClient(create_app(lib, settings), base_url="http://127.0.0.1:8000") as client:
+        res = client.get("/api/search", params={"q": "red", "where": ["camera~canon", "folder=trips"]})
+        assert res.status_code == 200, res.text
+        hits = res.json()["hits"]
+        assert [Path(h["path"]).name for h in hits] == ["canon_a.jpg", "canon_b.jpg"]
+        image = client.get(f"/api/images/{hits[0]['id']}")
+        assert image.status_code == 200 and image.content == (photos / "trips" / "canon_a.jpg").read_bytes()
+        assert client.get(f"/api/images/{hits[0]['id']}/thumbnail").status_code == 200
+        assert client.get("/api/status").json()["images"] == 11
+        refused = client.post(f"/api/images/{hits[0]['id']}/tags", json={"tags": ["x"]})
+        assert refused.status_code == 400 and "use the built-in store" in refused.json()["error"]
