@@ -28,3 +28,8 @@ class LibraryError(PicseekError):
 
 class ImageError(PicseekError):
     """One image that cannot be read. During indexing it is recorded and skipped, never fatal."""
+
+
+class StorageError(PicseekError):
+    """Object storage (s3://, gs://, https://, ...) that cannot be listed: no credentials, access denied,
+    unreachable. A single object that cannot be read is an ImageError-like error row instead."""

@@ -129,6 +129,9 @@ def read_info(img: Image.Image) -> ImageInfo:
 def file_hash(path: str | os.PathLike) -> str:
     """blake2b-128 hex of a file's bytes, read in chunks (the same value as `Decoded.content_hash`)."""
     h = hashlib.blake2b(digest_size=_BLAKE2_DIGEST)
+    if _is_url(path):
+        h.update(_read_url(os.fspath(path)))
+        return h.hexdigest()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
@@ -143,6 +146,8 @@ class _FileTooLarge(Exception):
 
 
 def _read_file(path: str) -> bytes:
+    if _is_url(path):
+        return _read_url(path)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > MAX_FILE_BYTES:
@@ -151,7 +156,26 @@ def _read_file(path: str) -> bytes:
         return f.read()
 
 
+def _is_url(path: str | os.PathLike) -> bool:
+    return isinstance(path, str) and re.match(r"[A-Za-z][A-Za-z0-9+.\-]*://", path) is not None  # as remote.is_url
+
+
+def _read_url(url: str) -> bytes:
+    """An object in storage or on a web server (s3://, gs://, https://, file://, ...) through fsspec, with the
+    same byte cap as files. Raises OSError (with a one-line strerror) or _FileTooLarge."""
+    from .remote import read_url  # fsspec and its backends are imported only when a URL is read
+
+    data, size = read_url(url, MAX_FILE_BYTES)
+    if max(size or 0, len(data)) > MAX_FILE_BYTES:
+        gib = 1024**3
+        what = f"{size / gib:.1f} GiB" if size else f"over {MAX_FILE_BYTES / gib:g} GiB"
+        raise _FileTooLarge(f"file too large ({what}, limit {MAX_FILE_BYTES / gib:g} GiB)")
+    return data
+
+
 def _hash_or_empty(path: str) -> str:
+    if _is_url(path):
+        return ""  # not worth reading a huge object a second time just to hash it
     try:
         return file_hash(path)
     except OSError:

@@ -1,21 +1,26 @@
-"""Walk folders and tell new, changed, unchanged, moved and missing files apart (a stat per file, no reads)."""
+"""Walk folders and tell new, changed, unchanged, moved and missing files apart (a stat per file, no reads).
+
+A re-scan of an unchanged folder costs a stat and a dict lookup per file; entries and the store's file states
+are tuples, and the missing files are looked for only when the counts say some are (benchmarks/rescan.py)."""
 from __future__ import annotations
 
 import logging
+import operator
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import UsageError
 from ..store.base import FileState
 from .images import IMAGE_EXTENSIONS, file_hash
 
 log = logging.getLogger(__name__)
+_NAME = operator.attrgetter("name")
 
 
-@dataclass(frozen=True)
-class FileEntry:
+class FileEntry(NamedTuple):
     path: str
     size: int
     mtime_ns: int
@@ -32,9 +37,15 @@ class ScanResult:
 
 
 def normalize_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
+    """Absolute folder/file paths, or canonical URLs for roots in object storage (ingest/remote.py)."""
+    from . import remote
+
     out = []
     for r in roots:
-        p = Path(r).expanduser()
+        if remote.is_remote(r):
+            out.append(remote.normalize_root(r))
+            continue
+        p = Path(remote.file_url_path(r) if remote.is_url(r) else r).expanduser()
         if not p.exists():
             raise UsageError(f"folder not found: {r}")
         out.append(str(p.resolve()))
@@ -50,6 +61,14 @@ def walk(roots: Iterable[str], skip: Iterable[str] = ()) -> Iterator[FileEntry]:
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
     for root in roots:
+        if not root.startswith("/") and "://" in root:  # a URL root (normalize_roots keeps only remote ones)
+            from .remote import list_entries
+
+            for entry in list_entries(root):
+                if entry.path not in seen_files:
+                    seen_files.add(entry.path)
+                    yield entry
+            continue
         if os.path.isfile(root):
             entry = _entry(root)
             if entry and root not in seen_files:
@@ -70,23 +89,28 @@ def walk(roots: Iterable[str], skip: Iterable[str] = ()) -> Iterator[FileEntry]:
             seen_dirs.add(key)
             try:
                 with os.scandir(folder) as it:
-                    entries = sorted(it, key=lambda e: e.name)
+                    entries = sorted(it, key=_NAME)
             except OSError as exc:
                 log.warning("cannot read folder %s: %s", folder, exc)
                 continue
             subdirs = []
             for e in entries:
-                if e.name.startswith("."):
+                name = e.name
+                if name[0] == ".":
                     continue
                 try:
                     if e.is_dir():
                         subdirs.append(e.path)
-                    elif e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
-                        if e.path in seen_files:
-                            continue
-                        seen_files.add(e.path)
-                        st = e.stat()
-                        yield FileEntry(e.path, st.st_size, st.st_mtime_ns)
+                        continue
+                    dot = name.rfind(".")
+                    if dot < 0 or name[dot:].lower() not in IMAGE_EXTENSIONS or not e.is_file():
+                        continue
+                    path = e.path
+                    if path in seen_files:
+                        continue
+                    seen_files.add(path)
+                    st = e.stat()
+                    yield FileEntry(path, st.st_size, st.st_mtime_ns)
                 except OSError as exc:
                     log.warning("cannot stat %s: %s", e.path, exc)
             stack.extend(reversed(subdirs))
@@ -104,11 +128,11 @@ def diff(entries: Iterable[FileEntry], indexed: Mapping[str, FileState],
     """Compare what is on disk with what the store holds. Moves are found by size then content hash, so only
     new files that share a size with a missing file are ever read here."""
     result = ScanResult()
-    seen: set[str] = set()
+    entries = entries if isinstance(entries, (list, tuple)) else list(entries)
     new: list[FileEntry] = []
+    get = indexed.get
     for e in entries:
-        seen.add(e.path)
-        state = indexed.get(e.path)
+        state = get(e.path)
         if state is None:
             if not retry_errors and errors.get(e.path) == (e.size, e.mtime_ns):
                 result.known_errors += 1
@@ -119,7 +143,10 @@ def diff(entries: Iterable[FileEntry], indexed: Mapping[str, FileState],
         else:
             result.todo.append(e)
             result.changed.add(e.path)
-    missing = {p: s for p, s in indexed.items() if p not in seen}
+    missing: dict[str, FileState] = {}
+    if result.unchanged + len(result.changed) != len(indexed):  # some indexed file was not seen (a re-scan: none)
+        seen = {e.path for e in entries}
+        missing = {p: indexed[p] for p in sorted(indexed.keys() - seen)}
     by_size: dict[int, list[FileState]] = {}
     for s in missing.values():
         by_size.setdefault(s.size, []).append(s)

@@ -1,11 +1,11 @@
 """Tags by hand (add, remove) and by zero-shot scoring over the whole library (source "auto", score kept)."""
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from ..errors import UsageError
+from ..ingest.remote import store_path
 from ..learn import zeroshot
 from ..models.base import MAIN
 
@@ -41,7 +41,7 @@ def resolve_image(store, ref: int | str) -> int:
         if not store.get_images([image_id]):
             raise UsageError(f"id:{image_id} is not an indexed image")
         return image_id
-    found = store.find_path(os.path.abspath(os.path.expanduser(text)))
+    found = store.find_path(store_path(text))
     if found is None:
         raise UsageError(f"{ref!r} is neither an image id nor the path of an indexed image")
     return found
