@@ -120,6 +120,23 @@ def _info_dict(d: Decoded) -> dict:
     return asdict(d.info) if d.info is not None else {}
 
 
+def embed_batches(embedder, stream: Iterable[tuple[FileEntry, Decoded]], batch_size: int) -> Iterator[
+        tuple[list[tuple[FileEntry, Decoded]], list[ImageRecord], list[tuple[str, int, int, str]]]]:
+    """The embed stage: decoded files in batches of `batch_size` good images -> (batch, records with a vector per
+    space, error rows (path, size, mtime_ns, reason)); one model call per batch. Used by run_index and by the
+    Spark tasks (picseek.scale.tasks)."""
+    for batch in _batches(stream, batch_size):
+        good = [(e, d) for e, d in batch if d.error is None]
+        bad = [(e.path, e.size, e.mtime_ns, d.error) for e, d in batch if d.error is not None]
+        records = []
+        if good:
+            vectors = embedder.embed_pixels(np.stack([d.pixels for _, d in good]))
+            for i, (e, d) in enumerate(good):
+                records.append(ImageRecord(e.path, e.size, e.mtime_ns, d.content_hash, _info_dict(d),
+                                           {space: v[i] for space, v in vectors.items()}))
+        yield batch, records, bad
+
+
 def run_index(store, embedder, roots: Iterable[str], *, workers: int | None = None, batch_size: int = 16,
               retry_errors: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
               progress: Callable[[Progress], None] | None = None, skip: Sequence[str] = ()) -> IndexReport:
@@ -158,20 +175,14 @@ def _embed_all(store, embedder, scan: ScanResult, report: IndexReport, workers: 
     total = len(scan.todo)
     done = 0
     notify(Progress("embed", 0, total))
+    if not total:
+        return  # nothing to embed: the model is never touched (Library passes it lazily), no workers start
     window = max(2 * batch_size, 4 * max(workers, 1))
     stream = decode_stream(scan.todo, embedder.image_spec, workers, window, max_pixels)
-    for batch in _batches(stream, batch_size):
-        good = [(e, d) for e, d in batch if d.error is None]
-        bad = [(e.path, e.size, e.mtime_ns, d.error) for e, d in batch if d.error is not None]
-        records = []
-        if good:
-            vectors = embedder.embed_pixels(np.stack([d.pixels for _, d in good]))
-            for i, (e, d) in enumerate(good):
-                records.append(ImageRecord(e.path, e.size, e.mtime_ns, d.content_hash, _info_dict(d),
-                                           {space: v[i] for space, v in vectors.items()}))
+    for batch, records, bad in embed_batches(embedder, stream, batch_size):
         store.write_images(records, bad)
-        for e, _ in good:
-            if e.path in scan.changed:
+        for rec in records:
+            if rec.path in scan.changed:
                 report.updated += 1
             else:
                 report.added += 1
