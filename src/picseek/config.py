@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from .errors import UsageError
 
@@ -23,7 +22,12 @@ class Setting:
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("library", None, "library folder (default: <user data dir>/picseek/library)"),
+    Setting("store", None, "where vectors and metadata live: empty for the built-in store in the library folder, "
+            "chroma://HOST:PORT/COLLECTION (a ChromaDB server) or chroma:///PATH?collection=NAME (an embedded "
+            "ChromaDB folder); see docs/deployment.md"),
     Setting("model", "auto", "model for a new library: auto, builtin, clip-vit-b-32, hf:ORG/NAME or a folder"),
+    Setting("precision", "auto", "what runs CLIP-family models: auto (int8 ONNX Runtime where available, else fp32), "
+            "fp32 (torch, the reference), bf16 (torch bfloat16 weights; fast only on CPUs with native bf16) or int8"),
     Setting("workers", None, "decode worker processes while indexing (default: CPU cores - 1, at least 1)", int),
     Setting("batch_size", 16, "images per model batch while indexing", int),
     Setting("max_image_pixels", 250_000_000, "larger images are refused as possible decompression bombs", int),
@@ -35,6 +39,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("cache_dir", None, "cache folder for derived data such as class embeddings (default: user cache)"),
     Setting("keyword_weight", 0.5, "weight of the keyword ranking (file names, descriptions, tags) against the vector "
             "ranking in reciprocal rank fusion; 0 turns keyword matching off", float),
+    Setting("ann_threshold", 100_000, "spaces with at least this many vectors are searched through an approximate "
+            "index (FAISS IVF, recall@10 >= 0.95) when a search has no filter or a broad one; 0 = always exact", int),
 ]}
 
 

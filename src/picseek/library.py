@@ -18,6 +18,7 @@ from PIL import Image
 
 from . import config
 from .errors import LibraryError, ModelMismatchError, UsageError
+from .ingest import remote
 from .ingest.pipeline import IndexReport, Progress, run_index
 from .models import registry
 from .query import engine
@@ -25,11 +26,13 @@ from .query import tags as tagging
 from .query.parse import ID, Query, Term, parse
 from .query.rank import date_key
 from .query.search import SearchOptions
-from .store.sqlite import SQLiteStore
+from .store.base import require
+from .store.select import open_store
 
 if TYPE_CHECKING:  # pragma: no cover
     from .ingest.download import DownloadOptions, UrlIndexReport
     from .ingest.metadata import ImportReport
+    from .scale.merge import MergeProgress, MergeReport
 
 log = logging.getLogger(__name__)
 __all__ = ["Library", "Hit", "IndexReport", "Progress"]
@@ -56,11 +59,17 @@ class Hit:
 class Library:
     """An image library on disk. `model` is only needed for a new library: an existing one knows its model."""
 
-    def __init__(self, path: str | os.PathLike | None = None, model=None, create: bool = True):
-        """`model`: a name (see `picseek models`), or any object that implements the Embedder protocol."""
+    def __init__(self, path: str | os.PathLike | None = None, model=None, create: bool = True,
+                 store: str | None = None, precision: str | None = None):
+        """`model`: a name (see `picseek models`), or any object that implements the Embedder protocol.
+        `store`: where vectors and metadata live (default: the `store` setting, else the built-in store in the
+        library folder): "chroma://HOST:PORT/COLLECTION" or "chroma:///PATH?collection=NAME" (ChromaDB; the
+        folder then holds only the index lock and thumbnails; docs/deployment.md).
+        `precision`: what runs a CLIP-family model (auto, fp32, bf16, int8; default: the `precision` setting)."""
         self.path = config.library_path(path)
-        self.store = SQLiteStore(self.path, create=create)
+        self.store = open_store(config.get("store", store), self.path, create=create)
         self._model_arg = model
+        self._precision_arg = precision
         self._embedder = None
 
     # -- model ----------------------------------------------------------------------------------------------------
@@ -93,12 +102,17 @@ class Library:
                     raise ModelMismatchError(
                         f"library {self.path} was indexed with {rec['name']}, not {spec.name}: leave out --model "
                         f"to use {rec['name']}, re-index with --rebuild, or use another --library")
-            emb = registry.load_embedder(rec["name"])
+            emb = registry.load_embedder(rec["name"], precision=self._precision())
             self._check_same(emb)
         else:
-            emb = registry.load_embedder(config.get("model", asked))
+            emb = registry.load_embedder(config.get("model", asked), precision=self._precision())
         self._embedder = emb
         return emb
+
+    def _precision(self) -> str:
+        from .models.onnx import check_precision
+
+        return check_precision(config.get("precision", self._precision_arg))
 
     def _record_model(self, emb) -> None:
         if not self.recorded_model:
@@ -108,11 +122,14 @@ class Library:
     # -- indexing -------------------------------------------------------------------------------------------------
     def index(self, roots: Iterable[str | os.PathLike], *, workers: int | None = None,
               batch_size: int | None = None, retry_errors: bool = False, rebuild: bool = False,
-              progress: Callable[[Progress], None] | None = None) -> IndexReport:
+              progress: Callable[[Progress], None] | None = None,
+              storage_options: dict | None = None) -> IndexReport:
         """Add new and changed images below `roots`, follow moved ones, drop vanished ones. Safe to interrupt:
-        the next call continues where this one stopped."""
-        with self._index_lock():
-            return self._index_locked(list(roots), workers=workers, batch_size=batch_size,
+        the next call continues where this one stopped. Roots may be URLs (s3://bucket/prefix, gs://...,
+        https://host/dir/; docs/deployment.md); `storage_options` go to their fsspec backends for this run."""
+        roots = list(roots)
+        with self._index_lock(), remote.storage_options(storage_options, [os.fspath(r) for r in roots]):
+            return self._index_locked(roots, workers=workers, batch_size=batch_size,
                                       retry_errors=retry_errors, rebuild=rebuild, progress=progress)
 
     def _index_locked(self, roots: list, *, workers: int | None, batch_size: int | None, retry_errors: bool,
@@ -120,19 +137,32 @@ class Library:
         if rebuild:
             rec = self.recorded_model
             name = self._model_arg or (rec["name"] if rec else config.get("model"))
-            self._embedder = name if not isinstance(name, str) else registry.load_embedder(name)
+            self._embedder = name if not isinstance(name, str) else registry.load_embedder(
+                name, precision=self._precision())
             self.store.clear_vectors()
-        emb = self.embedder()
-        self._record_model(emb)
-        return run_index(self.store, emb, [os.fspath(r) for r in roots],
-                         workers=config.get("workers", workers), batch_size=config.get("batch_size", batch_size),
-                         retry_errors=retry_errors, max_pixels=config.get("max_image_pixels"),
-                         progress=progress, skip=[str(self.path)])
+        rec = self.recorded_model
+        if self._embedder is None and rec and self._model_arg in (None, registry.AUTO, rec["name"]):
+            emb = _LazyModel(self.embedder)  # a re-scan that finds nothing new never loads the model
+        else:
+            emb = self.embedder()
+            self._record_model(emb)
+        report = run_index(self.store, emb, [os.fspath(r) for r in roots],
+                           workers=config.get("workers", workers), batch_size=config.get("batch_size", batch_size),
+                           retry_errors=retry_errors, max_pixels=config.get("max_image_pixels"),
+                           progress=progress, skip=[str(self.path)])
+        if report.embedded and hasattr(emb, "prepare"):
+            emb.prepare()  # e.g. export the fast text tower now, so the first search does not wait for it
+        if report.embedded or report.removed:
+            from .query import ann
+
+            ann.prepare(self.store, list((self.recorded_model or {}).get("spaces", {"main": 0})),
+                        config.get("ann_threshold"))  # a large library's approximate index, in step now
+        return report
 
     def remove(self, paths: Iterable[str | os.PathLike]) -> int:
         """Forget the images at or below `paths` (which may no longer exist). Files on disk are never touched.
         Returns how many images left the library."""
-        roots = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
+        roots = [remote.store_path(p) for p in paths]
         if not roots:
             raise UsageError("no path given to remove")
         with self._index_lock():
@@ -146,6 +176,7 @@ class Library:
         from .ingest.metadata import import_rows
         from .ingest.sources import read_rows
 
+        require(self.store, "fields", "imported metadata fields (import-metadata)")
         source = Path(path).expanduser()
         return import_rows(self.store, read_rows(source), source=str(source), key=key, column=column,
                            base=source.resolve().parent)
@@ -160,6 +191,7 @@ class Library:
         from .ingest import download
         from .ingest.metadata import import_rows
 
+        require(self.store, "fields", "URL lists (index --from-list keeps each list's columns as imported fields)")
         rows, column = download.read_url_list(Path(path).expanduser(), url_column)
         opts = download_options or download.DownloadOptions(
             concurrency=config.get("download_concurrency"), timeout=config.get("url_timeout"),
@@ -175,6 +207,16 @@ class Library:
             meta = import_rows(self.store, rows, source=str(path), key="url", column=column, urls=urls)
         return download.UrlIndexReport(got, report, meta)
 
+    def merge(self, shards: Iterable[str | os.PathLike], *,
+              progress: Callable[[MergeProgress], None] | None = None) -> MergeReport:
+        """Load Parquet shards written by Spark indexing (picseek.scale.spark) into this library, idempotently: a
+        row whose path and content the library holds already adds nothing. The shards' model must be the
+        library's (a new library takes theirs); error rows are recorded as an index run records them."""
+        from .scale.merge import merge_shards
+
+        with self._index_lock():
+            return merge_shards(self.store, list(shards), progress=progress)
+
     def _index_lock(self):
         return _FileLock(self.path / "index.lock")
 
@@ -182,7 +224,7 @@ class Library:
     def search(self, query: str | os.PathLike | Image.Image | bytes | Query, *, limit: int = 20,
                threshold: float | None = None, where: Iterable[str] = (), sort: str | None = None,
                keywords: bool | float = True, soft_tags: bool = False, rerank: str | None = None,
-               rerank_top: int = 50, adaptive: bool | float | None = None) -> list[Hit]:
+               rerank_top: int = 50, adaptive: bool | float | None = None, exact: bool = False) -> list[Hit]:
         """Best hits first for a query (docs/query.md): words, example images (file, URL, `id:N`, a PIL image or
         image bytes), tags, combined with + and - and weighted with N:.
 
@@ -191,13 +233,17 @@ class Library:
         vector ranking (True: the keyword_weight setting; a number: that weight; False: off). soft_tags: tags
         rank instead of filter. rerank: a re-ranking model name applied to the first `rerank_top` hits.
         adaptive: drop hits far below the best (True: ratio 0.5; a ratio in (0, 1]; None: off).
-        threshold: the least cosine score kept. Filters that match nothing raise NoMatchError."""
+        threshold: the least cosine score kept. exact: score every vector even in a library large enough for
+        the approximate index (the ann_threshold setting). Filters that match nothing raise NoMatchError."""
         opts = SearchOptions(limit=limit, threshold=threshold, max_pixels=config.get("max_image_pixels"),
                              url_max_bytes=config.get("url_max_bytes"), url_timeout=config.get("url_timeout"))
         plan = engine.make_plan(limit=limit, threshold=threshold, where=where, sort=sort, keywords=keywords,
                                 soft_tags=soft_tags, rerank=rerank, rerank_top=rerank_top, adaptive=adaptive,
-                                opts=opts, default_keyword_weight=config.get("keyword_weight"))
-        if not self.store.read("SELECT 1 FROM images LIMIT 1"):
+                                opts=opts, default_keyword_weight=config.get("keyword_weight"),
+                                ann_threshold=0 if exact else config.get("ann_threshold"))
+        if keywords is not True and keywords:
+            require(self.store, "keywords", "--keyword-weight (keyword matches fused with the vector ranking)")
+        if self.store.is_empty():
             raise LibraryError(f"library {self.path} has no images yet: run picseek index FOLDER first")
         spaces = list((self.recorded_model or {}).get("spaces", {"main": 0}))
         image = None
@@ -207,7 +253,8 @@ class Library:
             image = query if isinstance(query, Image.Image) else load_image(query, opts.max_pixels)
             query = Query(())
         parsed = query if isinstance(query, Query) else parse(query)
-        hits = self.hits(engine.rank(self.store, self.embedder, spaces, parsed, plan, image=image))
+        rank = getattr(self.store, "ranker", engine.rank)  # a store that searches its own vectors (ChromaDB)
+        hits = self.hits(rank(self.store, self.embedder, spaces, parsed, plan, image=image))
         if rerank:
             from .query.rerank import rerank_hits
 
@@ -266,6 +313,7 @@ class Library:
                  progress: Callable[[int, int], None] | None = None) -> tagging.AutoTagReport:
         """Zero-shot tagging: every image gets the labels whose score (cosine of its vector with the text vector
         of "a photo of LABEL") reaches `threshold` (default: measured per model), with the score kept."""
+        require(self.store, "tags", "auto-tagging (tags)")
         emb = self.embedder()
         return tagging.auto_tag(self.store, emb, (self.recorded_model or {}).get("name", emb.name), list(labels),
                                 threshold=threshold, template=template or tagging.zeroshot.DEFAULT_TEMPLATE,
@@ -277,21 +325,32 @@ class Library:
         With `store_tags`, labels whose probability reaches `min_score` become tags with source "classify"."""
         from .learn import classify as learn_classify
 
+        if store_tags:
+            require(self.store, "tags", "classify --store-tags (tags)")
         return learn_classify.classify_library(
             self, list(labels), templates=tuple(templates or learn_classify.DEFAULT_TEMPLATES), top=top,
             store_tags=store_tags, min_score=min_score, progress=progress)
 
     def tag_counts(self) -> dict[str, int]:
         """Every tag in the library with the number of images that carry it, most used first."""
+        if "tags" not in getattr(self.store, "features", {"tags"}):
+            return {}  # a store without tags (ChromaDB) has none to count
         rows = self.store.read("SELECT tag, count(*) FROM tags GROUP BY tag ORDER BY count(*) DESC, tag")
         return {r[0]: r[1] for r in rows}
 
     # -- status ---------------------------------------------------------------------------------------------------
     def status(self) -> dict:
+        """The library at a glance; disk_bytes: the database and its caches (vectors, approximate index,
+        thumbnails), and bytes_per_image that over the images (None while there are none)."""
         rec = self.recorded_model or {}
+        images = self.store.count()
+        thumbs = self.path / "thumbs"
+        disk = self.store.disk_bytes() + (sum(p.stat().st_size for p in thumbs.rglob("*") if p.is_file())
+                                          if thumbs.is_dir() else 0)
         return {"library": str(self.path), "model": rec.get("name"), "model_id": rec.get("model_id"),
-                "dim": rec.get("dim"), "images": self.store.count(), "errors": self.store.error_count(),
-                "disk_bytes": self.store.disk_bytes(), "last_run": self.store.last_run()}
+                "dim": rec.get("dim"), "images": images, "errors": self.store.error_count(),
+                "disk_bytes": disk, "bytes_per_image": round(disk / images) if images else None,
+                "last_run": self.store.last_run(), "store": getattr(self.store, "url", "built-in")}
 
     def errors(self, limit: int | None = None) -> list[dict]:
         return self.store.errors(limit)
@@ -304,6 +363,16 @@ class Library:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _LazyModel:
+    """The library's model, loaded on first use of any of its attributes."""
+
+    def __init__(self, load: Callable):
+        self._load = load
+
+    def __getattr__(self, name: str):
+        return getattr(self._load(), name)
 
 
 class _FileLock:

@@ -8,11 +8,11 @@ import re
 import shlex
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import click
 import pytest
-import tomllib
 import yaml
 
 from picseek.cli import cli

@@ -225,7 +225,7 @@ def test_cli_index_from_list_and_status_errors(site, tmp_path, capsys, monkeypat
     lst = tmp_path / "urls.txt"
     lst.write_text(f"{site.base}/red.jpg\n{site.base}/page.html\n")
     lib = tmp_path / "lib"
-    monkeypatch.setattr("picseek.models.registry.load_embedder", lambda name, device="cpu": ColourEmbedder())
+    monkeypatch.setattr("picseek.models.registry.load_embedder", lambda name, **kw: ColourEmbedder())
     main(["--library", str(lib), "index", "--from-list", str(lst), "--workers", "0", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert out["downloads"]["downloaded"] == 1 and out["index"]["added"] == 1

@@ -32,7 +32,8 @@ def folders(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def embedders(folders):
-    return {kind: load_embedder(str(folder)) for kind, folder in folders.items()}
+    """The fp32 reference path (the fast paths are tested against it in test_onnx.py)."""
+    return {kind: load_embedder(str(folder), precision="fp32") for kind, folder in folders.items()}
 
 
 def _images() -> list[Image.Image]:

@@ -36,22 +36,26 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 def _open(ctx: click.Context, model: str | None = None, create: bool = False):
     from ..library import Library
 
-    return Library(ctx.obj["library"], model=model, create=create)
+    return Library(ctx.obj["library"], model=model, create=create, store=ctx.obj.get("store"),
+                   precision=ctx.obj.get("precision"))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--library", "-L", metavar="PATH", help="Library folder (env PICSEEK_LIBRARY; default: user data dir).")
+@click.option("--store", metavar="URL", help="Keep vectors and metadata in ChromaDB instead of the built-in store: "
+              "chroma://HOST:PORT/COLLECTION or chroma:///PATH?collection=NAME (env PICSEEK_STORE; "
+              "docs/deployment.md).")
 @click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
 @click.option("--quiet", "-q", is_flag=True, help="Only errors on stderr.")
 @click.version_option(__version__, prog_name="picseek")
 @click.pass_context
-def cli(ctx: click.Context, library: str | None, verbose: int, quiet: bool) -> None:
+def cli(ctx: click.Context, library: str | None, store: str | None, verbose: int, quiet: bool) -> None:
     """picseek: find images by what they show.
 
     Index folders of photos once, then search them with words, an example image, or both.
     """
     _setup_logging(verbose, quiet)
-    ctx.obj = {"library": library, "quiet": quiet}
+    ctx.obj = {"library": library, "store": store, "quiet": quiet}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 
-from . import core, learn, metadata, query, serve  # noqa: E402,F401  (each module registers its commands)
+from . import core, learn, metadata, query, scale, serve  # noqa: E402,F401  (each module registers its commands)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -15,6 +15,10 @@ Examples:
   picseek index ~/Pictures /mnt/photos --workers 2
   picseek --library ~/work-lib index ./shots --model clip-vit-b-32
   picseek index --from-list photos.csv --url-column photo_image_url
+  picseek index s3://my-bucket/photos gs://other-bucket/2024 https://example.com/photos/
+  picseek index s3://bucket/photos --storage-option endpoint_url=http://minio:9000
+  picseek index --engine spark --master local[4] ~/Pictures
+  picseek index --engine spark --master yarn --from-list paths.parquet --shards hdfs:///picseek/run1
 """
 EPILOG_SEARCH = """\b
 Examples:
@@ -32,22 +36,47 @@ The query language (terms, + and -, weights, tags) and the filters: docs/query.m
 
 
 
+class _FolderOrUrl(click.Path):
+    """An existing folder or file, or a URL (s3://, gs://, https://, file://, ...), checked when it is listed."""
+
+    def convert(self, value, param, ctx):
+        return value if "://" in str(value) else super().convert(value, param, ctx)
+
+
 @cli.command(epilog=EPILOG_INDEX)
-@click.argument("folders", nargs=-1, type=click.Path(exists=True, file_okay=True))
+@click.argument("folders", nargs=-1, type=_FolderOrUrl(exists=True, file_okay=True))
 @click.option("--from-list", "from_list", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
               help="Download the images a URL list names (txt, CSV, JSON, JSON Lines, Parquet) into the library's "
                    "cache, index them and import the list's other columns as metadata (instead of FOLDERS).")
 @click.option("--url-column", metavar="COL", help="The --from-list column that holds the image URLs (default: url, "
-              "photo_image_url, image_url, ... or the first column of URLs).")
+              "photo_image_url, image_url, ... or the first column of URLs; with --engine spark: paths or URLs).")
 @click.option("--model", "-m", help="Model for a new library (default auto). Existing libraries keep theirs.")
 @click.option("--workers", type=click.IntRange(0, 64), help="Decode worker processes (0 = decode in-process).")
 @click.option("--batch-size", type=click.IntRange(1, 1024), help="Images per model batch.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "int8"]),
+              help="What runs a CLIP-family model: int8 (ONNX Runtime, exported once and cached), fp32 (the "
+                   "reference), bf16 (fast only on CPUs with native bf16). Default auto: int8 where available.")
 @click.option("--retry-errors", is_flag=True, help="Try again files that failed before and did not change.")
 @click.option("--rebuild", is_flag=True, help="Drop all vectors and re-embed everything (e.g. with a new --model).")
+@click.option("--storage-option", "storage_option", multiple=True, metavar="KEY=VALUE",
+              help="Option for the fsspec backend of URL roots (repeatable; JSON values), e.g. "
+                   "endpoint_url=http://minio:9000, anon=true, profile=work. See docs/deployment.md.")
+@click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
+              help="Where images are embedded: here, or on Apache Spark (pip install 'picseek[spark]'): one FOLDER, "
+                   "or --from-list FILE of local paths/URLs that the workers read (nothing is downloaded), becomes "
+                   "Parquet shards that are merged into the library (docs/deployment.md).")
+@click.option("--master", metavar="URL", help="With --engine spark: the Spark master, e.g. local[4], "
+              "spark://HOST:7077, yarn (default: Spark's own, local[*] unless spark-defaults.conf says otherwise).")
+@click.option("--shards", metavar="DIR", help="With --engine spark: write the shards to DIR (a folder the "
+              "executors share, or hdfs://, s3a://) and stop; load them later with picseek merge DIR.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
-def index(ctx, folders, from_list, url_column, model, workers, batch_size, retry_errors, rebuild, as_json):
+def index(ctx, folders, from_list, url_column, model, workers, batch_size, precision, retry_errors, rebuild,
+          storage_option, engine, master, shards, as_json):
     """Index the images in FOLDERS: new and changed files are embedded, moved ones followed, deleted ones dropped.
+
+    FOLDERS may also be files, or URLs of images in object storage or on a web server (s3://bucket/prefix,
+    gs://bucket/dir, https://host/dir/; pip install 'picseek[cloud]').
 
     Safe to interrupt: run it again and it continues where it stopped.
     """
@@ -57,6 +86,19 @@ def index(ctx, folders, from_list, url_column, model, workers, batch_size, retry
         raise click.UsageError("give FOLDERS to index, or --from-list FILE (not both)")
     if url_column and not from_list:
         raise click.UsageError("--url-column goes with --from-list")
+    if storage_option and from_list:
+        raise click.UsageError("--storage-option goes with URL roots, not --from-list")
+    from ..ingest.remote import parse_storage_options
+
+    storage_options = parse_storage_options(storage_option) or None
+    if precision:
+        ctx.obj["precision"] = precision
+    from .scale import check_spark_options, index_on_spark_cli
+
+    if check_spark_options(engine, master, shards, **{"--workers": workers, "--retry-errors": retry_errors,
+                                                      "--rebuild": rebuild, "--storage-option": storage_option}):
+        return index_on_spark_cli(ctx, folders, from_list, url_column, model, master=master, shards=shards,
+                                  batch_size=batch_size, as_json=as_json)
     if from_list:
         from .metadata import index_from_list
 
@@ -83,7 +125,8 @@ def index(ctx, folders, from_list, url_column, model, workers, batch_size, retry
 
     try:
         report = lib.index(folders, workers=workers, batch_size=batch_size, retry_errors=retry_errors,
-                           rebuild=rebuild, progress=progress)
+                           rebuild=rebuild, progress=progress,
+                           storage_options=storage_options)
     finally:
         if bar is not None:
             bar.close()
@@ -132,13 +175,15 @@ def _one_query_thread() -> None:
               "(blip-itm-base, ...; see docs/models.md).")
 @click.option("--rerank-top", default=50, show_default=True, type=click.IntRange(1, 1000),
               help="How many of the top hits --rerank scores.")
+@click.option("--exact", is_flag=True, help="Score every image, also in a library big enough for the approximate "
+              "index (the ann_threshold setting; docs/query.md).")
 @click.option("--json", "as_json", is_flag=True,
               help="JSON: id, path, score, width, height, taken_at, camera, fields, tags.")
 @click.option("--paths", is_flag=True, help="Bare paths, one per line (for pipes).")
 @click.option("--model", "-m", help="Must match the library's model (it is read from the library).")
 @click.pass_context
 def search(ctx, query, limit, threshold, where, sort, no_keywords, keyword_weight, soft_tags, adaptive, rerank,
-           rerank_top, as_json, paths, model):
+           rerank_top, exact, as_json, paths, model):
     """Search by words, example images (file, URL, id:N), tags, or a mix: + adds, - pushes away, N: weights.
 
     The words of QUERY are joined with spaces and parsed as one query (docs/query.md).
@@ -152,7 +197,7 @@ def search(ctx, query, limit, threshold, where, sort, no_keywords, keyword_weigh
     keywords = False if no_keywords else True if keyword_weight is None else keyword_weight
     hits = lib.search(" ".join(query), limit=limit, threshold=threshold, where=where, sort=sort,
                       keywords=keywords, soft_tags=soft_tags, rerank=rerank, rerank_top=rerank_top,
-                      adaptive=adaptive)
+                      adaptive=adaptive, exact=exact)
     echo_hits(hits, as_json, paths, "No results" + (f" at or above threshold {threshold}" if threshold is not None
                                                     else "") + ".")
 
@@ -199,11 +244,15 @@ def status(ctx, show_errors, as_json):
         click.echo(json.dumps(info, indent=2))
         return
     click.echo(f"library:  {info['library']}")
+    if info.get("store", "built-in") != "built-in":
+        click.echo(f"store:    {info['store']}")
     click.echo(f"model:    {info['model']} ({info['model_id']}, {info['dim']}-d)")
     click.echo(f"images:   {info['images']}")
     click.echo(f"errors:   {info['errors']}" + ("" if show_errors or not info["errors"] else
                                                  "  (picseek status --errors lists them)"))
-    click.echo(f"size:     {info['disk_bytes'] / 1e6:.1f} MB on disk")
+    if info["disk_bytes"] or info.get("store", "built-in") == "built-in":  # (a ChromaDB server keeps its own disk)
+        per_image = f" ({info['bytes_per_image']:,} bytes per image)" if info.get("bytes_per_image") else ""
+        click.echo(f"size:     {info['disk_bytes'] / 1e6:.1f} MB on disk{per_image}")
     run = info["last_run"]
     if run:
         import datetime as dt

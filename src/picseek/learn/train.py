@@ -215,7 +215,7 @@ def _fine_tune_start(name: str):
     spec = registry.resolve(name)
     if spec.backend != "hf":
         raise UsageError(f"only CLIP models in Hugging Face format can be fine-tuned, not {name} ({spec.backend})")
-    emb = registry.load_embedder(spec)
+    emb = registry.load_embedder(spec, precision="fp32")  # training needs the torch weights
     if getattr(emb.model.config, "model_type", "") != "clip":
         raise UsageError(f"{name} is a {emb.model.config.model_type!r} model; fine-tuning supports CLIP models")
     return emb.model, emb.tokenizer, emb.image_spec

@@ -405,6 +405,9 @@ class _MiniLM:
         return x
 
 
-def load(spec=None, device: str = "cpu") -> BuiltinEmbedder:
-    """Registry entry point (`registry.BACKENDS["builtin"]`). Cheap: the weights load on first use."""
+def load(spec=None, device: str = "cpu", precision: str | None = None) -> BuiltinEmbedder:
+    """Registry entry point (`registry.BACKENDS["builtin"]`). Cheap: the weights load on first use. The built-in
+    model runs in fp32 (its cost is small next to decoding; models/onnx.py serves the CLIP family)."""
+    if precision not in (None, "auto", "fp32"):
+        log.warning("the built-in model runs in fp32 (precision %s applies to CLIP-family models)", precision)
     return BuiltinEmbedder(device=device)

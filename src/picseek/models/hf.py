@@ -51,36 +51,75 @@ class HFEmbedder(EmbedderBase):
     max_length: int = 77
     patch_size: int | None = None
     text_inputs: tuple[str, ...] = field(default=("input_ids", "attention_mask"))
+    precision: str = "fp32"  # what runs the towers (models/onnx.py): fp32, bf16 or int8
+    compute_dtype: str = "float32"  # torch weights' dtype (bfloat16 for precision bf16)
+    precision_auto: bool = False  # chosen by `auto`: a failed export falls back to fp32 instead of failing
+    _towers: tuple | None = field(default=None, repr=False)  # (image, text) ONNX Runtime runners, built lazily
+
+    def _ort(self) -> tuple:
+        if self._towers is None:
+            from .onnx import ort_towers
+
+            try:
+                self._towers = ort_towers(self, self.precision)
+            except ModelError as exc:
+                if not self.precision_auto or self.model is None:
+                    raise
+                log.warning("%s; running the model in fp32", exc)
+                self.precision = "fp32"
+                self._towers = (None, None)
+        return self._towers
+
+    def prepare(self) -> None:
+        """Build (export once, then load) the fast towers now rather than on first use."""
+        if self.precision == "int8":
+            self._ort()
 
     def embed_pixels(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
-        import torch
-
         pixels = np.asarray(pixels)
         if pixels.ndim != 4 or pixels.shape[1:] != (self.image_spec.size, self.image_spec.size, 3):
             s = self.image_spec.size
             raise ValueError(f"expected uint8 N x {s} x {s} x 3 pixels, got shape {pixels.shape}")
         if len(pixels) == 0:
             return {MAIN: np.zeros((0, self.dim), dtype=np.float32)}
-        x = torch.from_numpy(normalize(pixels, self.image_spec)).to(self.device)
+        x = normalize(pixels, self.image_spec)
+        if self.precision == "int8" and self._ort()[0] is not None:
+            return {MAIN: l2_normalize(self._ort()[0](pixel_values=x))}
+        import torch
+
+        x = torch.from_numpy(x).to(self.device, dtype=getattr(torch, self.compute_dtype))
         inputs = {"pixel_values": x} if self.patch_size is None else _naflex_inputs(x, self.patch_size)
         with torch.inference_mode():
             out = self.model.get_image_features(**inputs)
         return {MAIN: _to_numpy(out)}
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        import torch
-
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        text_tower = self._ort()[1] if self.precision == "int8" else None
         rows = []
         for i in range(0, len(texts), TEXT_BATCH):
-            enc = self.tokenizer(texts[i:i + TEXT_BATCH], padding=self.padding, truncation=True,
-                                 max_length=self.max_length, return_tensors="pt")
-            inputs = {k: v.to(self.device) for k, v in enc.items() if k in self.text_inputs}
-            with torch.inference_mode():
-                rows.append(_to_numpy(self.model.get_text_features(**inputs)))
+            if text_tower is not None:
+                enc = self.tokenizer(texts[i:i + TEXT_BATCH], padding=self.padding, truncation=True,
+                                     max_length=self.max_length, return_tensors="np")
+                rows.append(l2_normalize(text_tower(**{k: np.asarray(v, dtype=np.int64) for k, v in enc.items()
+                                                       if k in self.text_inputs})))
+            else:
+                rows.append(self._torch_texts(texts[i:i + TEXT_BATCH]))
         return np.concatenate(rows)
+
+    def _torch_texts(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        if self.model is None:
+            raise ModelError(f"the ONNX text tower of {self.name} could not be loaded; index again with "
+                             "--precision fp32, or clear the cache folder")
+        enc = self.tokenizer(texts, padding=self.padding, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        inputs = {k: v.to(self.device) for k, v in enc.items() if k in self.text_inputs}
+        with torch.inference_mode():
+            return _to_numpy(self.model.get_text_features(**inputs))
 
 
 def _to_numpy(out) -> np.ndarray:
@@ -283,15 +322,39 @@ def load_source(name: str, source: str, load_parts: Callable[[str, bool], Any] =
         raise ModelError(f"cannot load model {name}: {_first_line(e)}") from e
 
 
-def load(spec, device: str = "cpu") -> HFEmbedder:
-    """A ModelSpec with backend "hf" (source = repo id or local folder) -> a ready HFEmbedder on `device`."""
-    parts, label, revision = load_source(spec.name, spec.source or spec.name)
+def load(spec, device: str = "cpu", precision: str | None = None) -> HFEmbedder:
+    """A ModelSpec with backend "hf" (source = repo id or local folder) -> a ready HFEmbedder on `device`.
+    `precision` (models/onnx.py): auto (default), fp32, bf16 or int8."""
+    from . import onnx
+
+    source = spec.source or spec.name
+    asked = onnx.check_precision(precision)
+    if device == "cpu" and asked in ("auto", "int8") and onnx.onnxruntime_available():
+        known = _known_model_id(source)
+        if known and not onnx.exported(known, "int8"):
+            log.warning("first use of %s at int8: exporting it to ONNX (once, about a minute; cached)", spec.name)
+            try:
+                from .onnx_export import export_in_child
+
+                export_in_child(source, "int8")  # False: does not export (the checks below then say so)
+            except ModelError as exc:
+                if asked == "int8":
+                    raise
+                log.warning("%s; running the model in fp32", exc)
+                asked = "fp32"
+        if known and asked != "fp32" and onnx.exported(known, "int8"):  # no torch, no transformers, no weights
+            return onnx.light_embedder(spec.name, known, "int8", auto=asked == "auto")
+    parts, label, revision = load_source(spec.name, source)
     model, config = parts.model, parts.config
     model_type = getattr(config, "model_type", "?")
     if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
         raise ModelError(f"model {spec.name} is a {model_type!r} model, not a text-image embedding model "
                          "(CLIP, SigLIP, SigLIP 2)")
+    model.to(device).eval()
     image_spec, patch = image_spec_from_processor(parts.processor)
+    model_id = f"hf:{label}@{revision}"
+    exportable = patch is None and device == "cpu"  # SigLIP 2 NaFlex takes patch sequences: not exported
+    chosen = onnx.resolve_precision(precision, can_export=exportable)
     text_cfg = getattr(config, "text_config", config)
     dim = int(getattr(config, "projection_dim", None) or getattr(text_cfg, "projection_size", None)
               or text_cfg.hidden_size)
@@ -299,10 +362,24 @@ def load(spec, device: str = "cpu") -> HFEmbedder:
     tok_max = getattr(parts.tokenizer, "model_max_length", None)
     if isinstance(tok_max, int) and 0 < tok_max < max_length:
         max_length = tok_max
-    model.to(device).eval()
-    emb = HFEmbedder(name=spec.name, model_id=f"hf:{label}@{revision}", dim=dim, image_spec=image_spec,
+    emb = HFEmbedder(name=spec.name, model_id=model_id, dim=dim, image_spec=image_spec,
                      spaces={MAIN: dim}, image_query_space=MAIN, model=model, tokenizer=parts.tokenizer,
                      device=device, padding=TEXT_PADDING.get(model_type, DEFAULT_PADDING),
                      max_length=max_length, patch_size=patch)
-    log.debug("loaded %s (%s, dim %d, %s)", emb.model_id, model_type, dim, image_spec)
+    emb.precision, emb.precision_auto = chosen, asked == "auto"
+    if chosen == "bf16":
+        onnx.to_bf16(emb)
+    log.debug("loaded %s (%s, dim %d, %s, %s)", emb.model_id, model_type, dim, image_spec, emb.precision)
     return emb
+
+
+def _known_model_id(source: str) -> str | None:
+    """The model id `load` would record, worked out without loading anything (None where it cannot tell)."""
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        return f"hf:{folder.resolve().name}@{folder_revision(folder)}"
+    try:
+        revision = _cache_revision(source)
+    except Exception:  # noqa: BLE001 - not a repo id the cache knows
+        return None
+    return f"hf:{source}@{revision}" if revision else None

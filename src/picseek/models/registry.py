@@ -136,15 +136,18 @@ def resolve_auto() -> ModelSpec:
     return SPECS[BUILTIN]
 
 
-def load_embedder(name: str | ModelSpec, device: str = "cpu"):
-    """Build the model for a name or spec. `auto` picks as `resolve_auto` says."""
+def load_embedder(name: str | ModelSpec, device: str = "cpu", precision: str | None = None):
+    """Build the model for a name or spec. `auto` picks as `resolve_auto` says. `precision` (fp32, bf16, int8,
+    auto; models/onnx.py) goes to backends that take it; None leaves each backend's default."""
     if isinstance(name, ModelSpec):
         spec = name
     elif name == AUTO:
         spec = resolve_auto()
     else:
         spec = resolve(name)
-    return _backend(spec)(spec, device=device)
+    if precision is None:
+        return _backend(spec)(spec, device=device)
+    return _backend(spec)(spec, device=device, precision=precision)
 
 
 def list_models() -> list[dict]:

@@ -1,5 +1,6 @@
-"""One search, start to end: tags and filters -> allowed ids (SQL), query -> vector, exact scores over the allowed
-rows of the cached matrix, keyword ranking (FTS5), reciprocal rank fusion, threshold and adaptive cut-off.
+"""One search, start to end: tags and filters -> allowed ids (SQL), query -> vector, the best allowed rows (exact
+scores of the cached matrix, or the approximate index for large spaces), keyword ranking (FTS5), reciprocal rank
+fusion, threshold and adaptive cut-off.
 
 `Library.search` is the only caller (the CLI and the REST API go through it); it adds re-ranking, hits and sorting.
 """
@@ -28,7 +29,7 @@ from .filters import (
 )
 from .parse import ID, IMAGE, TAG, TEXT, Query, QueryError, Term
 from .rank import ADAPTIVE_DEFAULT, adaptive_cut, fuse
-from .search import SearchOptions, embed_image, embed_query, query_space, score_rows, top_indices
+from .search import SearchOptions, embed_image, embed_query, query_space, vector_candidates
 
 MIN_CANDIDATES = 100  # each ranking (vector, keyword) hands at least this many candidates to fusion
 WIDE = 20  # with filters, keyword search first looks at this many times more unfiltered matches
@@ -46,6 +47,7 @@ class Plan:
     adaptive: float | None = None
     candidates: int = 20  # how many ranked ids to return (>= limit; more when re-ranking follows)
     opts: SearchOptions = field(default_factory=SearchOptions)
+    ann_threshold: int = 0  # spaces with at least this many vectors use the approximate index (0: always exact)
 
 
 SORTS = ("score", "date", "newest")
@@ -53,7 +55,7 @@ SORTS = ("score", "date", "newest")
 
 def make_plan(*, limit: int, threshold: float | None, where, sort: str | None, keywords: bool | float,
               soft_tags: bool, rerank: str | None, rerank_top: int, adaptive: bool | float | None,
-              opts: SearchOptions, default_keyword_weight: float) -> Plan:
+              opts: SearchOptions, default_keyword_weight: float, ann_threshold: int = 0) -> Plan:
     """Check the search options and turn them into a Plan (one UsageError per bad option)."""
     if limit < 1:
         raise UsageError("limit must be at least 1")
@@ -68,7 +70,8 @@ def make_plan(*, limit: int, threshold: float | None, where, sort: str | None, k
     if ratio is not None and not 0 < ratio <= 1:
         raise UsageError(f"adaptive must be a ratio in (0, 1], not {adaptive!r}")
     return Plan(limit=limit, threshold=threshold, where=tuple(parse_filters(where)), keyword_weight=weight,
-                soft_tags=soft_tags, adaptive=ratio, candidates=max(limit, rerank_top if rerank else 0), opts=opts)
+                soft_tags=soft_tags, adaptive=ratio, candidates=max(limit, rerank_top if rerank else 0), opts=opts,
+                ann_threshold=max(0, int(ann_threshold)))
 
 
 def filter_context(store) -> FilterContext:
@@ -140,14 +143,12 @@ def rank(store, get_embedder: Callable, spaces: list[str], query: Query, plan: P
     else:
         space = query_space(vector_query, embedder, spaces)
         q = embed_query(vector_query, embedder, store, space, plan.opts)
-    all_ids, mat = store.vectors(space)
-    ids, scores = score_rows(all_ids, mat, q, None if allowed is None else allowed.mask(all_ids))
-    if len(ids) == 0 and allowed is not None:
-        raise NoMatchError(_explain_no_match(store, ctx or filter_context(store), plan.where, query))
     pool = max(plan.candidates, MIN_CANDIDATES)
-    best = top_indices(scores, pool)
-    score_of = dict(zip(ids[best].tolist(), scores[best].tolist()))
-    order = ids[best].tolist()
+    found = vector_candidates(store, space, q, None if allowed is None else allowed.mask, pool, plan.ann_threshold)
+    if found.allowed == 0 and allowed is not None:
+        raise NoMatchError(_explain_no_match(store, ctx or filter_context(store), plan.where, query))
+    score_of = dict(zip(found.ids.tolist(), found.scores.tolist()))
+    order = found.ids.tolist()
     # Keywords join only text-only queries: with an example image the words modify a picture ("this, but at
     # night"), and a keyword hit would outrank much closer pictures (fusion favours items in both rankings).
     text_only = image is None and all(t.kind == TEXT for t in vector_query.terms)
@@ -155,12 +156,12 @@ def rank(store, get_embedder: Callable, spaces: list[str], query: Query, plan: P
     if plan.keyword_weight > 0 and words:
         negative = " ".join(t.value for t in vector_query.terms if t.kind == TEXT and t.weight < 0)
         keyword_ids = _keyword_ids(store, fts.match_expression(words, negative), cond, allowed, pool)
-        score_of.update(_scores_of(ids, scores, [i for i in keyword_ids if i not in score_of]))
+        score_of.update(found.score_of([i for i in keyword_ids if i not in score_of]))
         keyword_ids = [i for i in keyword_ids if i in score_of]  # (an image without a vector in this space)
         order = fuse(order, keyword_ids, plan.keyword_weight)
     floor = -np.inf if plan.threshold is None else plan.threshold
     if plan.adaptive:
-        floor = max(floor, adaptive_cut(scores, plan.adaptive))
+        floor = max(floor, adaptive_cut(found.scores, plan.adaptive, found.typical()))
     return [(i, score_of[i]) for i in order if score_of[i] >= floor][:plan.candidates]
 
 
@@ -178,11 +179,3 @@ def _keyword_ids(store, match: str | None, cond: Condition, allowed: Allowed | N
         return kept[:limit].tolist()
     return store.read_ids(fts.keyword_sql(cond.sql), (match, *cond.params, limit)).tolist()
 
-
-def _scores_of(ids: np.ndarray, scores: np.ndarray, wanted: list[int]) -> dict[int, float]:
-    if not wanted:
-        return {}
-    lut = np.zeros(int(max(ids.max(initial=0), max(wanted))) + 1, dtype=bool)
-    lut[np.asarray(wanted, dtype=np.int64)] = True
-    rows = np.flatnonzero(lut[ids])
-    return dict(zip(ids[rows].tolist(), scores[rows].tolist()))

@@ -24,13 +24,15 @@ def fuse(vector_ids: Sequence[int], keyword_ids: Sequence[int], keyword_weight: 
     return sorted(fused, key=lambda i: (-fused[i], order.get(i, len(order))))
 
 
-def adaptive_cut(scores: np.ndarray, ratio: float) -> float:
+def adaptive_cut(scores: np.ndarray, ratio: float, typical: float | None = None) -> float:
     """The lowest score kept by the adaptive cut-off: `ratio` of the way from the typical score of the candidates
-    (their mean: what an unrelated image scores) up to the best one. 0 keeps everything above average, 1 only
-    the best; 0.5 drops the hits that are closer to the background than to the best hit."""
+    (their mean, or `typical` when the scores are only the best few: what an unrelated image scores) up to the
+    best one. 0 keeps everything above average, 1 only the best; 0.5 drops the hits that are closer to the
+    background than to the best hit."""
     if len(scores) == 0:
         return -np.inf
-    best, typical = float(np.max(scores)), float(np.mean(scores))
+    best = float(np.max(scores))
+    typical = float(np.mean(scores)) if typical is None else typical
     return typical + ratio * (best - typical)
 
 

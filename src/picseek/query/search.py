@@ -1,6 +1,8 @@
-"""Turn a parsed query into one vector and score the store's vectors against it (exact: one matrix product)."""
+"""Turn a parsed query into one vector and rank the store's vectors against it: exactly (one matrix product over
+the allowed rows) or, for large spaces, through the approximate index (query/ann.py)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +12,7 @@ from ..errors import ImageError
 from ..ingest.fetch import fetch_bytes
 from ..ingest.images import load_image
 from ..models.base import MAIN, l2_normalize, prepare_image
+from ..store.vectorcache import VectorTable
 from .parse import ID, IMAGE, TEXT, URL, Query, QueryError, QueryImageError, Term
 
 
@@ -71,19 +74,6 @@ def embed_query(query: Query, embedder, store, space: str, opts: SearchOptions) 
     return l2_normalize(total)
 
 
-def score_rows(ids: np.ndarray, mat: np.ndarray, q: np.ndarray,
-               mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, cosine scores) of the rows where `mask` is true (all rows when None). A selective filter multiplies
-    only its rows; a broad one multiplies all and keeps its rows."""
-    q = q.astype(np.float32)
-    if mask is None or mat.size == 0:
-        return ids, (mat @ q if mat.size else np.zeros(0, np.float32))
-    rows = np.flatnonzero(mask)
-    if len(rows) * 3 < len(ids):
-        return ids[rows], mat[rows] @ q
-    return ids[rows], (mat @ q)[rows]
-
-
 def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k best scores, best first (stable for ties)."""
     k = min(k, len(scores))
@@ -102,3 +92,80 @@ def top_k(ids: np.ndarray, mat: np.ndarray, q: np.ndarray, limit: int,
     if threshold is not None:
         out = [(i, s) for i, s in out if s >= threshold]
     return out
+
+
+# -- the vector ranking: exact, or approximate for large spaces -----------------------------------------------------
+ANN_MIN_SHARE = 0.02  # a filter that allows less than this share of the rows is searched exactly (its rows only)
+TYPICAL_SAMPLE = 20_000  # rows sampled for the mean score of a filtered approximate search
+
+
+@dataclass
+class Candidates:
+    """The best rows of the vector ranking among the allowed ones."""
+
+    ids: np.ndarray  # image ids, best first
+    scores: np.ndarray
+    allowed: int  # how many rows the search could return
+    approximate: bool
+    typical: Callable[[], float]  # mean score over the allowed rows (the background for the adaptive cut-off)
+    score_of: Callable[[Sequence[int]], dict[int, float]]  # exact scores of other images (keyword hits)
+
+
+def _table(store, space: str) -> VectorTable:
+    if _has_table(store):
+        return store.vector_table(space)
+    ids, mat = store.vectors(space)  # a store without a vector table: its float32 matrix as one
+    return VectorTable(0, np.arange(len(ids), dtype=np.int64), ids, mat, -1, mat)
+
+
+def _has_table(store) -> bool:
+    return hasattr(store, "vector_table") and hasattr(store, "folder")
+
+
+def vector_candidates(store, space: str, q: np.ndarray, mask_of: Callable[[np.ndarray], np.ndarray] | None,
+                      pool: int, ann_threshold: int) -> Candidates:
+    """The `pool` best allowed rows for the unit vector `q`. `mask_of(ids)`: which ids are allowed (None: all).
+    With at least `ann_threshold` rows (0: never) and faiss installed, an unfiltered or broadly filtered search
+    asks the approximate index (query/ann.py); everything else multiplies the allowed rows exactly."""
+    q = np.asarray(q, dtype=np.float32)
+    table = _table(store, space)
+    mask = None if mask_of is None else mask_of(table.ids)
+    allowed = table.rows if mask is None else int(np.count_nonzero(mask))
+
+    def score_of(wanted: Sequence[int]) -> dict[int, float]:
+        rows = table.rows_of_ids(np.asarray(list(wanted), dtype=np.int64)) if len(wanted) else np.zeros(0, int)
+        rows = rows[rows >= 0]
+        return dict(zip(table.ids[rows].tolist(), (table.vectors_of_rows(rows) @ q).tolist())) if len(rows) else {}
+
+    large = 0 < ann_threshold <= table.rows and _has_table(store)  # (the index needs stable row seqs)
+    if large and allowed and (mask is None or allowed >= ANN_MIN_SHARE * table.rows):
+        from . import ann
+
+        index = ann.index_for(store.folder, space, table)
+        if index is not None:
+            rows, scores = index.search(table, q, min(pool, allowed), mask)
+            if len(rows) >= min(pool, allowed):
+                return Candidates(table.ids[rows], scores, allowed, True, lambda: _typical(table, q, mask),
+                                  score_of)
+            # a filter that the probed cells hardly hold: the exact search of its rows below
+    if mask is None:
+        scores = table.float32() @ q if table.rows else np.zeros(0, np.float32)
+        ids = table.ids
+    else:
+        rows = np.flatnonzero(mask)
+        if large or len(rows) * 3 < table.rows:
+            scores = table.vectors_of_rows(rows) @ q if len(rows) else np.zeros(0, np.float32)
+        else:
+            scores = (table.float32() @ q)[rows]
+        ids = table.ids[rows]
+    best = top_indices(scores, pool)
+    mean = float(scores.mean()) if len(scores) else 0.0
+    return Candidates(ids[best], scores[best], allowed, False, lambda: mean, score_of)
+
+
+def _typical(table: VectorTable, q: np.ndarray, mask: np.ndarray | None) -> float:
+    """Mean score over the allowed rows, from a fixed sample of them."""
+    rows = np.arange(table.rows) if mask is None else np.flatnonzero(mask)
+    if len(rows) > TYPICAL_SAMPLE:
+        rows = np.sort(np.random.default_rng(0).choice(rows, TYPICAL_SAMPLE, replace=False))
+    return float((table.vectors_of_rows(rows) @ q).mean()) if len(rows) else 0.0

@@ -43,6 +43,7 @@ class VectorTable:
     ids: np.ndarray
     mat16: np.ndarray  # (rows, dim) float16: a memory map of the cache file, or in memory
     gen: int = -1  # the file generation it maps (-1: in memory only)
+    lineage: str = ""  # changes whenever the table is built afresh from the database (kept by appends, deletions)
     _f32: np.ndarray | None = field(default=None, repr=False)
     _row_of_id: np.ndarray | None = field(default=None, repr=False)
 
@@ -90,7 +91,7 @@ def _empty(epoch: int, dim: int = 0) -> VectorTable:
 def _carry(old: VectorTable | None, new: VectorTable) -> VectorTable:
     """Keep the float32 copy of `old` when `new` only appends rows to it."""
     if (old is not None and old._f32 is not None and new._f32 is None and old.rows <= new.rows
-            and old.dim == new.dim and np.array_equal(old.seqs, new.seqs[:old.rows])):
+            and old.lineage == new.lineage and old.dim == new.dim and np.array_equal(old.seqs, new.seqs[:old.rows])):
         new._f32 = np.concatenate([old._f32, np.asarray(new.mat16[old.rows:], dtype=np.float32)])
     return new
 
@@ -162,11 +163,12 @@ class VectorFiles:
             meta = json.loads(self.meta_path.read_text())
         except (OSError, ValueError):
             return None
-        return meta if isinstance(meta, dict) and {"gen", "rows", "dim", "epoch"} <= meta.keys() else None
+        keys = {"gen", "rows", "dim", "epoch", "lineage"}
+        return meta if isinstance(meta, dict) and keys <= meta.keys() else None
 
-    def _write_meta(self, gen: int, rows: int, dim: int, epoch: int) -> None:
+    def _write_meta(self, gen: int, rows: int, dim: int, epoch: int, lineage: str) -> None:
         tmp = self.dir / f"{self.stem}.json.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"gen": gen, "rows": rows, "dim": dim, "epoch": epoch}))
+        tmp.write_text(json.dumps({"gen": gen, "rows": rows, "dim": dim, "epoch": epoch, "lineage": lineage}))
         os.replace(tmp, self.meta_path)
 
     def open(self, meta: dict | None) -> VectorTable | None:
@@ -175,9 +177,10 @@ class VectorFiles:
             return None
         try:
             n, dim, gen, epoch = int(meta["rows"]), int(meta["dim"]), int(meta["gen"]), int(meta["epoch"])
+            lineage = str(meta["lineage"])
             if n == 0:
                 table = _empty(epoch, dim)
-                table.gen = gen
+                table.gen, table.lineage = gen, lineage
                 return table
             seqs = np.fromfile(self._path(gen, "seq"), dtype=np.int64, count=n)
             ids = np.fromfile(self._path(gen, "ids"), dtype=np.int64, count=n)
@@ -186,7 +189,7 @@ class VectorFiles:
             return None
         if len(seqs) != n or len(ids) != n:
             return None
-        return VectorTable(epoch, seqs, ids, mat, gen)
+        return VectorTable(epoch, seqs, ids, mat, gen, lineage)
 
     @contextmanager
     def _lock(self):
@@ -240,15 +243,16 @@ class VectorFiles:
                 table = self._drop_deleted(conn, table, epoch)
             if table is None:
                 gen = int((meta or {}).get("gen", -1)) + 1
-                table = self._commit(gen, *self._write(gen, 0, 0, read_rows(conn, self.space, 0)), epoch)
+                table = self._commit(gen, *self._write(gen, 0, 0, read_rows(conn, self.space, 0)), epoch,
+                                     new_lineage())
             if max_seq(conn, self.space) > table.last_seq or table.epoch != epoch:
                 gen = max(table.gen, 0)
                 rows, dim = self._write(gen, table.rows, table.dim, read_rows(conn, self.space, table.last_seq))
-                table = self._commit(gen, rows, dim, epoch)
+                table = self._commit(gen, rows, dim, epoch, table.lineage)
             return table
 
-    def _commit(self, gen: int, rows: int, dim: int, epoch: int) -> VectorTable:
-        self._write_meta(gen, rows, dim, epoch)
+    def _commit(self, gen: int, rows: int, dim: int, epoch: int, lineage: str) -> VectorTable:
+        self._write_meta(gen, rows, dim, epoch, lineage)
         self._drop_other_generations(gen)
         table = self.open(self.read_meta())
         if table is None:
@@ -259,11 +263,11 @@ class VectorFiles:
         """After deletions: the same generation when none of its rows went, else a new one without them."""
         keep = np.flatnonzero(np.isin(table.seqs, _live_seqs(conn, self.space, table.last_seq), assume_unique=True))
         if len(keep) == table.rows:
-            return self._commit(table.gen, table.rows, table.dim, epoch)
+            return self._commit(table.gen, table.rows, table.dim, epoch, table.lineage)
         blocks = ((table.seqs[c], table.ids[c], np.asarray(table.mat16[c]))
                   for c in (keep[s:s + _FETCH] for s in range(0, len(keep), _FETCH)))
         log.debug("vector cache %s: dropping %d deleted rows", self.stem, table.rows - len(keep))
-        return self._commit(table.gen + 1, *self._write(table.gen + 1, 0, table.dim, blocks), epoch)
+        return self._commit(table.gen + 1, *self._write(table.gen + 1, 0, table.dim, blocks), epoch, table.lineage)
 
 
 class VectorCache:
@@ -302,11 +306,18 @@ class VectorCache:
 
 def _in_memory(conn: sqlite3.Connection, space: str, epoch: int, old: VectorTable | None) -> VectorTable:
     """The table without files: read from SQLite, extended in memory while nothing is deleted."""
-    base = old if old is not None and old.epoch == epoch and old.gen == -1 else _empty(epoch)
+    base = old if old is not None and old.epoch == epoch and old.gen == -1 else None
+    if base is None:
+        base = _empty(epoch)
+        base.lineage = new_lineage()
     blocks = list(read_rows(conn, space, base.last_seq))
     if not blocks:
         return base
     parts = [base.mat16] if base.rows else []
     return VectorTable(epoch, np.concatenate([base.seqs, *(b[0] for b in blocks)]),
                        np.concatenate([base.ids, *(b[1] for b in blocks)]),
-                       np.concatenate(parts + [b[2] for b in blocks]), -1)
+                       np.concatenate(parts + [b[2] for b in blocks]), -1, base.lineage)
+
+
+def new_lineage() -> str:
+    return os.urandom(6).hex()
