@@ -8,8 +8,8 @@ stored vectors. The index is built on first use (or at the end of an index run),
 vector table: its ids are the vector rows' `seq`s, so rows appended since are added and deleted rows removed
 without a rebuild (the table's lineage, new whenever the table is built afresh from the database, says whether the
 seqs still name the same vectors); it is trained again when the space grew or shrank about 6x (its cell count 2.5x
-off). Without faiss installed, search stays exact (one log line). Figures (recall@10 against exact, latency, build time):
-benchmarks/query_latency.py.
+off). Without faiss installed, search stays exact (one log line). Figures (recall@10 against exact, latency,
+build time): benchmarks/query_latency.py.
 """
 from __future__ import annotations
 
