@@ -27,9 +27,9 @@ from .filters import (
     parse_filters,
     tag_condition,
 )
-from .parse import ID, IMAGE, TAG, TEXT, Query, QueryError, Term
+from .parse import ID, TAG, TEXT, Query, QueryError, Term
 from .rank import ADAPTIVE_DEFAULT, adaptive_cut, fuse
-from .search import SearchOptions, embed_image, embed_query, query_space, vector_candidates
+from .search import SearchOptions, query_vector, vector_candidates
 
 MIN_CANDIDATES = 100  # each ranking (vector, keyword) hands at least this many candidates to fusion
 WIDE = 20  # with filters, keyword search first looks at this many times more unfiltered matches
@@ -136,13 +136,7 @@ def rank(store, get_embedder: Callable, spaces: list[str], query: Query, plan: P
     if allowed is not None and allowed.none_included:
         raise NoMatchError(_explain_no_match(store, ctx or filter_context(store), plan.where, query))
     _check_ids(store, vector_query)
-    embedder = get_embedder()
-    if image is not None:
-        space = query_space(Query((Term(IMAGE, "<image>"),)), embedder, spaces)
-        q = embed_image(image, embedder, space)
-    else:
-        space = query_space(vector_query, embedder, spaces)
-        q = embed_query(vector_query, embedder, store, space, plan.opts)
+    space, q = query_vector(vector_query, image, get_embedder(), store, spaces, plan.opts)
     pool = max(plan.candidates, MIN_CANDIDATES)
     found = vector_candidates(store, space, q, None if allowed is None else allowed.mask, pool, plan.ann_threshold)
     if found.allowed == 0 and allowed is not None:

@@ -74,6 +74,17 @@ def embed_query(query: Query, embedder, store, space: str, opts: SearchOptions) 
     return l2_normalize(total)
 
 
+def query_vector(query: Query, image: Image.Image | None, embedder, store, spaces: list[str],
+                 opts: SearchOptions) -> tuple[str, np.ndarray]:
+    """The space to search and the unit query vector: of `image` where the whole query is one image, else of the
+    query's terms. Every store's ranking starts here."""
+    if image is not None:
+        space = query_space(Query((Term(IMAGE, "<image>"),)), embedder, spaces)
+        return space, embed_image(image, embedder, space)
+    space = query_space(query, embedder, spaces)
+    return space, embed_query(query, embedder, store, space, opts)
+
+
 def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k best scores, best first (stable for ties)."""
     k = min(k, len(scores))

@@ -27,8 +27,8 @@ from ..query.filters import (
     date_range,
     folder_prefixes,
 )
-from ..query.parse import ID, IMAGE, Query, QueryError, Term
-from ..query.search import embed_image, embed_query, query_space
+from ..query.parse import ID, Query, QueryError
+from ..query.search import query_vector
 from .values import field_number
 
 NUMBER_KEYS = {"width": "width", "height": "height", "size": "size", "id": "pid", "orientation": "orientation",
@@ -161,13 +161,7 @@ def rank(store, get_embedder: Callable, spaces: list[str], query: Query, plan, i
     for t in vector_query.terms:
         if t.kind == ID and not store.get_images([int(t.value)]):
             raise QueryError(f"id:{t.value} is not an indexed image", query.text, t.pos if query.text else None)
-    embedder = get_embedder()
-    if image is not None:
-        space = query_space(Query((Term(IMAGE, "<image>"),)), embedder, spaces)
-        q = embed_image(image, embedder, space)
-    else:
-        space = query_space(vector_query, embedder, spaces)
-        q = embed_query(vector_query, embedder, store, space, plan.opts)
+    space, q = query_vector(vector_query, image, get_embedder(), store, spaces, plan.opts)
     ids, scores = store.query(space, q, plan.candidates, where, where_document)
     if not ids and (where or where_document):
         raise NoMatchError(_explain_no_match(store, plan.where, roots))
