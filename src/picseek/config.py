@@ -28,7 +28,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("model", "auto", "model for a new library: auto, builtin, clip-vit-b-32, hf:ORG/NAME or a folder"),
     Setting("precision", "auto", "what runs CLIP-family models: auto (int8 ONNX Runtime where available, else fp32), "
             "fp32 (torch, the reference), bf16 (torch bfloat16 weights; fast only on CPUs with native bf16) or int8"),
-    Setting("workers", None, "decode worker processes while indexing (default: CPU cores - 1, at least 1)", int),
+    Setting("workers", None, "decode worker processes while indexing (default: one per CPU core)", int),
     Setting("batch_size", 16, "images per model batch while indexing", int),
     Setting("max_image_pixels", 250_000_000, "larger images are refused as possible decompression bombs", int),
     Setting("url_max_bytes", 50_000_000, "largest image fetched from a URL (a query image or a URL list), in bytes",

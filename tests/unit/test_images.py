@@ -167,8 +167,19 @@ def test_draft_mode_decodes_a_big_jpeg_small(tmp_path, monkeypatch):
     assert d.error is None and d.pixels.shape == (224, 224, 3)
     assert (d.info.width, d.info.height) == (3000, 2000)  # the full size, not the draft size
     (w, h), = seen
-    assert w < 3000 and h < 2000  # libjpeg scaled the decode down
-    assert min(w, h) >= 2 * SPEC.size  # ...but not below twice the model's input
+    assert w < 3000 and h < 2000  # libjpeg scaled the decode down (1/8: 375 x 250)
+    assert min(w, h) >= SPEC.size  # ...but never below the model's input
+
+
+def test_draft_factor_and_full_decode(tmp_path, monkeypatch):
+    path = _jpeg(tmp_path / "big.jpg", (3000, 2000))
+    seen = _spy_on_prepare(monkeypatch)
+    twice = decode_file(str(path), SPEC, draft=2)
+    full = decode_file(str(path), SPEC, draft=None)
+    assert twice.error is None and full.error is None
+    assert min(seen[0]) >= 2 * SPEC.size and seen[0][0] < 3000  # 1/4: 750 x 500
+    assert seen[1] == (3000, 2000)  # the reference: no draft
+    assert twice.info == full.info  # what is recorded about the photo does not depend on the decode scale
 
 
 def test_draft_mode_with_orientation_keeps_full_rotated_size(tmp_path, monkeypatch):

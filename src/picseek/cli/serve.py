@@ -41,7 +41,7 @@ Examples:
               help="Web worker processes. Each loads the model and answers searches from the same library; index "
                    "runs happen in one of them at a time. (Decode workers of index runs: --index-workers.)")
 @click.option("--index-workers", type=click.IntRange(0, 64),
-              help="Decode worker processes for index runs (default: CPU cores - 1; 0 decodes in the server).")
+              help="Decode worker processes for index runs (default: one per CPU core; 0 decodes in the server).")
 @click.option("--forwarded-allow-ips", default="127.0.0.1", show_default=True, metavar="ADDRESSES",
               envvar="PICSEEK_FORWARDED_ALLOW_IPS", show_envvar=True,
               help="Reverse proxies whose X-Forwarded-For/-Proto headers give the client's address and scheme "
