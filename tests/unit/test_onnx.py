@@ -90,6 +90,43 @@ def test_a_process_with_cached_towers_never_imports_torch(folders, tmp_path):
     assert out[0] == "int8" and out[-2:] == ["False", "False"], out
 
 
+def test_each_session_loads_on_first_use(folders):
+    load_embedder(str(folders["clip"]), precision="int8").prepare()  # exported and cached
+    light = load_embedder(str(folders["clip"]), precision="int8")
+    assert light.model is None
+    image, text = light._ort()
+    assert image._tower is None and text._tower is None  # nothing loaded yet
+    light.embed_pixels(_pixels(light))
+    assert image._tower is not None and text._tower is None  # an index run never loads the text tower
+    light.embed_texts(TEXTS)
+    assert text._tower is not None
+
+
+def test_a_broken_cached_text_tower_is_a_clear_error_or_torch_answers(folders, tmp_path, monkeypatch):
+    import shutil
+
+    ref = load_embedder(str(folders["clip"]), precision="fp32")
+    load_embedder(str(folders["clip"]), precision="int8").prepare()
+    copy = tmp_path / "cache"
+    shutil.copytree(onnx.cache_folder(ref.model_id), copy)
+    (copy / "text-fp32.onnx").write_bytes(b"not an onnx file")
+    monkeypatch.setattr(onnx, "cache_folder", lambda model_id: copy)
+    light = load_embedder(str(folders["clip"]), precision="int8")
+    assert light.model is None
+    with pytest.raises(ModelError, match="cannot load the ONNX text tower"):
+        light.embed_texts(TEXTS)
+    light.embed_pixels(_pixels(light))  # the image tower is unaffected
+    from picseek.models.hf import HFEmbedder
+
+    # with the torch model in memory, the text query runs on torch instead
+
+    emb = HFEmbedder(**{**{f: getattr(ref, f) for f in ("name", "model_id", "dim", "image_spec", "spaces",
+                                                          "image_query_space", "model", "tokenizer", "padding",
+                                                          "max_length", "text_inputs")}, "precision": "int8"})
+    np.testing.assert_allclose(emb.embed_texts(TEXTS), ref.embed_texts(TEXTS), atol=1e-5)
+    assert emb._ort()[1] is None
+
+
 def test_auto_picks_int8_and_falls_back_to_fp32_when_export_fails(folders, monkeypatch):
     assert load_embedder(str(folders["clip"])).precision == "int8"
     siglip2 = load_embedder(str(folders["siglip2"]))  # NaFlex patch sequences: not exported

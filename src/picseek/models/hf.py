@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,23 +56,43 @@ class HFEmbedder(EmbedderBase):
     compute_dtype: str = "float32"  # torch weights' dtype (bfloat16 for precision bf16)
     precision_auto: bool = False  # chosen by `auto`: a failed export falls back to fp32 instead of failing
     _towers: tuple | None = field(default=None, repr=False)  # (image, text) ONNX Runtime runners, built lazily
+    _lock: Any = field(default_factory=threading.Lock, repr=False)
 
     def _ort(self) -> tuple:
-        if self._towers is None:
-            from .onnx import ort_towers
+        """(image, text) runners; each loads its session on first use (models/onnx.py LazyTower)."""
+        with self._lock:
+            if self._towers is None:
+                from .onnx import ort_towers
 
-            try:
-                self._towers = ort_towers(self, self.precision)
-            except ModelError as exc:
-                if not self.precision_auto or self.model is None:
-                    raise
-                log.warning("%s; running the model in fp32", exc)
-                self.precision = "fp32"
-                self._towers = (None, None)
-        return self._towers
+                try:
+                    self._towers = ort_towers(self, self.precision)
+                except ModelError as exc:
+                    if not self.precision_auto or self.model is None:
+                        raise
+                    log.warning("%s; running the model in fp32", exc)
+                    self.precision = "fp32"
+                    self._towers = (None, None)
+            return self._towers
+
+    def _text_tower(self):
+        """The ONNX text runner, loaded; None where the text tower runs on torch (fp32, bf16, or a text
+        session that will not load while the torch model is here)."""
+        if self.precision != "int8" or (tower := self._ort()[1]) is None:
+            return None
+        try:
+            tower.load()
+        except Exception as exc:  # noqa: BLE001 - a broken cached file: torch answers if it is here
+            if self.model is None:
+                raise ModelError(f"cannot load the ONNX text tower of {self.name} ({exc}); clear the cache "
+                                 "folder or index again with --precision fp32") from exc
+            log.info("text tower of %s stays on torch: %s", self.name, exc)
+            with self._lock:
+                self._towers = (self._towers[0], None)
+            return None
+        return tower
 
     def prepare(self) -> None:
-        """Build (export once, then load) the fast towers now rather than on first use."""
+        """Export the fast towers now (once per model) rather than on a first search; sessions load on use."""
         if self.precision == "int8":
             self._ort()
 
@@ -97,7 +118,7 @@ class HFEmbedder(EmbedderBase):
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        text_tower = self._ort()[1] if self.precision == "int8" else None
+        text_tower = self._text_tower()
         rows = []
         for i in range(0, len(texts), TEXT_BATCH):
             if text_tower is not None:
