@@ -91,6 +91,11 @@ class HFEmbedder(EmbedderBase):
             return None
         return tower
 
+    def warm_up(self) -> None:
+        """Load what embed_pixels needs now (the indexer calls it on a thread while the first photos decode)."""
+        if self.precision == "int8" and (tower := self._ort()[0]) is not None:
+            tower.load()
+
     def prepare(self) -> None:
         """Export the fast towers now (once per model) rather than on a first search; sessions load on use."""
         if self.precision == "int8":
