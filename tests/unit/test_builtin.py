@@ -306,3 +306,26 @@ def test_unwritable_cache_dir_still_works(model, tmp_path, monkeypatch):
     fresh = BuiltinEmbedder(cache_dir=blocker / "sub")
     np.testing.assert_array_equal(fresh._get_class_embeddings(), good)
     assert not os.path.exists(blocker / "sub")
+
+
+def test_a_text_query_in_a_new_process_never_imports_torch(model):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from picseek.models.builtin import BuiltinEmbedder\n"
+            "v = BuiltinEmbedder().embed_texts(['a cat on a sofa'])\n"
+            "print(v.shape[1], 'torch' in sys.modules, 'transformers' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ),
+                         check=True).stdout.split()
+    assert out == ["384", "False", "False"], out
+
+
+def test_numpy_gelu_is_exact_gelu():
+    torch = pytest.importorskip("torch")
+    from picseek.models.builtin import _gelu
+
+    x = np.linspace(-12, 12, 100_001, dtype=np.float32)
+    want = torch.nn.functional.gelu(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(_gelu(x), want, atol=2e-6, rtol=0)

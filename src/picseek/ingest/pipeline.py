@@ -200,6 +200,8 @@ def _embed_all(store, embedder, scan: ScanResult, report: IndexReport, workers: 
     notify(Progress("embed", 0, total))
     if not total:
         return  # nothing to embed: the model is never touched (Library passes it lazily), no workers start
+    if workers > 1:
+        workers = min(workers, -(-total // batch_size))  # a second process (~0.4 s to start) needs a batch to repay it
     window = max(2 * batch_size, 4 * max(workers, 1))
     stream = decode_stream(scan.todo, embedder.image_spec, workers, window, max_pixels)
     _warm_up(embedder)

