@@ -90,22 +90,50 @@ def bench(configs: dict, folders: dict, ones: dict, repeats: int) -> list[dict]:
     return rows
 
 
-def ceiling(model_dir: Path, precisions: list[str], batch: int, repeats: int) -> dict[str, float]:
-    """Model-only images/s of embed_pixels on ready pixels, interleaved across precisions (median)."""
+def ceiling(model_dir: Path, precisions: list[str], batch: int, repeats: int,
+            rclip_models: dict[str, Path]) -> dict[str, float]:
+    """Model-only images/s on ready pixels, interleaved (median): picseek's embed_pixels at each precision (batch
+    `batch`, 224 x 224), and rclip's visual.onnx run the way rclip runs it (ONNX Runtime, one intra-op thread per
+    core, its default batch of 8 at 256 x 256)."""
     from picseek.models.registry import load_embedder
 
-    embs = {p: load_embedder(str(model_dir), precision=p) for p in precisions}
-    s = next(iter(embs.values())).image_spec.size
-    pixels = np.random.default_rng(0).integers(0, 256, (batch, s, s, 3), dtype=np.uint8)
-    for e in embs.values():
-        e.embed_pixels(pixels)
-    times: dict[str, list[float]] = {p: [] for p in embs}
+    runs: dict[str, tuple[int, object]] = {}
+    for p in precisions:
+        e = load_embedder(str(model_dir), precision=p)
+        s = e.image_spec.size
+        px = np.random.default_rng(0).integers(0, 256, (batch, s, s, 3), dtype=np.uint8)
+        runs[f"picseek {p}"] = (batch, lambda e=e, px=px: e.embed_pixels(px))
+    for label, models in rclip_models.items():
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = len(os.sched_getaffinity(0))
+        sess = ort.InferenceSession(str(models / RCLIP_LINKS[0] / "visual.onnx"), opts,
+                                    providers=["CPUExecutionProvider"])
+        x = np.random.default_rng(0).standard_normal((8, 3, 256, 256)).astype(np.float32)
+        runs[label] = (8, lambda sess=sess, x=x: sess.run(None, {"input": x}))
+    for _, run in runs.values():
+        run()
+    times: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(repeats):
-        for p, e in embs.items():
+        for k, (_, run) in runs.items():
             t0 = time.perf_counter()
-            e.embed_pixels(pixels)
-            times[p].append(time.perf_counter() - t0)
-    return {p: batch / statistics.median(t) for p, t in times.items()}
+            run()
+            times[k].append(time.perf_counter() - t0)
+    return {k: runs[k][0] / statistics.median(t) for k, t in times.items()}
+
+
+def decode_seconds(folder: Path, size: int = 224) -> float:
+    """Median seconds to read, hash and decode one photo of `folder` on one core (decode_file, default draft)."""
+    from picseek.ingest.images import decode_file
+    from picseek.models.base import ImageSpec
+
+    spec, times = ImageSpec(size=size), []
+    for f in sorted(folder.glob("*.jpg")):
+        t0 = time.perf_counter()
+        decode_file(str(f), spec)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def closeness(model_dir: Path, folder: Path, precisions: list[str]) -> list[dict]:
@@ -178,13 +206,36 @@ def main(argv: list[str] | None = None) -> None:
                   f"{r['whole']:.2f} | {r['marginal'] / ref['marginal']:.2f}x | {r['rss']:.0f} | {r['other']:.2f} |")
     print("\npeak RSS: the picseek index process (VmHWM); not measured for rclip.\n")
 
-    ceil = ceiling(model_dir, precisions, 16, max(3, args.repeats * 2))
-    print("## Model-only ceiling (embed_pixels on ready 224 x 224 pixels, batch 16, this process)\n")
-    print("| precision | images/s | pipeline marginal 12mp / ceiling | 1mp / ceiling |")
+    rclip_models = {"rclip fp32": args.rclip_models.resolve()}
+    if args.rclip_models_int8:
+        rclip_models["rclip int8"] = args.rclip_models_int8.resolve()
+    ceil = ceiling(model_dir, precisions, 16, max(3, args.repeats * 2), rclip_models)
+    cores = len(os.sched_getaffinity(0))
+    decode = {kind: decode_seconds(folder) for kind, folder in folders.items()}
+    print("## Model-only ceilings (ready pixels, no decode, no I/O; this process)\n")
+    print("picseek: embed_pixels, batch 16, 224 x 224. rclip: its visual.onnx in ONNX Runtime with one intra-op "
+          "thread per core, batch 8 (its default), 256 x 256.\n")
+    print("| model | images/s | pipeline marginal 12mp / ceiling | 1mp / ceiling |")
     print("|---|---:|---:|---:|")
-    for p, ips in ceil.items():
-        m = {r["kind"]: r["marginal"] for r in rows if r["label"] == f"picseek {p}"}
-        print(f"| {p} | {ips:.2f} | {m.get('12mp', float('nan')) / ips:.0%} | {m.get('1mp', float('nan')) / ips:.0%} |")
+    for label, ips in ceil.items():
+        m = {r["kind"]: r["marginal"] for r in rows if r["label"] == label}
+        print(f"| {label} | {ips:.2f} | {m.get('12mp', float('nan')) / ips:.0%} | "
+              f"{m.get('1mp', float('nan')) / ips:.0%} |")
+    print(f"\n## What {cores} cores allow\n")
+    print("Decoding takes core time that the model then lacks: with a model-only ceiling C (all cores) and a decode "
+          "cost of D core-seconds per photo, a pipeline on P cores reaches at most about 1 / (1/C + D/P) (more only "
+          "where the model leaves cores idle). The last column is the most picseek could reach over rclip fp32's "
+          "measured rate if decoding were free (running at its ceiling).\n")
+    print("| folder | decode ms per photo, 1 core | picseek precision | estimate images/s | measured / estimate | "
+          "ceiling / rclip fp32 measured |")
+    print("|---|---:|---|---:|---:|---:|")
+    for kind in folders:
+        ref = next(r for r in rows if r["kind"] == kind and r["label"] == "rclip fp32")["marginal"]
+        for p in precisions:
+            c = ceil[f"picseek {p}"]
+            bound = 1 / (1 / c + decode[kind] / cores)
+            m = next(r for r in rows if r["kind"] == kind and r["label"] == f"picseek {p}")["marginal"]
+            print(f"| {kind} | {decode[kind] * 1000:.1f} | {p} | {bound:.2f} | {m / bound:.0%} | {c / ref:.2f}x |")
     print("\n## Fast path against the fp32 reference (same photos, random-weight ViT-B/32)\n")
     print("| precision | images | cosine min | cosine median | top-10 overlap, 5 text queries |")
     print("|---|---:|---:|---:|---:|")
