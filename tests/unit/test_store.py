@@ -174,3 +174,31 @@ def test_tags_add_remove_and_cascade_with_the_image(tmp_path):
     assert s.remove_tags([1], ["BEACH"]) == 1
     s.delete_paths(["/p/b.jpg"])
     assert sqlite3.connect(tmp_path / DB_NAME).execute("SELECT count(*) FROM tags WHERE image_id=2").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("raised, status", [(None, "completed"), (KeyboardInterrupt, "interrupted"),
+                                            (RuntimeError, "failed")])
+def test_recorded_run_logs_the_outcome_and_its_summary(tmp_path, raised, status):
+    from picseek.store.base import recorded_run
+
+    s = SQLiteStore(tmp_path / "lib")
+    calls = []
+
+    def summary():
+        calls.append(1)
+        return {"embedded": 3}
+
+    def body():
+        with recorded_run(s, ["/photos"], summary):
+            if raised is not None:
+                raise raised()
+
+    if raised is None:
+        body()
+    else:
+        with pytest.raises(raised):
+            body()
+    run = s.last_run()
+    assert run["status"] == status and run["roots"] == ["/photos"] and run["stats"] == {"embedded": 3}
+    assert calls == [1]
+    s.close()

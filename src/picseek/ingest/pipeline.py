@@ -21,7 +21,7 @@ from multiprocessing import get_context
 import numpy as np
 
 from ..models.base import ImageSpec
-from ..store.base import ImageRecord
+from ..store.base import ImageRecord, recorded_run
 from .images import DEFAULT_MAX_PIXELS, Decoded, decode_file
 from .scan import FileEntry, ScanResult, diff, normalize_roots, walk
 
@@ -152,27 +152,25 @@ def run_index(store, embedder, roots: Iterable[str], *, workers: int | None = No
     roots = normalize_roots(roots)
     notify = progress or (lambda p: None)
     report = IndexReport(roots=roots)
-    run_id = store.start_run(roots)
-    status = "failed"
-    try:
-        notify(Progress("scan"))
-        entries = list(walk(roots, skip=skip))
-        report.scanned = len(entries)
-        scan: ScanResult = diff(entries, store.file_states(roots), store.known_errors(roots), retry_errors)
-        report.unchanged, report.skipped_known_errors = scan.unchanged, scan.known_errors
-        if scan.moved:
-            store.move(scan.moved)
-            report.moved = len(scan.moved)
-        _embed_all(store, embedder, scan, report, workers if workers is not None else default_workers(),
-                   batch_size, max_pixels, notify)
-        report.removed = store.delete_paths(scan.missing)
-        status = "completed"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
+
+    def summary() -> dict:
         report.seconds = time.perf_counter() - t0
-        store.finish_run(run_id, status, report.as_dict())
+        return report.as_dict()
+
+    try:
+        with recorded_run(store, roots, summary):
+            notify(Progress("scan"))
+            entries = list(walk(roots, skip=skip))
+            report.scanned = len(entries)
+            scan: ScanResult = diff(entries, store.file_states(roots), store.known_errors(roots), retry_errors)
+            report.unchanged, report.skipped_known_errors = scan.unchanged, scan.known_errors
+            if scan.moved:
+                store.move(scan.moved)
+                report.moved = len(scan.moved)
+            _embed_all(store, embedder, scan, report, workers if workers is not None else default_workers(),
+                       batch_size, max_pixels, notify)
+            report.removed = store.delete_paths(scan.missing)
+    finally:
         notify(Progress("done", report.embedded, report.embedded, report.errors))
     return report
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ModelMismatchError, UsageError
-from ..store.base import FileState
+from ..store.base import FileState, recorded_run
 from .shards import ShardRow, model_record, read_shard, shard_files
 
 log = logging.getLogger(__name__)
@@ -99,17 +99,13 @@ def merge_shards(store, sources: Iterable[str | os.PathLike], *, batch_rows: int
     check_model(store, files)
     report = MergeReport(shards=[str(f) for f in files])
     notify = progress or (lambda p: None)
-    run_id = store.start_run(sources)
-    status = "failed"
-    try:
-        _Merger(store, report).run(files, batch_rows, notify)
-        status = "completed"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
+
+    def summary() -> dict:
         report.seconds = time.perf_counter() - t0
-        store.finish_run(run_id, status, {**report.as_dict(), "embedded": report.written, "merge": True})
+        return {**report.as_dict(), "embedded": report.written, "merge": True}
+
+    with recorded_run(store, sources, summary):
+        _Merger(store, report).run(files, batch_rows, notify)
     return report
 
 

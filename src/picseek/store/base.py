@@ -1,7 +1,8 @@
 """The Store protocol: what indexing and search need from a place that keeps vectors and metadata."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -56,3 +57,19 @@ def require(store, feature: str, what: str) -> None:
     if feature not in getattr(store, "features", FEATURES):
         label = getattr(store, "label", "this store")
         raise UsageError(f"{what}: not available with {label}; use the built-in store (leave out --store) for it")
+
+
+@contextmanager
+def recorded_run(store, roots: Sequence[str], summary: Callable[[], dict]) -> Iterator[None]:
+    """Record a run (index or merge) in the store's run log: "completed" when the body finishes, "interrupted" on
+    Ctrl-C, "failed" on any other exception, each with `summary()` (called once, at the end, whatever happened)."""
+    run_id = store.start_run(roots)
+    status = "failed"
+    try:
+        yield
+        status = "completed"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        store.finish_run(run_id, status, summary())
