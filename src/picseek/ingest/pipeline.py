@@ -177,7 +177,7 @@ def run_index(store, embedder, roots: Iterable[str], *, workers: int | None = No
 
 def _warm_up(embedder) -> None:
     """Load the model's session on a thread while the workers decode the first batch (~0.5 s saved per run). A
-    failure is left for the first embed_pixels call to raise, in this thread, with its own message."""
+    failure is left for the first embed_pixels call to raise, in the indexing thread, with its own message."""
     warm = getattr(embedder, "warm_up", None)
     if warm is None:
         return
