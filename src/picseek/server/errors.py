@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import ImageError, LibraryError, ModelError, ModelMismatchError, PicseekError, UsageError
+from ..errors import ImageError, LibraryError, LibraryIOError, ModelError, ModelMismatchError, PicseekError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ def picseek_status(exc: PicseekError) -> tuple[int, str]:
         return (413, "image_too_large") if "too large" in str(exc) else (422, "bad_image")
     if isinstance(exc, (ModelError, ModelMismatchError)):
         return 503, "model_unavailable"
+    if isinstance(exc, LibraryIOError):
+        return 503, "library_unavailable"  # the library's disk (full, read-only, gone): not the request's fault
     if isinstance(exc, LibraryError):
         return 409, "library"
     if isinstance(exc, UsageError):

@@ -49,7 +49,10 @@ class GuardMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = {k.lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        raw = scope.get("headers", [])
+        if sum(k.lower() == b"host" for k, _ in raw) > 1:  # which one counts differs between servers and proxies
+            return await _send_json(send, 400, "bad_host", "more than one Host header: request refused")
+        headers = {k.lower(): v.decode("latin-1") for k, v in raw}
         if "*" not in self.hosts and host_of(headers.get(b"host", "")) not in self.hosts:
             return await _send_json(send, 400, "bad_host", "this server answers only to "
                                     + ", ".join(sorted(self.hosts)) + " (Host header refused)")

@@ -1,22 +1,29 @@
 """Thumbnails of indexed images, cached in the library folder (<library>/thumbs/), written atomically.
 
 The cache key is the image's content hash and the size, so a changed file gets a new thumbnail and a moved one
-keeps its own. JPEGs are decoded at reduced size (draft mode), so a 12 MP photo costs a few tens of ms once.
+keeps its own. A thumbnail is made only from the file the route checked and opened (routes/common.open_indexed),
+never from its path again, and only from bytes whose hash is the indexed one: what is cached under a hash is that
+content, whatever the path holds now. JPEGs are decoded at reduced size (draft mode), so a 12 MP photo costs a few
+tens of ms once.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import string
 import tempfile
 import threading
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, ImageOps, features
 
-from ..errors import ImageError
+from ..errors import ImageError, library_io_error
 from ..ingest.images import MAX_FILE_BYTES, load_image
 from ..ingest.remote import is_remote, read_url
 from ..models.base import to_rgb
+from ..paths import shown
 
 THUMB_DIR = "thumbs"
 _WEBP = features.check("webp")
@@ -37,16 +44,29 @@ def thumb_path(library_dir: Path, content_hash: str, size: int) -> Path:
     return Path(library_dir) / THUMB_DIR / safe[:2] / f"{safe}-{size}{SUFFIX}"
 
 
-def thumbnail(library_dir: Path, row: dict, size: int, max_pixels: int) -> Path:
-    """The cached thumbnail of an indexed image (made now if missing). Raises ImageError if the file is unusable."""
+class ContentChanged(ImageError):
+    """The bytes read are not the indexed content (the file changed since it was indexed)."""
+
+
+def thumbnail(library_dir: Path, row: dict, size: int, max_pixels: int, source: BinaryIO | None = None) -> Path:
+    """The cached thumbnail of an indexed image (made now if missing). `source`: the checked, open file of a local
+    image (None for an object in remote storage, read by URL). Raises ContentChanged when the bytes are not the
+    indexed ones, ImageError if the file is unusable."""
     dest = thumb_path(library_dir, row.get("content_hash") or "", size)
     if dest.is_file():
         return dest
     with _lock_for(str(dest)):
         if dest.is_file():  # another request made it meanwhile
             return dest
-        img = _small_image(row["path"], row.get("format"), size, max_pixels)
-        _write_atomic(img, dest)
+        data = _read(row["path"], source)
+        _check_hash(data, row.get("content_hash") or "")
+        img = _small_image(data, row.get("format"), size, max_pixels)
+        try:
+            _write_atomic(img, dest)
+        except OSError as exc:  # a full or read-only library disk: one line (a 503), not a 500 with a traceback
+            if err := library_io_error(exc, library_dir):
+                raise err from exc
+            raise
     return dest
 
 
@@ -57,29 +77,41 @@ def _lock_for(key: str) -> threading.Lock:
         return _locks.setdefault(key, threading.Lock())
 
 
-def _small_image(path: str, fmt: str | None, size: int, max_pixels: int) -> Image.Image:
-    img = _jpeg_draft(path, size, max_pixels) if fmt == "JPEG" else None
-    if img is None:
-        img = load_image(path, max_pixels)
-    img = to_rgb(img)
-    img.thumbnail((size, size), Image.Resampling.LANCZOS)
-    return img
-
-
-def _jpeg_draft(path: str, size: int, max_pixels: int) -> Image.Image | None:
-    """A JPEG decoded at 1/2..1/8 scale; None when the file is not (or no longer) a readable JPEG."""
+def _read(path: str, source: BinaryIO | None) -> bytes:
     try:
         if is_remote(path):  # an object in storage (ingest/remote.py), read with the same cap
             data, declared = read_url(path, MAX_FILE_BYTES)
             if max(declared or 0, len(data)) > MAX_FILE_BYTES:
                 raise ImageError("file too large")
-        else:
-            with open(path, "rb") as f:
-                if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
-                    raise ImageError("file too large")
-                data = f.read()
+            return data
+        if source is None:
+            raise ValueError("a local image is read only from the file the route checked and opened")
+        if os.fstat(source.fileno()).st_size > MAX_FILE_BYTES:
+            raise ImageError("file too large")
+        return source.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise ImageError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise ImageError(f"cannot read {shown(path)}: {exc.strerror or exc}") from None
+
+
+def _check_hash(data: bytes, expected: str) -> None:
+    """The indexed hash (blake2b, hex, as ingest/images.file_hash) must be the bytes' own; rows without one pass."""
+    if not expected or len(expected) > 128 or len(expected) % 2 or not set(expected) <= set(string.hexdigits):
+        return
+    if hashlib.blake2b(data, digest_size=len(expected) // 2).hexdigest() != expected.lower():
+        raise ContentChanged("the file changed since it was indexed")
+
+
+def _small_image(data: bytes, fmt: str | None, size: int, max_pixels: int) -> Image.Image:
+    img = _jpeg_draft(data, size, max_pixels) if fmt == "JPEG" else None
+    if img is None:
+        img = load_image(data, max_pixels)
+    img = to_rgb(img)
+    img.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return img
+
+
+def _jpeg_draft(data: bytes, size: int, max_pixels: int) -> Image.Image | None:
+    """A JPEG decoded at 1/2..1/8 scale; None when the bytes are not a readable JPEG."""
     try:
         img = Image.open(io.BytesIO(data), formats=("JPEG", "MPO"))
         if img.width * img.height > max_pixels:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from ... import __version__
+from ...paths import shown_all
 from ..errors import ApiError
 from ..schemas import IndexStartOut, ModelsOut, StatusOut
 from ..security import token_needed, write_access
@@ -20,7 +21,7 @@ def status(request: Request) -> dict:
     out["indexing"] = request.app.state.indexer.state()
     out["writes_need_token"] = token_needed(request)
     out["version"] = __version__
-    return out
+    return shown_all(out)  # (roots and error samples may hold any file name)
 
 
 @router.post("/index", response_model=IndexStartOut, status_code=202, responses=errors(400, 401, 403, 409),
@@ -33,7 +34,7 @@ def start_index(request: Request) -> dict:
                        "picseek serve FOLDER [FOLDER...]")
     if not indexer.start():
         raise ApiError(409, "indexing", "an index run is already in progress")
-    return {"started": True, "indexing": indexer.state()}
+    return {"started": True, "indexing": shown_all(indexer.state())}
 
 
 @router.get("/models", response_model=ModelsOut)

@@ -59,7 +59,7 @@ async function writeApi(path, options) {
 }
 
 function tagTerm(tag) { return /\s/.test(tag) ? `tag:"${tag}"` : `tag:${tag}`; }
-function fileName(path) { return path.split(/[\\/]/).pop(); }
+function fileName(path) { return path.split("/").pop(); }  // (API paths use /; a backslash is part of a name)
 function fmtScore(s) { return Number(s).toFixed(3); }
 function fmtBytes(n) { return n > 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${Math.max(1, Math.round(n / 1e3))} kB`; }
 
