@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -35,3 +36,12 @@ def need_program(name: str, *candidates: str) -> str:
         if path and os.access(path, os.X_OK):
             return path
     _missing(f"needs the program {name!r} (not on PATH)")
+
+
+def need_mount(*args: str) -> None:
+    """Run `mount ARGS` (a tmpfs, a read-only bind mount: tests of full and read-only disks need root), or skip
+    (fail under PICSEEK_TEST_STRICT) when it is refused."""
+    mount = shutil.which("mount")
+    proc = subprocess.run([mount, *args], capture_output=True, text=True) if mount else None
+    if proc is None or proc.returncode != 0:
+        _missing(f"needs `mount {' '.join(args)}` (root): {proc.stderr.strip() if proc else 'no mount program'}")

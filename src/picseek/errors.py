@@ -1,6 +1,9 @@
 """The errors picseek raises. Each edge (CLI, HTTP) translates them once into a message and an exit code/status."""
 from __future__ import annotations
 
+import errno
+import os
+
 
 class PicseekError(Exception):
     """Base class: a problem the user can act on. The message is one clear line that says what to do."""
@@ -33,3 +36,72 @@ class ImageError(PicseekError):
 class StorageError(PicseekError):
     """Object storage (s3://, gs://, https://, ...) that cannot be listed: no credentials, access denied,
     unreachable. A single object that cannot be read is an ImageError-like error row instead."""
+
+
+class LibraryIOError(LibraryError):
+    """The disk under a library refused it: full, read-only, no permission, gone (an unmounted disk or network
+    share) or failing. What was committed before stays; the message says what to do."""
+
+
+_ERRNO_KINDS = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EROFS: "read-only", errno.EACCES: "denied",
+                errno.EPERM: "denied", errno.EIO: "io", **dict.fromkeys(
+                    (errno.ENOENT, errno.ENOTDIR, errno.ENOTCONN, errno.ESTALE, errno.ENODEV, errno.ENXIO), "gone")}
+# SQLite's primary result codes (the low byte of sqlite3.Error.sqlite_errorcode) that mean the disk, not the SQL:
+# PERM, READONLY, IOERR, FULL, CANTOPEN -> the kind when the file system itself shows nothing wrong
+_SQLITE_KINDS = {3: "denied", 8: "denied", 10: "io", 13: "full", 14: "gone"}
+_SQLITE_FULL, _SQLITE_READONLY_DBMOVED = 13, 1032  # (DBMOVED: the database file was deleted or moved under us)
+
+
+def _disk_state(library: str, file: str) -> tuple[str, str]:
+    """What a SQLite error (which carries no errno) most likely means: ask the file system."""
+    try:
+        st = os.statvfs(library)
+        os.stat(os.path.join(library, file))
+    except OSError as exc:
+        return "gone", exc.strerror or str(exc)
+    if st.f_flag & os.ST_RDONLY:
+        return "read-only", ""
+    if st.f_bavail == 0:
+        return "full", ""
+    if not os.access(library, os.W_OK) or not os.access(os.path.join(library, file), os.W_OK):
+        return "denied", ""
+    return "", ""
+
+
+def library_io_error(exc: BaseException, library: str | os.PathLike, file: str | os.PathLike | None = None,
+                     doing: str | None = None) -> LibraryIOError | None:
+    """The one translation of an OS or SQLite error met on a library's own files (disk full, read-only, permission
+    denied, gone, I/O error) into a message that says what to do; None for any other error, which stays as it is
+    (a programming error must not turn into advice). `file`: the file (default: the OSError's), shown relative to
+    the library; `doing`: "writing", "opening", ... (default: writing when the disk is full or read-only)."""
+    library = os.fspath(library)
+    file = os.fspath(file if file is not None else getattr(exc, "filename", None) or "")
+    if os.path.isabs(file) and not os.path.relpath(file, library).startswith(".."):
+        file = os.path.relpath(file, library)
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(exc, OSError):
+        kind, reason = _ERRNO_KINDS.get(exc.errno, ""), exc.strerror or str(exc)
+    elif isinstance(code, int) and code & 0xFF in _SQLITE_KINDS:
+        kind, reason = _disk_state(library, file)  # SQLite keeps the errno to itself: ask the file system
+        if not kind or code & 0xFF == _SQLITE_FULL:
+            kind = _SQLITE_KINDS[code & 0xFF]
+        if code == _SQLITE_READONLY_DBMOVED:
+            kind = "gone"
+        reason = reason or str(exc)
+    else:
+        return None
+    doing = doing or ("writing" if kind in ("full", "read-only") else "opening")
+    where = f"({doing} {file})" if file else f"({doing})"
+    messages = {
+        "full": f"the disk holding library {library} is full {where}: free some space and run the same command "
+                "again; nothing indexed so far is lost",
+        "read-only": f"library {library} is on a read-only file system {where}: remount it read-write, or copy the "
+                     "library to a writable disk and use that --library; nothing indexed so far is lost",
+        "denied": f"permission denied on library {library} {where}: give this user write access to the folder and "
+                  "its files, or use another --library; nothing indexed so far is lost",
+        "gone": f"library {library} cannot be reached {where}: {reason}; is its disk or network share still "
+                "mounted? mount it and run the same command again",
+        "io": f"disk I/O error on library {library} {where}: check that its disk is mounted and healthy, then run "
+              "the same command again",
+    }
+    return LibraryIOError(messages[kind]) if kind else None

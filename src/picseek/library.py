@@ -7,9 +7,12 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
-from collections.abc import Callable, Iterable
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from . import config
-from .errors import LibraryError, ModelMismatchError, UsageError
+from .errors import LibraryError, ModelMismatchError, UsageError, library_io_error
 from .ingest import remote
 from .ingest.pipeline import IndexReport, Progress, run_index
 from .models import registry
@@ -56,6 +59,34 @@ class Hit:
         return asdict(self)
 
 
+@contextmanager
+def _disk_errors(folder: Path, db: Path | None) -> Iterator[None]:
+    """OS errors on the library's own files (or the folders above it) and SQLite errors of its database (`db`)
+    leave as one LibraryIOError (errors.library_io_error); errors about other files (photos, the model cache) and
+    of other kinds pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        name = os.path.abspath(os.fsdecode(exc.filename)) if isinstance(exc.filename, (str, bytes)) else ""
+        mine = name and (os.path.commonpath([name, folder]) in (name, str(folder)))  # in the library or above it
+        if not mine or not (err := library_io_error(exc, folder)):
+            raise
+        raise err from exc
+    except sqlite3.Error as exc:
+        if db is None or not (err := library_io_error(exc, folder, db.name, "reading")):
+            raise
+        raise err from exc
+
+
+def _on_disk(method: Callable) -> Callable:
+    """A Library method whose disk errors leave as one LibraryIOError (_disk_errors)."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._disk_errors():
+            return method(self, *args, **kwargs)
+    return run
+
+
 class Library:
     """An image library on disk. `model` is only needed for a new library: an existing one knows its model."""
 
@@ -67,7 +98,8 @@ class Library:
         folder then holds only the index lock and thumbnails; docs/deployment.md).
         `precision`: what runs a CLIP-family model (auto, fp32, bf16, int8; default: the `precision` setting)."""
         self.path = config.library_path(path)
-        self.store = open_store(config.get("store", store), self.path, create=create)
+        with _disk_errors(self.path, None):
+            self.store = open_store(config.get("store", store), self.path, create=create)
         self._model_arg = model
         self._precision_arg = precision
         self._embedder = None
@@ -217,10 +249,33 @@ class Library:
         with self._index_lock():
             return merge_shards(self.store, list(shards), progress=progress)
 
-    def _index_lock(self):
-        return _FileLock(self.path / "index.lock")
+    @contextmanager
+    def _index_lock(self) -> Iterator[None]:
+        """Hold the one-run-at-a-time lock. A run the log still calls "running" then belongs to a process that
+        died without recording its end (SIGKILL, power loss): it is recorded as interrupted first."""
+        with self._disk_errors(), _FileLock(self.path / "index.lock"):
+            last = self.store.last_run()
+            if last and last["status"] == "running":
+                self.store.finish_run(last["id"], "interrupted", last.get("stats") or {})
+            yield
+
+    def last_run(self) -> dict | None:
+        """The last index or merge run. One the log calls "running" while no process holds the index lock was
+        killed: it is reported "interrupted" (the one rule for the CLI and /api/status; the next run records it
+        so, a reader never writes)."""
+        run = self.store.last_run()
+        if run and run["status"] == "running" and not _FileLock(self.path / "index.lock").held():
+            again = self.store.last_run()  # it may have ended (or a new run begun) between the read and the probe
+            if again and again["id"] == run["id"] and again["status"] == "running":
+                again = dict(again, status="interrupted")
+            run = again
+        return run
+
+    def _disk_errors(self):
+        return _disk_errors(self.path, getattr(self.store, "db_path", None))
 
     # -- search ---------------------------------------------------------------------------------------------------
+    @_on_disk
     def search(self, query: str | os.PathLike | Image.Image | bytes | Query, *, limit: int = 20,
                threshold: float | None = None, where: Iterable[str] = (), sort: str | None = None,
                keywords: bool | float = True, soft_tags: bool = False, rerank: str | None = None,
@@ -339,6 +394,7 @@ class Library:
         return {r[0]: r[1] for r in rows}
 
     # -- status ---------------------------------------------------------------------------------------------------
+    @_on_disk
     def status(self) -> dict:
         """The library at a glance; disk_bytes: the database and its caches (vectors, approximate index,
         thumbnails), and bytes_per_image that over the images (None while there are none)."""
@@ -350,7 +406,7 @@ class Library:
         return {"library": str(self.path), "model": rec.get("name"), "model_id": rec.get("model_id"),
                 "dim": rec.get("dim"), "images": images, "errors": self.store.error_count(),
                 "disk_bytes": disk, "bytes_per_image": round(disk / images) if images else None,
-                "last_run": self.store.last_run(), "store": getattr(self.store, "url", "built-in")}
+                "last_run": self.last_run(), "store": getattr(self.store, "url", "built-in")}
 
     def errors(self, limit: int | None = None) -> list[dict]:
         return self.store.errors(limit)
@@ -394,3 +450,19 @@ class _FileLock:
     def __exit__(self, *exc):
         fcntl.flock(self.fh, fcntl.LOCK_UN)
         self.fh.close()
+
+    def held(self) -> bool:
+        """Whether some process holds the lock now, probed with a moment's shared lock (True when unsure)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)  # read-only: works on a read-only library too
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except OSError:  # BlockingIOError: held
+            return True
+        finally:
+            os.close(fd)  # (releases the probe's lock)

@@ -128,7 +128,7 @@ def test_model_record_and_runs(tmp_path):
 def test_failed_transaction_rolls_back(tmp_path):
     s = SQLiteStore(tmp_path)
     bad = ImageRecord("/p/b.jpg", 1, 1, "h", {}, {"main": np.zeros(2, np.float32)})
-    bad.path = None  # NOT NULL violation mid-transaction
+    bad.size = None  # NOT NULL violation mid-transaction
     with pytest.raises(sqlite3.IntegrityError):
         s.write_images([rec("/p/a.jpg", [1, 0]), bad])
     assert s.count() == 0 and len(s.vectors("main")[0]) == 0

@@ -4,6 +4,7 @@ errors are translated here, once, into one line on stderr and an exit code.
 The group and the error edge live here; each module of this package adds its commands to `cli`."""
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -12,13 +13,51 @@ import click
 
 from .. import __version__
 from ..errors import PicseekError
+from ..paths import shown, terminal_safe
 
 
 class _Formatter(logging.Formatter):
+    """One line per record: a file name with a line break or an escape sequence in it is shown escaped."""
+
     def format(self, record: logging.LogRecord) -> str:
         level = record.levelname.lower()
-        return f"picseek: {level}: {record.getMessage()}" if record.levelno >= logging.WARNING else \
-            f"picseek: {record.getMessage()}"
+        message = shown(record.getMessage())
+        return f"picseek: {level}: {message}" if record.levelno >= logging.WARNING else f"picseek: {message}"
+
+
+class _SafeStream(io.TextIOBase):
+    """stdout/stderr as the CLI writes them: every string through paths.terminal_safe, so no control sequence or
+    undecodable byte from a file name, imported metadata or a message reaches the terminal (bytes written to
+    `.buffer`, as `--null` does, pass unchanged)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(terminal_safe(text))
+        return len(text)
+
+    def __getattr__(self, name):  # encoding, errors, buffer, fileno, isatty, ... of the real stream
+        return getattr(self._stream, name)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+
+def _safe_streams() -> None:
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, _SafeStream):
+            setattr(sys, name, _SafeStream(stream))
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -59,10 +98,11 @@ def cli(ctx: click.Context, library: str | None, store: str | None, verbose: int
 
 
 def main(argv: list[str] | None = None) -> None:
+    _safe_streams()
     try:
         cli.main(args=argv, prog_name="picseek", standalone_mode=False)
     except PicseekError as exc:
-        click.echo(f"picseek: error: {exc}", err=True)
+        click.echo(f"picseek: error: {shown(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("picseek: interrupted (run the same command again to continue)", err=True)
@@ -75,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except OSError as exc:  # the last resort (library files are LibraryIOErrors by now; EPIPE is click's): one line
+        name = f"{shown(os.fsdecode(exc.filename))}: " if isinstance(exc.filename, (str, bytes)) else ""
+        click.echo(f"picseek: error: {name}{exc.strerror or exc}", err=True)
+        sys.exit(1)
 
 
 

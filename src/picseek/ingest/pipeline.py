@@ -7,12 +7,15 @@ committed). Deletions of vanished files happen at the end of a completed run, an
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -21,9 +24,10 @@ from multiprocessing import get_context
 import numpy as np
 
 from ..models.base import ImageSpec
+from ..paths import within
 from ..store.base import ImageRecord, recorded_run
 from .images import DEFAULT_MAX_PIXELS, Decoded, decode_file
-from .scan import FileEntry, ScanResult, diff, normalize_roots, walk
+from .scan import FileEntry, ScanResult, WalkProblem, diff, normalize_roots, walk
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,28 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: a decode worker dies with the indexing process, even one killed by SIGKILL (else the
+    workers, which hold the resource tracker's pipe too, wait on their queue forever). PDEATHSIG fires when the
+    *thread* that started the worker exits; ProcessPoolExecutor (spawn) starts workers from the thread that calls
+    submit, and decode_stream submits and shuts the pool down in the one indexing thread, so that is the run."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - a libc without prctl: the getppid check remains
+            pass
+    if os.getppid() != parent:  # the parent died before prctl took effect: nobody will ever read our results
+        os._exit(0)
+
+
+def _pool(workers: int, ctx) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent,
+                               initargs=(os.getpid(),))
+
+
 def decode_stream(entries: Sequence[FileEntry], spec: ImageSpec, workers: int, window: int,
                   max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[tuple[FileEntry, Decoded]]:
     """Decode files in order, at most `window` ahead of the consumer. workers=0 decodes inline.
@@ -87,7 +113,7 @@ def decode_stream(entries: Sequence[FileEntry], spec: ImageSpec, workers: int, w
     pending: deque[tuple[FileEntry, Future, int]] = deque()
     todo = deque((e, 0) for e in entries)
     ctx = get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pool = _pool(workers, ctx)
     try:
         while todo or pending:
             while todo and len(pending) < window:
@@ -99,7 +125,7 @@ def decode_stream(entries: Sequence[FileEntry], spec: ImageSpec, workers: int, w
             except BrokenProcessPool:
                 log.warning("a decode worker died; restarting the pool")
                 pool.shutdown(wait=False, cancel_futures=True)
-                pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+                pool = _pool(workers, ctx)
                 retry = [(e, tries)] + [(pe, pt) for pe, _, pt in pending]
                 pending.clear()
                 for re_, rt in reversed(retry):
@@ -160,19 +186,54 @@ def run_index(store, embedder, roots: Iterable[str], *, workers: int | None = No
     try:
         with recorded_run(store, roots, summary):
             notify(Progress("scan"))
-            entries = list(walk(roots, skip=skip))
+            problems: list[WalkProblem] = []
+            entries = list(walk(roots, skip=skip, problems=problems))
             report.scanned = len(entries)
-            scan: ScanResult = diff(entries, store.file_states(roots), store.known_errors(roots), retry_errors)
+            known, indexed = store.known_errors(roots), store.file_states(roots)
+            problems += _emptied_roots(roots, entries, indexed)
+            scan: ScanResult = diff(entries, indexed, known, retry_errors, problems)
             report.unchanged, report.skipped_known_errors = scan.unchanged, scan.known_errors
+            _record_problems(store, problems, known, report)
             if scan.moved:
                 store.move(scan.moved)
                 report.moved = len(scan.moved)
             _embed_all(store, embedder, scan, report, workers if workers is not None else default_workers(),
                        batch_size, max_pixels, notify)
-            report.removed = store.delete_paths(scan.missing)
+            report.removed = store.delete_paths(scan.missing + scan.stale_errors)
     finally:
         notify(Progress("done", report.embedded, report.embedded, report.errors))
     return report
+
+
+def _emptied_roots(roots: Sequence[str], entries: Sequence[FileEntry], indexed: Mapping) -> list[WalkProblem]:
+    """A root folder where no image is left although the library holds some below it is far more often a disk or
+    share that is not mounted than a folder whose every photo was deleted: its images are kept (and it is reported,
+    with how to forget them) instead of dropped."""
+    out = []
+    for root in roots:
+        if "://" in root or not os.path.isdir(root) or any(within(e.path, [root]) for e in entries):
+            continue
+        n = sum(1 for p in indexed if within(p, [root]))
+        if n:
+            st = os.stat(root)
+            reason = (f"no images in this folder, which had {n} indexed (a disk that is not mounted?): they are kept; "
+                      f"picseek remove FOLDER forgets them")
+            log.warning("%s: %s", root, reason)
+            out.append(WalkProblem(root, st.st_size, st.st_mtime_ns, reason, folder=True))
+    return out
+
+
+def _record_problems(store, problems: Sequence[WalkProblem], known: dict[str, tuple[int, int]],
+                     report: IndexReport) -> None:
+    """Entries the walk could not follow become error rows like files that failed (status --errors); one that is
+    recorded already, unchanged, counts as a known error."""
+    new = [p for p in problems if known.get(p.path) != (p.size, p.mtime_ns)]
+    report.skipped_known_errors += len(problems) - len(new)
+    if new:
+        store.write_images([], [(p.path, p.size, p.mtime_ns, p.reason) for p in new])
+        report.errors += len(new)
+        room = max(0, 20 - len(report.error_samples))
+        report.error_samples += [(p.path, p.reason) for p in new[:room]]
 
 
 def _warm_up(embedder) -> None:
@@ -194,7 +255,6 @@ def _warm_up(embedder) -> None:
 def _embed_all(store, embedder, scan: ScanResult, report: IndexReport, workers: int, batch_size: int,
                max_pixels: int, notify: Callable[[Progress], None]) -> None:
     total = len(scan.todo)
-    done = 0
     notify(Progress("embed", 0, total))
     if not total:
         return  # nothing to embed: the model is never touched (Library passes it lazily), no workers start
@@ -203,7 +263,16 @@ def _embed_all(store, embedder, scan: ScanResult, report: IndexReport, workers: 
     window = max(2 * batch_size, 4 * max(workers, 1))
     stream = decode_stream(scan.todo, embedder.image_spec, workers, window, max_pixels)
     _warm_up(embedder)
-    for batch, records, bad in embed_batches(embedder, stream, batch_size):
+    try:
+        _write_batches(store, scan, report, embed_batches(embedder, stream, batch_size), total, notify)
+    finally:
+        stream.close()  # shut the pool down now, in this thread (not at garbage collection, maybe in another one)
+
+
+def _write_batches(store, scan: ScanResult, report: IndexReport, batches, total: int,
+                   notify: Callable[[Progress], None]) -> None:
+    done = 0
+    for batch, records, bad in batches:
         store.write_images(records, bad)
         for rec in records:
             if rec.path in scan.changed:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LibraryError
-from .base import FileState, ImageRecord
+from ..errors import LibraryError, LibraryIOError, library_io_error
+from ..paths import MARK, from_text, to_text
+from .base import MAX_ID, FileState, ImageRecord
 from .fts import MIGRATION as FTS_MIGRATION
 from .values import field_number
 from .vectorcache import VectorCache, VectorTable
@@ -26,6 +27,10 @@ _tuple_new = tuple.__new__
 INFO_COLUMNS = ("width", "height", "format", "taken_at", "camera_make", "camera_model", "lens", "gps_lat",
                 "gps_lon", "orientation")
 VECTOR_DTYPE = np.float16
+
+# Paths are stored as paths.to_text gives them (valid text; the same string for every valid UTF-8 path), and turned
+# back with from_text wherever a path leaves the store. _ESCAPED selects the rows whose path was escaped.
+_ESCAPED = f"instr(path, char({ord(MARK)})) > 0"
 
 # Each entry upgrades the schema by one version; applied in order inside one transaction (PRAGMA user_version).
 MIGRATIONS: list[str] = [
@@ -82,6 +87,8 @@ MIGRATIONS: list[str] = [
     """,
     # 3: keyword search (FTS5) over file and folder names, text fields and tags, kept in step by triggers
     FTS_MIGRATION,
+    # 4: the few paths kept escaped (names that are not valid UTF-8, paths.to_text), found without a full scan
+    f"CREATE INDEX images_escaped ON images(id) WHERE {_ESCAPED}",
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -92,7 +99,7 @@ def _under(roots: Sequence[str]) -> tuple[str, list]:
         return "1", []
     parts, params = [], []
     for root in roots:
-        root = root.rstrip("/") or "/"
+        root = to_text(root.rstrip("/") or "/")
         prefix = root if root == "/" else root + "/"
         # every path below `prefix` sorts between prefix and prefix with its last char '/' bumped to '0'
         parts.append("(path = ? OR (path >= ? AND path < ?))")
@@ -100,7 +107,12 @@ def _under(roots: Sequence[str]) -> tuple[str, list]:
     return "(" + " OR ".join(parts) + ")", params
 
 
-def _chunks(ids: list[int], size: int = 500):
+def _id_chunks(ids: Iterable) -> Iterable[list[int]]:
+    """Image ids in chunks of bound parameters; a number outside SQLite's integers names no image (no overflow)."""
+    return _chunks([i for i in map(int, ids) if 0 < i <= MAX_ID])
+
+
+def _chunks(ids: list, size: int = 500):
     for start in range(0, len(ids), size):
         yield ids[start:start + size]
 
@@ -125,12 +137,15 @@ class SQLiteStore:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False)
+                conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False,
+                                       factory=_Connection)
+                conn.library = self.folder
                 conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
             except sqlite3.DatabaseError as exc:
-                raise LibraryError(f"cannot open library database {self.db_path}: {exc}") from exc
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
+                raise (library_io_error(exc, self.folder, DB_NAME, "opening")
+                       or LibraryError(f"cannot open library database {self.db_path}: {exc}")) from exc
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
         return conn
@@ -143,7 +158,8 @@ class SQLiteStore:
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
-            raise LibraryError(f"{self.db_path} is not a picseek library database: {exc}") from exc
+            raise (library_io_error(exc, self.folder, DB_NAME, "opening")
+                   or LibraryError(f"{self.db_path} is not a picseek library database: {exc}")) from exc
         if version > SCHEMA_VERSION:
             raise LibraryError(f"library {self.folder} was written by a newer picseek (schema {version}, this "
                                f"picseek knows {SCHEMA_VERSION}): upgrade picseek")
@@ -188,13 +204,18 @@ class SQLiteStore:
         cond, params = _under(roots)
         cur = self._conn().cursor()
         cur.row_factory = None  # plain tuples: a re-scan reads one row per indexed file
-        rows = cur.execute(f"SELECT id, path, size, mtime_ns, content_hash FROM images WHERE {cond}", params)
-        return {r[1]: _tuple_new(FileState, r) for r in rows}  # (tuple.__new__: no Python call per row)
+        sql = f"SELECT id, path, size, mtime_ns, content_hash FROM images WHERE {cond}"
+        states = {r[1]: _tuple_new(FileState, r) for r in cur.execute(sql, params)}  # (no Python call per row)
+        for r in cur.execute(f"{sql} AND {_ESCAPED}", params):  # the rare escaped names (an index, not a scan)
+            del states[r[1]]
+            path = from_text(r[1])
+            states[path] = FileState(r[0], path, *r[2:])
+        return states
 
     def known_errors(self, roots: Sequence[str]) -> dict[str, tuple[int, int]]:
         cond, params = _under(roots)
         rows = self._conn().execute(f"SELECT path, size, mtime_ns FROM errors WHERE {cond}", params)
-        return {r[0]: (r[1], r[2]) for r in rows}
+        return {from_text(r[0]): (r[1], r[2]) for r in rows}
 
     # -- what indexing writes -------------------------------------------------------------------------------------
     def write_images(self, records: Sequence[ImageRecord],
@@ -212,14 +233,15 @@ class SQLiteStore:
                     "content_hash=excluded.content_hash, "
                     + ", ".join(f"{k}=excluded.{k}" for k in INFO_COLUMNS)
                     + ", indexed_at=excluded.indexed_at RETURNING id",
-                    [rec.path, rec.size, rec.mtime_ns, rec.content_hash, *info, now]).fetchone()
+                    [to_text(rec.path), rec.size, rec.mtime_ns, rec.content_hash, *info, now]).fetchone()
                 image_id = row[0]
                 removed += c.execute("DELETE FROM vectors WHERE image_id = ?", (image_id,)).rowcount
                 c.executemany("INSERT INTO vectors (image_id, space, vec) VALUES (?, ?, ?)",
                               [(image_id, space, np.asarray(v, dtype=VECTOR_DTYPE).tobytes())
                                for space, v in rec.vectors.items()])
-                c.execute("DELETE FROM errors WHERE path = ?", (rec.path,))
+                c.execute("DELETE FROM errors WHERE path = ?", (to_text(rec.path),))
             for path, size, mtime_ns, reason in errors:
+                path = to_text(path)
                 c.execute("INSERT OR REPLACE INTO errors VALUES (?, ?, ?, ?, ?)", (path, size, mtime_ns, reason, now))
                 removed += c.execute("DELETE FROM images WHERE path = ?", (path,)).rowcount
             if removed:
@@ -229,7 +251,7 @@ class SQLiteStore:
         """(image id, new path, size, mtime_ns): a file that moved keeps its vectors."""
         with self._tx() as c:
             c.executemany("UPDATE images SET path = ?, size = ?, mtime_ns = ? WHERE id = ?",
-                          [(p, s, m, i) for i, p, s, m in moves])
+                          [(to_text(p), s, m, i) for i, p, s, m in moves])
 
     def delete_paths(self, paths: Iterable[str]) -> int:
         paths = list(paths)
@@ -237,7 +259,7 @@ class SQLiteStore:
             return 0
         with self._tx() as c:
             n = 0
-            for p in paths:
+            for p in map(to_text, paths):
                 n += c.execute("DELETE FROM images WHERE path = ?", (p,)).rowcount
                 c.execute("DELETE FROM errors WHERE path = ?", (p,))
             if n:
@@ -285,13 +307,15 @@ class SQLiteStore:
 
     def get_images(self, ids: Sequence[int]) -> dict[int, dict]:
         out = {}
-        for chunk in _chunks([int(i) for i in ids]):
+        for chunk in _id_chunks(ids):
             rows = self._conn().execute(f"SELECT * FROM images WHERE id IN ({', '.join('?' * len(chunk))})", chunk)
-            out.update({r["id"]: dict(r) for r in rows})
+            for r in rows:
+                row = out[r["id"]] = dict(r)
+                row["path"] = from_text(row["path"])
         return out
 
     def find_path(self, path: str) -> int | None:
-        row = self._conn().execute("SELECT id FROM images WHERE path = ?", (path,)).fetchone()
+        row = self._conn().execute("SELECT id FROM images WHERE path = ?", (to_text(path),)).fetchone()
         return row[0] if row else None
 
     # -- metadata fields and tags -------------------------------------------------------------------------------
@@ -314,7 +338,7 @@ class SQLiteStore:
 
     def get_fields(self, ids: Sequence[int]) -> dict[int, dict[str, str]]:
         out: dict[int, dict[str, str]] = {int(i): {} for i in ids}
-        for chunk in _chunks([int(i) for i in ids]):
+        for chunk in _id_chunks(ids):
             rows = self._conn().execute(
                 f"SELECT image_id, key, value FROM fields WHERE image_id IN ({', '.join('?' * len(chunk))})", chunk)
             for image_id, key, value in rows:
@@ -343,7 +367,7 @@ class SQLiteStore:
 
     def get_tags(self, ids: Sequence[int]) -> dict[int, list[dict]]:
         out: dict[int, list[dict]] = {int(i): [] for i in ids}
-        for chunk in _chunks([int(i) for i in ids]):
+        for chunk in _id_chunks(ids):
             rows = self._conn().execute(
                 f"SELECT image_id, tag, source, score FROM tags WHERE image_id IN ({', '.join('?' * len(chunk))}) "
                 "ORDER BY image_id, tag", chunk)
@@ -403,7 +427,7 @@ class SQLiteStore:
     def errors(self, limit: int | None = None) -> list[dict]:
         sql = "SELECT path, reason, size, at FROM errors ORDER BY path"
         rows = self._conn().execute(sql + (" LIMIT ?" if limit else ""), (limit,) if limit else ())
-        return [dict(r) for r in rows]
+        return [dict(r) | {"path": from_text(r["path"])} for r in rows]
 
     def error_count(self) -> int:
         return self._conn().execute("SELECT count(*) FROM errors").fetchone()[0]
@@ -423,18 +447,47 @@ class SQLiteStore:
             self._vectors.disk_bytes()
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that knows its library folder (`library`), for the message of a disk error."""
+
+
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (the connection runs in autocommit mode)."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (the connection runs in autocommit mode). A disk
+    error (full, read-only, permission, gone, I/O) leaves as one LibraryIOError (errors.library_io_error); the
+    database keeps its last committed transaction."""
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
 
     def __enter__(self) -> _Transaction:
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            if err := self._disk_error(exc):
+                raise err from exc
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except sqlite3.Error as commit_error:
+                exc = commit_error
+        if self.conn.in_transaction:  # (SQLite may have rolled back by itself: SQLITE_FULL, SQLITE_IOERR)
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:  # a failing disk may refuse this too; the next open rolls back from the WAL
+                pass
+        if isinstance(exc, sqlite3.Error) and (err := self._disk_error(exc)):
+            raise err from exc
+        if exc_type is None:
+            raise exc  # a COMMIT that failed for another reason
+
+    def _disk_error(self, exc: sqlite3.Error) -> LibraryIOError | None:
+        library = getattr(self.conn, "library", None)
+        return library_io_error(exc, library, DB_NAME) if library is not None else None
 
     def execute(self, sql: str, params=()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)

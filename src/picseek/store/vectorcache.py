@@ -11,6 +11,7 @@ truth: files that disagree with it are rebuilt, and a folder that cannot be writ
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -168,8 +169,12 @@ class VectorFiles:
 
     def _write_meta(self, gen: int, rows: int, dim: int, epoch: int, lineage: str) -> None:
         tmp = self.dir / f"{self.stem}.json.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"gen": gen, "rows": rows, "dim": dim, "epoch": epoch, "lineage": lineage}))
-        os.replace(tmp, self.meta_path)
+        try:
+            tmp.write_text(json.dumps({"gen": gen, "rows": rows, "dim": dim, "epoch": epoch, "lineage": lineage}))
+            os.replace(tmp, self.meta_path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def open(self, meta: dict | None) -> VectorTable | None:
         """Map the rows `meta` names (None when the files are missing or too short)."""
@@ -220,6 +225,14 @@ class VectorFiles:
                 n += len(seqs)
             for fh, size in zip(handles, (8, 8, 2 * dim)):
                 fh.truncate(n * size)
+        except BaseException:  # (a full disk): give the space back; the meta file still names only whole rows
+            with contextlib.suppress(OSError):
+                for fh, size, kind in zip(handles, (8, 8, 2 * dim), KINDS):
+                    if start:
+                        fh.truncate(start * size)
+                    else:
+                        self._path(gen, kind).unlink(missing_ok=True)
+            raise
         finally:
             for fh in handles:
                 fh.close()
