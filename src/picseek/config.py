@@ -12,6 +12,21 @@ from typing import Any
 from .errors import UsageError
 
 
+def boolean(raw: Any) -> bool:
+    """A yes/no setting: true/false, yes/no, on/off, 1/0 (any case), or a TOML boolean."""
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+boolean.__name__ = "yes/no value"
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -30,6 +45,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "fp32 (torch, the reference), bf16 (torch bfloat16 weights; fast only on CPUs with native bf16) or int8"),
     Setting("workers", None, "decode worker processes while indexing (default: one per CPU core)", int),
     Setting("batch_size", 16, "images per model batch while indexing", int),
+    Setting("follow_links", False, "also index (and serve) files and folders behind symbolic links that lead outside "
+            "the indexed folders; links that stay inside them are always followed", boolean),
     Setting("max_image_pixels", 250_000_000, "larger images are refused as possible decompression bombs", int),
     Setting("url_max_bytes", 50_000_000, "largest image fetched from a URL (a query image or a URL list), in bytes",
             int),

@@ -458,3 +458,39 @@ def test_rest_api_on_a_chroma_store(server_url, tmp_path):
         assert client.get("/api/status").json()["images"] == 11
         refused = client.post(f"/api/images/{hits[0]['id']}/tags", json={"tags": ["x"]})
         assert refused.status_code == 400 and "use the built-in store" in refused.json()["error"]
+
+
+# -- hostile file names -------------------------------------------------------------------------------------------
+ODD_NAMES = [b"bad_\xff.jpg", b"latin_caf\xe9.jpg", b"line\nbreak.jpg", b"esc_\x1b]0;pwned\x07.jpg",
+             b"tab\there.jpg", "mark_\U0010fffd.jpg".encode(), "emoji_\U0001f600_\u202eevil.jpg".encode(),
+             b"long_" + b"x" * 240 + b".jpg"]
+
+
+def test_any_file_name_the_os_allows_is_indexed_kept_and_followed(url, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    raw = os.fsencode(photos)
+    for k, name in enumerate(ODD_NAMES):
+        draw_photo(("red", "green", "blue")[k % 3], size=(64, 48), seed=k).save(os.fsdecode(raw + b"/" + name),
+                                                                               "JPEG")
+    (Path(os.fsdecode(raw + b"/broken_\xfe.jpg"))).write_bytes(b"\xff\xd8\xff not a jpeg")
+    expected = {os.fsdecode(raw + b"/" + n) for n in ODD_NAMES}
+    lib = Library(tmp_path / "lib", model=ColourEmbedder(), store=url)
+    first = lib.index([photos], workers=0)
+    assert (first.added, first.errors) == (len(ODD_NAMES), 1)
+    hits = lib.search("red", limit=50)
+    assert {h.path for h in hits} == expected, "every name round-trips exactly (surrogateescape bytes included)"
+    assert all(os.path.isfile(h.path) for h in hits)
+    assert [e["path"] for e in lib.errors()] == [os.fsdecode(raw + b"/broken_\xfe.jpg")]
+    again = lib.index([photos], workers=0)
+    assert (again.unchanged, again.embedded, again.removed, again.skipped_known_errors) == (len(ODD_NAMES), 0, 0, 1)
+    gone = os.fsdecode(raw + b"/" + ODD_NAMES[0])
+    moved_from, moved_to = os.fsdecode(raw + b"/" + ODD_NAMES[1]), os.fsdecode(raw + b"/moved_\xfa.jpg")
+    os.unlink(gone)
+    os.rename(moved_from, moved_to)
+    os.unlink(os.fsdecode(raw + b"/broken_\xfe.jpg"))
+    third = lib.index([photos], workers=0)
+    assert (third.removed, third.moved, third.embedded) == (1, 1, 0)
+    assert {h.path for h in lib.search("red", limit=50)} == expected - {gone, moved_from} | {moved_to}
+    assert lib.errors() == [], "the error row of a file that is gone goes too"
+    assert lib.similar(moved_to, limit=1), "an odd path names its image"

@@ -284,6 +284,16 @@ def test_merge_updates_changed_content_and_skips_same(tmp_path):
                                   "spaces": {"main": 8}}
 
 
+def test_shards_and_merge_keep_any_file_name(tmp_path):
+    odd = [os.fsdecode(b"/x/bad_\xff.jpg"), "/x/line\nbreak.jpg", os.fsdecode(b"/x/caf\xe9.jpg")]
+    write_shard(tmp_path / "s" / "part-0.parquet", [record(odd[0], 1), record(odd[1], 2)], [(odd[2], 7, 8, "bad")])
+    assert sorted(r.path for batch in shards.read_shard(tmp_path / "s" / "part-0.parquet") for r in batch) == \
+        sorted(odd)
+    lib = Library(tmp_path / "lib")
+    assert lib.merge([tmp_path / "s"]).added == 2
+    assert set(lib.store.file_states([])) == set(odd[:2]) and [e["path"] for e in lib.errors()] == [odd[2]]
+
+
 def test_merge_refuses_mixed_models_and_non_shards(tmp_path):
     write_shard(tmp_path / "m" / "part-0.parquet", [record("/x/a.jpg", 1)])
     write_shard(tmp_path / "m" / "part-1.parquet", [record("/x/b.jpg", 2)], model="other", model_id="other@2")

@@ -160,3 +160,50 @@ def test_remove_forgets_a_folder_even_when_it_is_gone(tmp_path):
     assert lib.store.count() == 2 and len(lib.store.vectors("main")[0]) == 2
     assert lib.remove([tmp_path / "a" / "a_000.jpg"]) == 1
     assert all("a_001" in h.path for h in lib.search("red", limit=5))
+
+
+def test_a_folder_that_cannot_be_walked_keeps_its_images_and_is_reported(tmp_path, monkeypatch):
+    """An unplugged drive behind a link, or a folder that lost its read permission, is not "every photo deleted"."""
+    photos, drive = tmp_path / "photos", tmp_path / "drive"
+    make_folder(photos / "home", 2)
+    make_folder(drive / "trip", 3)
+    os.symlink(drive, photos / "usb")
+    monkeypatch.setenv("PICSEEK_FOLLOW_LINKS", "true")
+    lib = Library(tmp_path / "lib", model=ColourEmbedder())
+    assert lib.index([photos], workers=0).added == 5
+    drive.rename(tmp_path / "unplugged")
+    r = lib.index([photos], workers=0)
+    assert (r.removed, r.errors, lib.status()["images"]) == (0, 1, 5)
+    assert [(os.path.basename(e["path"]), e["reason"]) for e in lib.errors()] == [
+        ("usb", "broken symbolic link (its target does not exist)")]
+    (tmp_path / "unplugged").rename(drive)
+    r = lib.index([photos], workers=0)
+    assert (r.unchanged, r.embedded, r.removed, lib.errors()) == (5, 0, 0, [])
+
+    real_scandir = os.scandir
+
+    def denied(path):
+        if os.fspath(path).endswith("home"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    r = lib.index([photos], workers=0)
+    assert (r.removed, lib.status()["images"]) == (0, 5)
+    assert [e["reason"] for e in lib.errors()] == ["cannot read folder: Permission denied"]
+
+
+def test_an_emptied_root_keeps_its_images_until_removed(tmp_path):
+    """A mount point whose disk is not mounted looks like a folder whose every photo was deleted."""
+    photos = tmp_path / "mnt"
+    make_folder(photos / "2024", 3)
+    lib = Library(tmp_path / "lib", model=ColourEmbedder())
+    lib.index([photos], workers=0)
+    shutil.move(photos / "2024", tmp_path / "elsewhere")
+    r = lib.index([photos], workers=0)
+    assert (r.removed, lib.status()["images"]) == (0, 3)
+    assert "not mounted" in lib.errors()[0]["reason"] and lib.errors()[0]["path"] == str(photos)
+    shutil.move(tmp_path / "elsewhere", photos / "2024")
+    r = lib.index([photos], workers=0)
+    assert (r.unchanged, r.removed, lib.errors()) == (3, 0, [])
+    assert lib.remove([photos]) == 3

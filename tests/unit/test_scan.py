@@ -1,7 +1,7 @@
 import os
 
 from picseek.ingest.images import file_hash
-from picseek.ingest.scan import FileEntry, diff, walk
+from picseek.ingest.scan import FileEntry, WalkProblem, diff, walk
 from picseek.store.base import FileState
 
 from conftest import make_folder
@@ -67,3 +67,52 @@ def test_diff_same_size_different_content_is_new_not_moved(tmp_path):
     indexed = {"/old/x.jpg": _state(1, "/old/x.jpg", size, 1, "not-the-same-hash")}
     res = diff([FileEntry(str(a), size, 1)], indexed, {})
     assert [e.path for e in res.todo] == [str(a)] and res.missing == ["/old/x.jpg"] and res.moved == []
+
+
+def _walk(root, **kw):
+    problems = []
+    found = sorted(os.path.relpath(e.path, root) for e in walk([str(root)], problems=problems, **kw))
+    return found, {os.path.relpath(p.path, root): p for p in problems}
+
+
+def test_walk_reports_dangling_links_loops_and_links_leading_outside(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    make_folder(root / "a", 1)
+    make_folder(outside, 1)
+    os.symlink(root / "nowhere.jpg", root / "dangling.jpg")
+    os.symlink(root / "gone-folder", root / "dangling-folder")
+    os.symlink(root, root / "a" / "loop")
+    os.symlink(root / "self.jpg", root / "self.jpg")
+    os.symlink(outside, root / "out-folder")
+    os.symlink(outside / "img_000.jpg", root / "out.jpg")
+    os.symlink(root / "a" / "img_000.jpg", root / "inside.jpg")
+    found, problems = _walk(root, follow_links=False)
+    assert found == ["a/img_000.jpg", "inside.jpg"], "links that stay inside are followed"
+    assert set(problems) == {"dangling.jpg", "dangling-folder", "a/loop", "self.jpg", "out-folder", "out.jpg"}
+    assert "broken symbolic link" in problems["dangling.jpg"].reason
+    assert "loop" in problems["a/loop"].reason and "loop" in problems["self.jpg"].reason
+    assert "follow_links" in problems["out.jpg"].reason
+    assert problems["dangling-folder"].folder and not problems["dangling.jpg"].folder
+    found, problems = _walk(root, follow_links=True)
+    assert found == ["a/img_000.jpg", "inside.jpg", "out-folder/img_000.jpg", "out.jpg"]
+    assert set(problems) == {"dangling.jpg", "dangling-folder", "a/loop", "self.jpg"}
+
+
+def test_walk_follow_links_defaults_to_the_setting(tmp_path, monkeypatch):
+    make_folder(tmp_path / "outside", 1)
+    os.symlink(tmp_path / "outside", tmp_path / "root")
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "outside", tmp_path / "real" / "link")
+    assert _walk(tmp_path / "real")[0] == []
+    monkeypatch.setenv("PICSEEK_FOLLOW_LINKS", "yes")
+    assert _walk(tmp_path / "real")[0] == ["link/img_000.jpg"]
+
+
+def test_diff_keeps_what_lies_below_a_folder_that_could_not_be_walked():
+    indexed = {p: _state(i, p, 10, 1, "h") for i, p in enumerate(["/r/usb/a.jpg", "/r/usb/b.jpg", "/r/gone.jpg"])}
+    errors = {"/r/usb/bad.jpg": (1, 1), "/r/old-bad.jpg": (1, 1), "/r/link.jpg": (1, 1)}
+    problems = [WalkProblem("/r/usb", 0, 0, "cannot read folder: Permission denied", folder=True),
+                WalkProblem("/r/link.jpg", 1, 1, "broken symbolic link")]
+    res = diff([], indexed, errors, problems=problems)
+    assert res.missing == ["/r/gone.jpg"]
+    assert res.stale_errors == ["/r/old-bad.jpg"], "errors of files that are gone are dropped, not the rest"

@@ -1,12 +1,14 @@
 """Core commands: index, search, status, remove, models."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 
 import click
 
+from ..paths import raw_bytes, shown
 from . import _open, cli
 
 EPILOG_INDEX = """\b
@@ -31,6 +33,7 @@ Examples:
   picseek search tag:beach sunset --where 'taken>=2021-06-01' --sort date
   picseek search "a red car" --where camera~canon --where width>=1024
   picseek search "sunset" --paths | xargs -d '\\n' feh
+  picseek search "sunset" -0 | xargs -0 feh   # any file name, exactly
 The query language (terms, + and -, weights, tags) and the filters: docs/query.md.
 """
 
@@ -141,7 +144,7 @@ def index(ctx, folders, from_list, url_column, model, workers, batch_size, preci
     if report.skipped_known_errors:
         click.echo(f"{report.skipped_known_errors} files that failed before were skipped (--retry-errors to retry)")
     for path, reason in report.error_samples[:5]:
-        click.echo(f"  skipped {path}: {reason}", err=True)
+        click.echo(f"  skipped {shown(path)}: {shown(reason)}", err=True)
     if report.errors > 5:
         click.echo("  ... see all with: picseek status --errors", err=True)
 
@@ -151,6 +154,30 @@ def _one_query_thread() -> None:
     p50 about 2x, p95 about 6x faster, more on a busy machine). Set before torch is imported; the user's own
     OMP_NUM_THREADS wins."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def hit_output(command):
+    """The output options of commands that print hits (search, similar): table, --json, --paths or --null,
+    passed to the command as `output` ("table", "json", "paths" or "null")."""
+    options = [
+        click.option("--json", "as_json", is_flag=True,
+                     help="JSON: id, path, score, width, height, taken_at, camera, fields, tags. A file name that "
+                          "is not valid UTF-8 keeps its bytes as \\udcXX escapes (Python's surrogateescape)."),
+        click.option("--paths", is_flag=True, help="Bare paths, one per line (for pipes); line breaks, control "
+                     "characters and undecodable bytes in a name are escaped (\\n, \\x1b, \\xff)."),
+        click.option("--null", "-0", "null", is_flag=True, help="Bare paths exactly as on disk, each ended by a NUL "
+                     "byte (for xargs -0)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+
+    def wrapper(*args, as_json, paths, null, **kwargs):
+        chosen = [flag for flag, on in (("--json", as_json), ("--paths", paths), ("--null", null)) if on]
+        if len(chosen) > 1:
+            raise click.UsageError(f"{' and '.join(chosen)} are exclusive")
+        return command(*args, output=chosen[0][2:] if chosen else "table", **kwargs)
+
+    return functools.update_wrapper(wrapper, command)
 
 
 @cli.command(epilog=EPILOG_SEARCH)
@@ -177,19 +204,15 @@ def _one_query_thread() -> None:
               help="How many of the top hits --rerank scores.")
 @click.option("--exact", is_flag=True, help="Score every image, also in a library big enough for the approximate "
               "index (the ann_threshold setting; docs/query.md).")
-@click.option("--json", "as_json", is_flag=True,
-              help="JSON: id, path, score, width, height, taken_at, camera, fields, tags.")
-@click.option("--paths", is_flag=True, help="Bare paths, one per line (for pipes).")
+@hit_output
 @click.option("--model", "-m", help="Must match the library's model (it is read from the library).")
 @click.pass_context
 def search(ctx, query, limit, threshold, where, sort, no_keywords, keyword_weight, soft_tags, adaptive, rerank,
-           rerank_top, exact, as_json, paths, model):
+           rerank_top, exact, output, model):
     """Search by words, example images (file, URL, id:N), tags, or a mix: + adds, - pushes away, N: weights.
 
     The words of QUERY are joined with spaces and parsed as one query (docs/query.md).
     """
-    if as_json and paths:
-        raise click.UsageError("--json and --paths are exclusive")
     _one_query_thread()
     if no_keywords and keyword_weight:
         raise click.UsageError("--no-keywords and --keyword-weight are exclusive")
@@ -198,23 +221,27 @@ def search(ctx, query, limit, threshold, where, sort, no_keywords, keyword_weigh
     hits = lib.search(" ".join(query), limit=limit, threshold=threshold, where=where, sort=sort,
                       keywords=keywords, soft_tags=soft_tags, rerank=rerank, rerank_top=rerank_top,
                       adaptive=adaptive, exact=exact)
-    echo_hits(hits, as_json, paths, "No results" + (f" at or above threshold {threshold}" if threshold is not None
-                                                    else "") + ".")
+    echo_hits(hits, output, "No results" + (f" at or above threshold {threshold}" if threshold is not None
+                                            else "") + ".")
 
 
-def echo_hits(hits, as_json: bool, paths: bool, empty: str = "No results.") -> None:
-    """Print hits as JSON, bare paths, or a table (with description, photographer and tags when present)."""
-    if as_json:
-        click.echo(json.dumps([h.as_dict() for h in hits], indent=None))
-    elif paths:
+def echo_hits(hits, output: str = "table", empty: str = "No results.") -> None:
+    """Print hits as JSON, bare paths (escaped, or raw and NUL-ended), or a table (with description,
+    photographer and tags when present)."""
+    if output == "json":
+        click.echo(json.dumps([h.as_dict() for h in hits], indent=None))  # (ASCII: \udcXX keeps every byte)
+    elif output == "paths":
         for h in hits:
-            click.echo(h.path)
+            click.echo(shown(h.path))
+    elif output == "null":
+        for h in hits:
+            click.echo(raw_bytes(h.path) + b"\0", nl=False)
     elif not hits:
         click.echo(empty)
     else:
         click.echo(f"{'rank':>4}  {'score':>6}  path")
         for rank, h in enumerate(hits, 1):
-            click.echo(f"{rank:>4}  {h.score:6.3f}  {h.path}")
+            click.echo(f"{rank:>4}  {h.score:6.3f}  {shown(h.path)}")
             about = _about(h)
             if about:
                 click.echo(f"{'':14}{about}")
@@ -259,11 +286,11 @@ def status(ctx, show_errors, as_json):
 
         when = dt.datetime.fromtimestamp(run["started_at"]).isoformat(sep=" ", timespec="seconds")
         stats = run.get("stats") or {}
-        click.echo(f"last run: {when}, {run['status']}, {', '.join(run['roots'])}; "
+        click.echo(f"last run: {when}, {run['status']}, {', '.join(map(shown, run['roots']))}; "
                    f"{stats.get('embedded', 0)} embedded, {stats.get('errors', 0)} errors, "
                    f"{stats.get('seconds', 0):.1f} s")
     for e in info.get("error_list", []):
-        click.echo(f"  {e['path']}: {e['reason']}")
+        click.echo(f"  {shown(e['path'])}: {shown(e['reason'])}")
 
 
 @cli.command()

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..paths import shown
 from . import _open, cli
 from .query import _progress
 
@@ -107,10 +108,10 @@ def _echo_predictions(preds, report, as_json: bool) -> None:
         return
     for p in preds:
         if p.error:
-            click.echo(f"{p.path}: error: {p.error}", err=True)
+            click.echo(f"{shown(p.path)}: error: {shown(p.error)}", err=True)
             continue
         best = ", ".join(f"{label} {prob:.3f}" for label, prob in p.labels)
-        click.echo(f"{p.path}: {best}")
+        click.echo(f"{shown(p.path)}: {best}")
     if report is not None and report.min_score is not None:
         click.echo(f"Tagged {report.tags} (image, label) pairs with probability >= {report.min_score:g} "
                    "(source 'classify'); search them with tag:LABEL.")

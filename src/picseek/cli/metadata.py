@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..paths import shown
 from . import _open, cli
 
 EPILOG_IMPORT = """\b
@@ -81,7 +82,7 @@ def index_from_list(ctx, source: str, url_column: str | None, model: str | None,
     click.echo(f"Indexed {i.added} new images ({i.unchanged} unchanged, {i.errors} errors); metadata: "
                f"{m.images} images got {m.fields_written} fields")
     for url, reason in d.error_samples[:5]:
-        click.echo(f"  {url}: {reason}", err=True)
+        click.echo(f"  {shown(url)}: {shown(reason)}", err=True)
     if d.errors > 5:
         click.echo("  ... see all with: picseek status --errors", err=True)
 

@@ -6,8 +6,9 @@ import sys
 
 import click
 
+from ..paths import shown
 from . import _open, cli
-from .core import echo_hits
+from .core import echo_hits, hit_output
 
 EPILOG_TAG = """\b
 Examples:
@@ -124,15 +125,12 @@ def tag_list(ctx, as_json):
 @click.option("--threshold", "-t", type=float, help="Only hits with at least this score (cosine similarity).")
 @click.option("--where", "where", multiple=True, metavar="FILTER", help="Only images that pass KEY OP VALUE "
               "(repeatable), as in picseek search.")
-@click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
-@click.option("--paths", is_flag=True, help="Bare paths, one per line (for pipes).")
+@hit_output
 @click.pass_context
-def similar(ctx, image, limit, threshold, where, as_json, paths):
+def similar(ctx, image, limit, threshold, where, output):
     """More like IMAGE (an id or the path of an indexed file); IMAGE itself is left out."""
-    if as_json and paths:
-        raise click.UsageError("--json and --paths are exclusive")
     hits = _open(ctx).similar(image, limit=limit, threshold=threshold, where=where)
-    echo_hits(hits, as_json, paths)
+    echo_hits(hits, output)
 
 
 @cli.command(epilog=EPILOG_DUPLICATES)
@@ -158,5 +156,5 @@ def duplicates(ctx, threshold, as_json):
         click.echo(f"group {n} ({len(group)} images)")
         for h in group:
             size = f"{h.width}x{h.height}" if h.width else "?"
-            click.echo(f"  {h.score:6.3f}  {size:>11}  {h.path}")
+            click.echo(f"  {h.score:6.3f}  {size:>11}  {shown(h.path)}")
     click.echo(f"{len(groups)} groups, {sum(len(g) for g in groups)} images.")

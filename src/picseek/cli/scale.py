@@ -7,6 +7,7 @@ import tempfile
 
 import click
 
+from ..paths import shown
 from . import _open, cli
 
 EPILOG_MERGE = """\b
@@ -41,7 +42,7 @@ def _print_merge(report, lib) -> None:
                f"already there, {report.errors} errors" +
                (f" ({report.skipped_errors} known errors skipped)" if report.skipped_errors else ""))
     for path, reason in report.error_samples[:5]:
-        click.echo(f"  skipped {path}: {reason}", err=True)
+        click.echo(f"  skipped {shown(path)}: {shown(reason)}", err=True)
     if report.errors > 5:
         click.echo("  ... see all with: picseek status --errors", err=True)
 
@@ -89,7 +90,7 @@ def index_on_spark_cli(ctx, folders, from_list, url_column, model, *, master, sh
         where = f"--library {lib.path} " if lib is not None else ""
         click.echo(f"Shards in {report.shards}; load them with: picseek {where}merge {report.shards}")
         for path, reason in report.error_samples[:5]:
-            click.echo(f"  skipped {path}: {reason}", err=True)
+            click.echo(f"  skipped {shown(path)}: {shown(reason)}", err=True)
 
 
 def _existing(ctx, model):

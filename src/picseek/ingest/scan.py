@@ -4,6 +4,7 @@ A re-scan of an unchanged folder costs a stat and a dict lookup per file; entrie
 are tuples, and the missing files are looked for only when the counts say some are (benchmarks/rescan.py)."""
 from __future__ import annotations
 
+import errno
 import logging
 import operator
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import UsageError
+from ..paths import within
 from ..store.base import FileState
 from .images import IMAGE_EXTENSIONS, file_hash
 
@@ -34,6 +36,7 @@ class ScanResult:
     known_errors: int = 0  # unchanged files that failed before (skipped unless retried)
     moved: list[tuple[int, str, int, int]] = field(default_factory=list)  # (id, new path, size, mtime_ns)
     missing: list[str] = field(default_factory=list)  # indexed paths that are gone
+    stale_errors: list[str] = field(default_factory=list)  # error rows of files that are gone (or now fine)
 
 
 def normalize_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
@@ -54,12 +57,60 @@ def normalize_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
     return out
 
 
-def walk(roots: Iterable[str], skip: Iterable[str] = ()) -> Iterator[FileEntry]:
+class WalkProblem(NamedTuple):
+    """An entry below a root that cannot be indexed for a reason of the file system, not of the image: a folder
+    that cannot be read, a dangling symbolic link, a link loop, a link that leads outside the indexed folders.
+    Recorded like a file that failed (status --errors); `folder` entries also keep the images indexed below them
+    (a folder that cannot be read now is not a folder whose images are gone)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    reason: str
+    folder: bool = False
+
+
+def walk(roots: Iterable[str], skip: Iterable[str] = (), problems: list[WalkProblem] | None = None,
+         follow_links: bool | None = None) -> Iterator[FileEntry]:
     """Image files below the roots: hidden entries, `._*` resource forks and the `skip` folders are left out;
-    symlinked folders are followed once (loops are safe: each real folder is visited once)."""
+    symbolic links are followed where they stay inside the roots (or anywhere with `follow_links`, default: the
+    setting), each real folder visited once. What cannot be walked is appended to `problems` (when given)."""
+    if follow_links is None:
+        from .. import config
+
+        follow_links = config.get("follow_links")
+    problems = problems if problems is not None else []
     skip_real = {os.path.realpath(s) for s in skip}
+    real_roots = [os.path.realpath(r) for r in roots if r.startswith("/") or "://" not in r]
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
+
+    def problem(path: str, reason: str, folder: bool = False) -> None:
+        try:
+            st = os.lstat(path)
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:
+            size, mtime = -1, -1
+        log.warning("cannot index %s: %s", path, reason)
+        problems.append(WalkProblem(path, size, mtime, reason, folder))
+
+    def link_problem(path: str, parent: str, is_image: bool) -> str | None:
+        """Why a symbolic link is not followed (None: follow it)."""
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "symbolic link loop (the link leads back to itself)"
+            if exc.errno == errno.ENOENT:
+                return "broken symbolic link (its target does not exist)"
+            return f"cannot follow symbolic link: {exc.strerror}"
+        real = os.path.realpath(path)
+        if not follow_links and not within(real, real_roots):
+            return "symbolic link to a place outside the indexed folders (set follow_links = true to index it)"
+        if os.path.isdir(real) and within(os.path.realpath(parent), [real]):
+            return "symbolic link loop (the link leads to a folder that contains it)"
+        return None
+
     for root in roots:
         if not root.startswith("/") and "://" in root:  # a URL root (normalize_roots keeps only remote ones)
             from .remote import list_entries
@@ -81,7 +132,7 @@ def walk(roots: Iterable[str], skip: Iterable[str] = ()) -> Iterator[FileEntry]:
             try:
                 st = os.stat(folder)
             except OSError as exc:
-                log.warning("cannot read folder %s: %s", folder, exc)
+                problem(folder, f"cannot read folder: {exc.strerror}", folder=True)
                 continue
             key = (st.st_dev, st.st_ino)
             if key in seen_dirs or os.path.realpath(folder) in skip_real:
@@ -91,7 +142,7 @@ def walk(roots: Iterable[str], skip: Iterable[str] = ()) -> Iterator[FileEntry]:
                 with os.scandir(folder) as it:
                     entries = sorted(it, key=_NAME)
             except OSError as exc:
-                log.warning("cannot read folder %s: %s", folder, exc)
+                problem(folder, f"cannot read folder: {exc.strerror}", folder=True)
                 continue
             subdirs = []
             for e in entries:
@@ -99,11 +150,17 @@ def walk(roots: Iterable[str], skip: Iterable[str] = ()) -> Iterator[FileEntry]:
                 if name[0] == ".":
                     continue
                 try:
+                    dot = name.rfind(".")
+                    is_image = dot >= 0 and name[dot:].lower() in IMAGE_EXTENSIONS
+                    if e.is_symlink():
+                        why = link_problem(e.path, folder, is_image)
+                        if why is not None:
+                            problem(e.path, why, folder=not is_image)  # (maybe a folder: keep what is below it)
+                            continue
                     if e.is_dir():
                         subdirs.append(e.path)
                         continue
-                    dot = name.rfind(".")
-                    if dot < 0 or name[dot:].lower() not in IMAGE_EXTENSIONS or not e.is_file():
+                    if not is_image or not e.is_file():
                         continue
                     path = e.path
                     if path in seen_files:
@@ -112,7 +169,7 @@ def walk(roots: Iterable[str], skip: Iterable[str] = ()) -> Iterator[FileEntry]:
                     st = e.stat()
                     yield FileEntry(path, st.st_size, st.st_mtime_ns)
                 except OSError as exc:
-                    log.warning("cannot stat %s: %s", e.path, exc)
+                    problem(e.path, f"cannot read: {exc.strerror}")
             stack.extend(reversed(subdirs))
 
 
@@ -124,9 +181,11 @@ def _entry(path: str) -> FileEntry | None:
 
 
 def diff(entries: Iterable[FileEntry], indexed: Mapping[str, FileState],
-         errors: Mapping[str, tuple[int, int]], retry_errors: bool = False) -> ScanResult:
+         errors: Mapping[str, tuple[int, int]], retry_errors: bool = False,
+         problems: Iterable[WalkProblem] = ()) -> ScanResult:
     """Compare what is on disk with what the store holds. Moves are found by size then content hash, so only
-    new files that share a size with a missing file are ever read here."""
+    new files that share a size with a missing file are ever read here. Nothing below a folder that could not be
+    walked (`problems`) counts as missing."""
     result = ScanResult()
     entries = entries if isinstance(entries, (list, tuple)) else list(entries)
     new: list[FileEntry] = []
@@ -143,10 +202,18 @@ def diff(entries: Iterable[FileEntry], indexed: Mapping[str, FileState],
         else:
             result.todo.append(e)
             result.changed.add(e.path)
+    problems = list(problems)
+    unwalked = [p.path for p in problems if p.folder]
     missing: dict[str, FileState] = {}
+    seen: set[str] | None = None
     if result.unchanged + len(result.changed) != len(indexed):  # some indexed file was not seen (a re-scan: none)
         seen = {e.path for e in entries}
-        missing = {p: indexed[p] for p in sorted(indexed.keys() - seen)}
+        missing = {p: indexed[p] for p in sorted(indexed.keys() - seen) if not (unwalked and within(p, unwalked))}
+    if len(errors) > result.known_errors:  # some error row may belong to a file that is gone or now indexed
+        seen = seen if seen is not None else {e.path for e in entries}
+        reported = {p.path for p in problems}
+        result.stale_errors = sorted(p for p in errors.keys() - seen - reported
+                                     if not (unwalked and within(p, unwalked)))
     by_size: dict[int, list[FileState]] = {}
     for s in missing.values():
         by_size.setdefault(s.size, []).append(s)

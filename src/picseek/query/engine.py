@@ -63,6 +63,8 @@ def make_plan(*, limit: int, threshold: float | None, where, sort: str | None, k
         raise UsageError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
     if rerank and rerank_top < 1:
         raise UsageError("rerank_top must be at least 1")
+    if threshold is not None and not math.isfinite(threshold):
+        raise UsageError(f"threshold must be a finite number (a cosine similarity, e.g. 0.25), not {threshold!r}")
     weight = default_keyword_weight if keywords is True else float(keywords or 0)
     if not (weight >= 0 and math.isfinite(weight)):
         raise UsageError(f"keyword weight must be a number >= 0, not {keywords!r}")

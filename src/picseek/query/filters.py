@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..errors import PicseekError, UsageError
+from ..paths import to_text
 from ..store.values import field_number
 
 OPS = ("<=", ">=", "!=", "~=", "=", "<", ">", "~")
@@ -247,7 +248,7 @@ def _folder(f: Filter, kind: str, expr: str, ctx: FilterContext) -> Condition:
         raise UsageError(f"bad filter {f.raw!r}: folder takes = (below this folder), != or ~ (contains)")
     parts, params = [], []
     for root in folder_prefixes(f.value, ctx):
-        prefix = root if root == "/" else root + "/"
+        prefix = to_text(root if root == "/" else root + "/")  # (paths as the store keeps them: paths.to_text)
         parts.append("(path >= ? AND path < ?)")  # every path below prefix sorts in [prefix, prefix[:-1] + "0")
         params += [prefix, prefix[:-1] + "0"]
     sql = "(" + " OR ".join(parts) + ")" if parts else "0"

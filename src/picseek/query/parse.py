@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ImageError, UsageError
+from ..store.base import MAX_ID
 
 TEXT, IMAGE, URL, ID, TAG = "text", "image", "url", "id", "tag"
 VECTOR_KINDS = (TEXT, IMAGE, URL, ID)
@@ -25,7 +26,7 @@ QUOTES = "\"'"
 MAX_PATH_WORDS = 32  # longest run of words tried as one file path (a path with spaces)
 _IMAGE_SUFFIX = re.compile(r"\.(jpe?g|png|webp|gif|bmp|tiff?|heic|heif|avif)$", re.IGNORECASE)
 _URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
-_NUMBERISH = re.compile(r"^[+-]?[0-9.]")
+_NUMBERISH = re.compile(r"^[+-]?([0-9.]|(nan|inf|infinity)$)", re.IGNORECASE)  # (nan: and inf: are refused)
 
 
 class QueryError(UsageError):
@@ -141,6 +142,8 @@ def _prefixed(kind: str, value: str, query: str, pos: int) -> Term:
     if kind == ID:
         if not value.isdigit() or not value.isascii():
             raise QueryError(f"id:{value} — an id is a number (id:42)", query, pos)
+        if not 0 < int(value) <= MAX_ID:
+            raise QueryError(f"id:{value} is not an indexed image (ids run from 1 to {MAX_ID})", query, pos)
         return Term(ID, str(int(value)), pos=pos)
     tag = " ".join(value.split()).lower()
     if not tag:

@@ -53,6 +53,7 @@ def embed_query(query: Query, embedder, store, space: str, opts: SearchOptions) 
     texts = [t.value for t in terms if t.kind == TEXT]
     text_vecs = iter(embedder.embed_texts(texts)) if texts else iter(())
     total = None
+    scale = max(abs(t.weight) for t in terms) if terms else 1.0  # only ratios matter: 1e308:cat must not overflow
     for term in terms:
         if term.kind == TEXT:
             v = next(text_vecs)
@@ -65,7 +66,7 @@ def embed_query(query: Query, embedder, store, space: str, opts: SearchOptions) 
                                  term.pos if query.text else None)
         else:  # pragma: no cover - tags never reach here
             raise QueryError(f"a {term.kind} term has no vector", query.text, term.pos)
-        v = l2_normalize(v) * term.weight
+        v = l2_normalize(v) * (term.weight / scale)
         total = v if total is None else total + v
     if total is None:
         raise QueryError("nothing to search for: give words, an image or id:N", query.text, 0)

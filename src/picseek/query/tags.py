@@ -8,6 +8,7 @@ from ..errors import UsageError
 from ..ingest.remote import store_path
 from ..learn import zeroshot
 from ..models.base import MAIN
+from ..store.base import MAX_ID
 
 USER = "user"
 BLOCK = 4096  # images scored per matrix product
@@ -36,9 +37,9 @@ def resolve_image(store, ref: int | str) -> int:
     """An image id (42, "42", "id:42") or the path of an indexed file -> its id."""
     text = str(ref).strip()
     text = text[3:] if text.lower().startswith("id:") else text
-    if text.isdigit():
+    if text.isdigit() and text.isascii():
         image_id = int(text)
-        if not store.get_images([image_id]):
+        if not 0 < image_id <= MAX_ID or not store.get_images([image_id]):
             raise UsageError(f"id:{image_id} is not an indexed image")
         return image_id
     found = store.find_path(store_path(text))

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
+from ..paths import from_text, to_text
 from ..store.base import ImageRecord
 
 SPARK_SCHEMA = ("path string, size long, mtime_ns long, content_hash string, info string, "
@@ -38,10 +39,10 @@ def shard_rows(records: Sequence[ImageRecord], errors: Sequence[tuple[str, int, 
     """One embedded batch (the pipeline's records and error rows) -> shard columns (for a pandas DataFrame)."""
     cols: dict[str, list] = {c: [] for c in COLUMNS}
     for r in records:
-        _append(cols, r.path, r.size, r.mtime_ns, r.content_hash, json.dumps(r.info, default=str),
+        _append(cols, to_text(r.path), r.size, r.mtime_ns, r.content_hash, json.dumps(r.info, default=str),
                 {space: np.asarray(v, dtype=VECTOR_DTYPE).tobytes() for space, v in r.vectors.items()}, None)
     for path, size, mtime_ns, reason in errors:
-        _append(cols, path, size, mtime_ns, "", None, None, reason)
+        _append(cols, to_text(path), size, mtime_ns, "", None, None, reason)
     n = len(records) + len(errors)
     cols["model"], cols["model_id"] = [model] * n, [model_id] * n
     return cols
@@ -123,11 +124,12 @@ def read_shard(path: Path, batch_rows: int = 512) -> Iterator[list[ShardRow]]:
 
 def _row(d: dict) -> ShardRow:
     size, mtime_ns, digest = int(d["size"] or 0), int(d["mtime_ns"] or 0), d["content_hash"] or ""
+    path = from_text(d["path"])  # (shards keep paths.to_text: Parquet strings are UTF-8)
     record = None
     if d["error"] is None:
         vectors = {space: np.frombuffer(blob, dtype=VECTOR_DTYPE) for space, blob in (d["vectors"] or [])}
-        record = ImageRecord(d["path"], size, mtime_ns, digest, json.loads(d["info"] or "{}"), vectors)
-    return ShardRow(d["path"], size, mtime_ns, digest, d["model"], d["model_id"], record, d["error"])
+        record = ImageRecord(path, size, mtime_ns, digest, json.loads(d["info"] or "{}"), vectors)
+    return ShardRow(path, size, mtime_ns, digest, d["model"], d["model_id"], record, d["error"])
 
 
 def model_record(row: ShardRow) -> dict:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..errors import PicseekError, UsageError
 from ..ingest.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from ..paths import to_text
 from .shards import SPARK_SCHEMA
 from .tasks import UNKNOWN, TaskSpec, embed_frames
 
@@ -74,7 +75,8 @@ class SparkError(PicseekError):
 def read_inputs(source, column: str | None = None, skip: Sequence[str] = ()) -> list[tuple[str, int, int]]:
     """(path, size, mtime_ns) for every input, in order, without repeats. size/mtime_ns are UNKNOWN where only a
     worker can look them up (list inputs); folders and prefixes are walked here (the listing has them), leaving
-    out the `skip` folders (a library inside the folder)."""
+    out the `skip` folders (a library inside the folder). Paths travel as paths.to_text (valid text for Spark's
+    string columns, whatever the file name); the tasks and the shards turn them back."""
     from ..ingest import remote
 
     if isinstance(source, (str, os.PathLike)):
@@ -82,11 +84,11 @@ def read_inputs(source, column: str | None = None, skip: Sequence[str] = ()) -> 
         if remote.is_remote(text) or Path(text).expanduser().is_dir() or _is_image_name(text):
             from ..ingest.scan import normalize_roots, walk
 
-            return [(e.path, e.size, e.mtime_ns) for e in walk(normalize_roots([text]), skip=skip)]
+            return [(to_text(e.path), e.size, e.mtime_ns) for e in walk(normalize_roots([text]), skip=skip)]
         paths = _list_paths(Path(text).expanduser(), column)
     else:
         paths = [remote.store_path(str(p)) for p in source]
-    seen: dict[str, None] = dict.fromkeys(p for p in paths if p)
+    seen: dict[str, None] = dict.fromkeys(to_text(p) for p in paths if p)
     return [(p, UNKNOWN, UNKNOWN) for p in seen]
 
 

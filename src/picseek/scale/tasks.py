@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from ..ingest.images import DEFAULT_MAX_PIXELS
 from ..ingest.pipeline import decode_stream, embed_batches
 from ..ingest.scan import FileEntry
+from ..paths import from_text
 from .shards import shard_rows
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def embed_frames(frames: Iterator, spec: TaskSpec) -> Iterator:
     emb = worker_model(spec)
     _set_threads(spec)
     for frame in frames:
-        entries = [entry(p, s, m) for p, s, m in zip(frame["path"], frame["size"], frame["mtime_ns"])]
+        entries = [entry(from_text(p), s, m) for p, s, m in zip(frame["path"], frame["size"], frame["mtime_ns"])]
         stream = decode_stream(entries, emb.image_spec, workers=0, window=0, max_pixels=spec.max_pixels)
         for _, records, bad in embed_batches(emb, stream, spec.batch_size):
             yield pd.DataFrame(shard_rows(records, bad, emb.name, emb.model_id))

@@ -13,6 +13,9 @@ from ..errors import UsageError
 # What a store may do beyond the protocol. The built-in store does all of it; another store lists what it does in
 # its `features` (the ChromaDB store: none of these).
 FEATURES = frozenset({"keywords", "tags", "fields"})
+# Image ids are positive 64-bit integers (SQLite's INTEGER PRIMARY KEY); a larger number names no image, and each
+# edge (query parser, CLI, REST, Python API) refuses it with its own one-line error instead of an overflow.
+MAX_ID = 2**63 - 1
 
 
 class FileState(NamedTuple):

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import LibraryError
 from ..models.base import MAIN
+from ..paths import from_text, to_text
 from .base import FileState, ImageRecord
 from .chroma_base import (
     MODEL_KEY,
@@ -72,9 +73,9 @@ class ChromaStore(ChromaCollections):
         main, out = self._col(MAIN), {}
         if main is None:
             return out
-        for chunk in chunks(list(dict.fromkeys(paths))):
+        for chunk in chunks(list(dict.fromkeys(map(to_text, paths)))):
             got = main.get(where={"path": {"$in": list(chunk)}}, include=["metadatas"])
-            out.update({m["path"]: int(i) for i, m in zip(got["ids"], got["metadatas"])})
+            out.update({from_text(m["path"]): int(i) for i, m in zip(got["ids"], got["metadatas"])})
         return out
 
     def _delete_ids(self, ids: Sequence[int]) -> None:
@@ -87,13 +88,15 @@ class ChromaStore(ChromaCollections):
     # -- what indexing reads ----------------------------------------------------------------------------------
     @translated
     def file_states(self, roots: Sequence[str]) -> dict[str, FileState]:
-        return {m["path"]: FileState(int(m["pid"]), m["path"], int(m["size"]), int(m["mtime_ns"]), m["content_hash"])
-                for m in self._all_metadatas(self._col(MAIN), under_where(roots))}
+        states = (FileState(int(m["pid"]), from_text(m["path"]), int(m["size"]), int(m["mtime_ns"]), m["content_hash"])
+                  for m in self._all_metadatas(self._col(MAIN), under_where(roots)))
+        return {s.path: s for s in states}
 
     @translated
     def known_errors(self, roots: Sequence[str]) -> dict[str, tuple[int, int]]:
         where = all_of({"kind": "error"}, under_where(roots))
-        return {m["path"]: (int(m["size"]), int(m["mtime_ns"])) for m in self._all_metadatas(self._col(STATE), where)}
+        return {from_text(m["path"]): (int(m["size"]), int(m["mtime_ns"]))
+                for m in self._all_metadatas(self._col(STATE), where)}
 
     # -- what indexing writes ---------------------------------------------------------------------------------
     @translated
@@ -126,12 +129,13 @@ class ChromaStore(ChromaCollections):
             self._delete_errors([r.path for r in records])
         if errors:
             self._delete_ids(list(self._ids_of_paths([e[0] for e in errors]).values()))
-            rows = [{"kind": "error", "path": p, "size": int(s), "mtime_ns": int(m), "reason": str(reason), "at": now,
-                     "dirs": ancestors(p)} for p, s, m, reason in errors]
+            rows = [(error_id(p), {"kind": "error", "path": to_text(p), "size": int(s), "mtime_ns": int(m),
+                                   "reason": str(reason), "at": now, "dirs": ancestors(to_text(p))})
+                    for p, s, m, reason in errors]
             state = self._state()
             for chunk in chunks(rows):
-                state.upsert(ids=[error_id(r["path"]) for r in chunk], embeddings=[PLACEHOLDER] * len(chunk),
-                             metadatas=list(chunk))
+                state.upsert(ids=[k for k, _ in chunk], embeddings=[PLACEHOLDER] * len(chunk),
+                             metadatas=[r for _, r in chunk])
 
     @translated
     def move(self, moves: Iterable[tuple[int, str, int, int]]) -> None:
@@ -172,7 +176,7 @@ class ChromaStore(ChromaCollections):
         where = under_where(roots)
         ids = [int(i) for page in self._pages(self._col(MAIN), where, ()) for i in page["ids"]]
         self._delete_ids(ids)
-        errors = [m["path"] for m in self._all_metadatas(self._col(STATE), all_of({"kind": "error"}, where))]
+        errors = [from_text(m["path"]) for m in self._all_metadatas(self._col(STATE), all_of({"kind": "error"}, where))]
         self._delete_errors(errors)
         return len(ids)
 

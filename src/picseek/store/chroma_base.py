@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from ..errors import LibraryError, UsageError
 from ..models.base import MAIN
+from ..paths import from_text, to_text
 from .select import ChromaLocation
 
 PAGE = 2000  # records per get/upsert call (ChromaDB caps a batch at about 5000)
@@ -47,6 +48,7 @@ def chunks(items: Sequence, size: int = PAGE) -> Iterator[Sequence]:
 
 
 def error_id(path: str) -> str:
+    """The state record of a path's error (from the path as the OS spells it)."""
     return "e:" + hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:40]
 
 
@@ -54,7 +56,7 @@ def under_where(roots: Sequence[str]) -> dict | None:
     """Records at or below any of the roots (None: all)."""
     conds: list[dict] = []
     for root in roots:
-        root = root.rstrip("/") or "/"
+        root = to_text(root.rstrip("/") or "/")
         conds += [{"path": root}, {"dirs": {"$contains": root}}]
     return None if not conds else conds[0] if len(conds) == 1 else {"$or": conds}
 
@@ -214,7 +216,7 @@ class ChromaCollections:
 
     @translated
     def errors(self, limit: int | None = None) -> list[dict]:
-        rows = sorted(({"path": m["path"], "reason": m["reason"], "size": m["size"], "at": m["at"]}
+        rows = sorted(({"path": from_text(m["path"]), "reason": m["reason"], "size": m["size"], "at": m["at"]}
                        for m in self._all_metadatas(self._col(STATE), {"kind": "error"})), key=lambda r: r["path"])
         return rows[:limit] if limit else rows
 

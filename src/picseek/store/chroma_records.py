@@ -14,6 +14,7 @@ import os
 from datetime import datetime
 
 from ..ingest.exif import ImageInfo
+from ..paths import from_text, to_text
 
 INFO_COLUMNS = tuple(ImageInfo.__dataclass_fields__)
 FILE_COLUMNS = ("path", "size", "mtime_ns", "content_hash")
@@ -59,6 +60,7 @@ def taken_keys(taken_at: str | None) -> dict:
 
 def image_metadata(image_id: int, path: str, size: int, mtime_ns: int, content_hash: str, info: dict,
                    indexed_at: float) -> dict:
+    path = to_text(path)  # (valid text for any file name: paths.py)
     meta = {"pid": int(image_id), "path": path, "size": int(size), "mtime_ns": int(mtime_ns),
             "content_hash": str(content_hash), "indexed_at": float(indexed_at), "dirs": ancestors(path)}
     for key in INFO_COLUMNS:
@@ -86,5 +88,6 @@ def row_of(meta: dict) -> dict:
     """A record's metadata as the built-in store's `images` row (id, file facts, image facts, indexed_at)."""
     row = {"id": int(meta["pid"])}
     row.update({k: meta.get(k) for k in FILE_COLUMNS + INFO_COLUMNS})
+    row["path"] = from_text(row["path"])
     row["indexed_at"] = meta.get("indexed_at")
     return row
