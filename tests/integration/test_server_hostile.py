@@ -117,6 +117,26 @@ def test_a_file_changed_since_it_was_indexed_is_a_409(world):
         assert "index again" in res.json()["error"]
 
 
+def test_a_changed_file_starts_an_index_run_of_the_servers_folders(tmp_path):
+    """'Mark it for re-indexing': a 409 starts a run (at most one a minute), after which the new file is served."""
+    root = tmp_path / "photos"
+    a = jpeg(root / "a.jpg", "red", 1)
+    library = Library(tmp_path / "lib", model=ColourEmbedder())
+    library.index([root], workers=0)
+    (hit,) = library.search("red", limit=1)
+    app = create_app(library, ServerSettings(folders=(str(root),), index_on_start=False, index_workers=0))
+    with TestClient(app, base_url=BASE) as c:
+        jpeg(a, "yellow", 9)
+        assert error_code(c.get(f"/api/images/{hit.id}"), 409) == "file_changed"
+        app.state.indexer.join(60)
+        assert app.state.indexer.state()["report"]["updated"] == 1
+        res = c.get(f"/api/images/{hit.id}")
+        assert res.status_code == 200 and res.content == a.read_bytes()
+        os.utime(a, ns=(1, 1))
+        assert c.get(f"/api/images/{hit.id}").status_code == 409
+        assert not app.state.indexer.running, "not another run within the minute"
+
+
 def test_no_thumbnail_is_made_from_other_bytes_behind_the_same_size_and_mtime(world):
     c, a, ida, lib = world["client"], world["a"], world["ids"]["a.jpg"], world["lib"]
     st = a.stat()

@@ -40,6 +40,14 @@ class _SafeStream(io.TextIOBase):
     def __getattr__(self, name):  # encoding, errors, buffer, fileno, isatty, ... of the real stream
         return getattr(self._stream, name)
 
+    @property
+    def encoding(self) -> str:  # (io.TextIOBase's own would say None: progress bars would fall back to ASCII)
+        return self._stream.encoding
+
+    @property
+    def errors(self) -> str | None:
+        return self._stream.errors
+
     def flush(self) -> None:
         self._stream.flush()
 

@@ -218,7 +218,7 @@ def _emptied_roots(roots: Sequence[str], entries: Sequence[FileEntry], indexed: 
             st = os.stat(root)
             reason = (f"no images in this folder, which had {n} indexed (a disk that is not mounted?): they are kept; "
                       f"picseek remove FOLDER forgets them")
-            log.warning("%s: %s", root, reason)
+            log.info("%s: %s", root, reason)  # (the summary lists it)
             out.append(WalkProblem(root, st.st_size, st.st_mtime_ns, reason, folder=True))
     return out
 

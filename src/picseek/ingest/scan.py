@@ -91,7 +91,7 @@ def walk(roots: Iterable[str], skip: Iterable[str] = (), problems: list[WalkProb
             size, mtime = st.st_size, st.st_mtime_ns
         except OSError:
             size, mtime = -1, -1
-        log.warning("cannot index %s: %s", path, reason)
+        log.info("cannot index %s: %s", path, reason)  # (the run's summary lists it, like a file that failed)
         problems.append(WalkProblem(path, size, mtime, reason, folder))
 
     def link_problem(path: str, parent: str, is_image: bool) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import time
 from typing import BinaryIO
 
 from fastapi import Request
@@ -114,3 +115,29 @@ def open_indexed(library, row: dict) -> BinaryIO | None:
     except BaseException:
         os.close(fd)
         raise
+
+
+REINDEX_EVERY = 60.0  # seconds: the least time between two runs started because a served file had changed
+
+
+def checked_file(request: Request, row: dict) -> BinaryIO | None:
+    """open_indexed for a request; a file that changed or went since it was indexed also starts an index run of the
+    server's folders (at most one a minute), so the library catches up by itself instead of answering 409 until
+    someone indexes again."""
+    try:
+        return open_indexed(library_of(request), row)
+    except ApiError as exc:
+        if exc.code in ("file_changed", "file_missing"):
+            _reindex_soon(request)
+        raise
+
+
+def _reindex_soon(request: Request) -> None:
+    state, now = request.app.state, time.monotonic()
+    indexer = getattr(state, "indexer", None)
+    if indexer is None or not indexer.folders or now - getattr(state, "reindexed_at", -REINDEX_EVERY) < REINDEX_EVERY:
+        return
+    state.reindexed_at = now
+    if indexer.start():
+        log.info("a served file changed since it was indexed: indexing the server's folders again")
+

@@ -18,7 +18,7 @@ from .. import thumbs
 from ..errors import ApiError
 from ..schemas import ImageOut, TagsIn, TagsOut
 from ..security import write_access
-from .common import errors, image_row, image_urls, library_of, open_indexed
+from .common import checked_file, errors, image_row, image_urls, library_of
 
 router = APIRouter(prefix="/api/images", tags=["images"])
 ImageId = Annotated[int, PathParam(ge=1, le=2**62, description="an indexed image's id")]
@@ -67,7 +67,7 @@ def original(request: Request, image_id: ImageId):
     media_type = MEDIA_TYPES.get(row.get("format") or "", "application/octet-stream")
     if is_remote(row["path"]):
         return _remote_original(row, media_type)
-    return _send_open_file(open_indexed(library_of(request), row), media_type, os.path.basename(row["path"]))
+    return _send_open_file(checked_file(request, row), media_type, os.path.basename(row["path"]))
 
 
 def _send_open_file(f: BinaryIO, media_type: str, name: str) -> StreamingResponse:
@@ -122,7 +122,7 @@ def thumbnail(request: Request, image_id: ImageId,
     """A thumbnail (WebP, or JPEG where Pillow lacks WebP), made once and cached in the library folder."""
     row = image_row(request, image_id)
     library = library_of(request)
-    source = open_indexed(library, row)  # checked even when cached: a file that is gone or swapped is not shown
+    source = checked_file(request, row)  # checked even when cached: a file that is gone or swapped is not shown
     try:
         path = thumbs.thumbnail(library.path, row, thumbs.snap(size), config.get("max_image_pixels"), source)
     except thumbs.ContentChanged:
