@@ -40,7 +40,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("store", None, "where vectors and metadata live: empty for the built-in store in the library folder, "
             "chroma://HOST:PORT/COLLECTION (a ChromaDB server) or chroma:///PATH?collection=NAME (an embedded "
             "ChromaDB folder); see docs/deployment.md"),
-    Setting("model", "auto", "model for a new library: auto, builtin, clip-vit-b-32, hf:ORG/NAME or a folder"),
+    Setting("model", "auto", "model for a new library: auto, builtin, clip-vit-b-32, hf:ORG/NAME, onnx:ORG/NAME or a "
+            "folder"),
     Setting("precision", "auto", "what runs CLIP-family models: auto (int8 ONNX Runtime where available, else fp32), "
             "fp32 (torch, the reference), bf16 (torch bfloat16 weights; fast only on CPUs with native bf16) or int8"),
     Setting("workers", None, "decode worker processes while indexing (default: one per CPU core)", int),

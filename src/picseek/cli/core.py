@@ -316,11 +316,14 @@ def models(as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'name':<16} {'offline':<8} {'dim':>4}  description")
+    width = max(len(r["name"]) for r in rows)
+    click.echo(f"{'name':<{width}} {'offline':<8} {'dim':>4} {'size':>8}  description")
     for r in rows:
-        click.echo(f"{r['name']:<16} {'yes' if r['available_offline'] else 'no':<8} {r['dim'] or '?':>4}  "
-                   f"{r['description']}")
-    click.echo("\nAlso: hf:ORG/NAME (any CLIP/SigLIP on the Hugging Face hub) or a local model folder. "
-               "Default: auto (a cached CLIP, else download one, else builtin).")
+        size = f"{r['size_mb']} MB" if r.get("size_mb") else ""
+        click.echo(f"{r['name']:<{width}} {'yes' if r['available_offline'] else 'no':<8} {r['dim'] or '?':>4} "
+                   f"{size:>8}  {r['description']}")
+    click.echo("\nAlso: hf:ORG/NAME (any CLIP/SigLIP on the Hugging Face hub), onnx:ORG/NAME (ready ONNX towers in "
+               "immich's layout) or a local model folder. Default: auto (a cached CLIP, else download one, else "
+               "builtin).")
 
 

@@ -246,13 +246,18 @@ def folder_revision(folder: Path) -> str:
     weights = sorted(p for p in folder.iterdir() if p.is_file() and (p.name.endswith(_WEIGHT_SUFFIXES)
                                                                       or p.name.endswith(".index.json")))
     for p in weights:
-        size = p.stat().st_size
-        h.update(f"{p.name}\0{size}\0".encode())
-        with p.open("rb") as f:
-            for k in range(1, 9):  # 8 chunks spread over the file, the last one at its end
-                f.seek(max(0, size * k // 8 - 4096))
-                h.update(f.read(4096))
+        hash_sampled(h, p)
     return h.hexdigest()[:12]
+
+
+def hash_sampled(h, path: Path, name: str | None = None) -> None:
+    """Feed a big file's name, size and 8 sampled 4 KiB chunks (the last at its end) into hash `h`."""
+    size = path.stat().st_size
+    h.update(f"{name or path.name}\0{size}\0".encode())
+    with path.open("rb") as f:
+        for k in range(1, 9):
+            f.seek(max(0, size * k // 8 - 4096))
+            h.update(f.read(4096))
 
 
 def _cache_revision(repo: str) -> str | None:

@@ -195,12 +195,49 @@ def _export(module, args: tuple, names: list[str], dynamic: dict, target: Path, 
                 release()
                 gc.collect()
             if quantize:
-                from onnxruntime.quantization import QuantType, quantize_dynamic
-
                 final = Path(tmp) / "int8.onnx"
-                quantize_dynamic(str(raw), str(final), weight_type=QuantType.QInt8,
-                                 op_types_to_quantize=["MatMul", "Gemm"])
+                _quantize(raw, final)
         os.replace(final, target)
+
+
+def _quantize(source: Path, out: Path, external: bool = False) -> None:
+    """Dynamic int8: MatMul/Gemm weights stored as int8, activations quantized per batch at run time. `external`
+    writes the weights to a side file (`<out>.data`), for graphs near protobuf's 2 GB limit."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
+                     use_external_data_format=external)
+
+
+EXTERNAL_ABOVE = 1_500_000_000  # bytes of weights past which a quantized graph keeps them in a side file
+
+
+def quantize_cached(source: Path, target: Path) -> None:
+    """Quantize a ready ONNX graph (models/onnx_repo.py) into the cache, atomically as `_export` writes: into a
+    temporary folder beside `target`, then renamed into place, a side file of weights first and the graph last (its
+    presence means complete). No torch: the quantizer reads and writes ONNX only."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    files = [f for f in source.parent.iterdir() if f.is_file() and f.suffix not in (".armnn", ".rknn")]
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp, _quiet_export():
+        if any(f.is_symlink() for f in files if f.name != source.name):  # weight files beside the graph
+            source = _copied(source, files, Path(tmp) / "source")
+        out = Path(tmp) / target.name
+        _quantize(source, out, external=sum(f.stat().st_size for f in files) > EXTERNAL_ABOVE)
+        for side in Path(tmp).iterdir():
+            if side != out and side.is_file():
+                os.replace(side, target.parent / side.name)
+        os.replace(out, target)
+
+
+def _copied(source: Path, files: list[Path], folder: Path) -> Path:
+    """The graph and its weight files copied into `folder`: the Hugging Face cache holds symbolic links to its blobs,
+    and onnx refuses to read external weights through a symbolic link (or a hard link)."""
+    import shutil
+
+    folder.mkdir()
+    for f in files:
+        shutil.copyfile(f, folder / f.name)
+    return folder / source.name
 
 
 class _quiet_export:

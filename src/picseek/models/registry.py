@@ -2,7 +2,8 @@
 
 Model choice is data: a spec names its backend and where its weights come from; `load_embedder` looks the backend
 up in a table (extendable through the `picseek.backends` entry-point group) instead of an if/elif chain.
-Names a user can type: a short name from SPECS, `builtin`, `auto`, `hf:org/name`, `org/name`, or a local folder.
+Names a user can type: a short name from SPECS, `builtin`, `auto`, `hf:org/name`, `org/name`, `onnx:org/name` (ready
+ONNX towers, models/onnx_repo.py), or a local folder (a Hugging Face one, or ready ONNX towers in immich's layout).
 """
 from __future__ import annotations
 
@@ -25,28 +26,47 @@ BUILTIN = "builtin"
 class ModelSpec:
     name: str
     backend: str  # key into BACKENDS
-    source: str = ""  # repo id or local folder (hf); empty for builtin
+    source: str = ""  # repo id or local folder (hf, onnx); empty for builtin
     description: str = ""
     dim: int | None = None  # known up front for named specs; read from the weights otherwise
     auto_rank: int | None = None  # preference when `auto` looks for a cached model (lower first)
+    size_mb: int | None = None  # what a download fetches, where known (`picseek models`)
 
 
 SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec(BUILTIN, "builtin", description="EfficientNet-Lite0 ImageNet classes + MiniLM text (ships with the "
               "install, no download; ~1000 ImageNet concepts)", dim=384),
-    ModelSpec("clip-vit-b-32", "hf", "openai/clip-vit-base-patch32", "OpenAI CLIP ViT-B/32 (600 MB)", 512, 0),
-    ModelSpec("clip-vit-b-16", "hf", "openai/clip-vit-base-patch16", "OpenAI CLIP ViT-B/16 (600 MB)", 512, 1),
-    ModelSpec("clip-vit-l-14", "hf", "openai/clip-vit-large-patch14", "OpenAI CLIP ViT-L/14 (1.7 GB)", 768, 2),
-    ModelSpec("laion-vit-b-32", "hf", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "LAION CLIP ViT-B/32 (600 MB)",
-              512, 3),
-    ModelSpec("siglip-base", "hf", "google/siglip-base-patch16-224", "SigLIP base 224 (800 MB)", 768, 4),
-    ModelSpec("siglip2-base", "hf", "google/siglip2-base-patch16-224", "SigLIP 2 base 224 (1.5 GB)", 768, 5),
+    ModelSpec("clip-vit-b-32", "hf", "openai/clip-vit-base-patch32", "OpenAI CLIP ViT-B/32", 512, 0, size_mb=600),
+    ModelSpec("clip-vit-b-16", "hf", "openai/clip-vit-base-patch16", "OpenAI CLIP ViT-B/16", 512, 1, size_mb=600),
+    ModelSpec("clip-vit-l-14", "hf", "openai/clip-vit-large-patch14", "OpenAI CLIP ViT-L/14", 768, 2, size_mb=1700),
+    ModelSpec("laion-vit-b-32", "hf", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "LAION CLIP ViT-B/32", 512, 3,
+              size_mb=600),
+    ModelSpec("siglip-base", "hf", "google/siglip-base-patch16-224", "SigLIP base 224", 768, 4, size_mb=800),
+    ModelSpec("siglip2-base", "hf", "google/siglip2-base-patch16-224", "SigLIP 2 base 224", 768, 5, size_mb=1500),
+    # Ready ONNX towers (models/onnx_repo.py; no torch at run time), the same weights as the names above where one
+    # matches. Repository names: immich's model list (immich-app/immich machine-learning/immich_ml/models/
+    # constants.py, _OPENCLIP_MODELS and _MCLIP_MODELS; the MCLIP repos spell "Vit"); sizes (both model.onnx and the
+    # tokenizer) from the repositories' file listings on huggingface.co, left out where not looked up. immich
+    # publishes no MobileCLIP: such a model loads as `onnx:` from any repository or folder in this layout.
+    ModelSpec("clip-vit-b-32-onnx", "onnx", "immich-app/ViT-B-32__openai", "OpenAI CLIP ViT-B/32, ready ONNX",
+              512, size_mb=610),
+    ModelSpec("clip-vit-b-16-onnx", "onnx", "immich-app/ViT-B-16__openai", "OpenAI CLIP ViT-B/16, ready ONNX", 512),
+    ModelSpec("clip-vit-l-14-onnx", "onnx", "immich-app/ViT-L-14__openai", "OpenAI CLIP ViT-L/14, ready ONNX", 768),
+    ModelSpec("laion-vit-b-32-onnx", "onnx", "immich-app/ViT-B-32__laion2b-s34b-b79k",
+              "LAION CLIP ViT-B/32, ready ONNX", 512),
+    ModelSpec("siglip-base-onnx", "onnx", "immich-app/ViT-B-16-SigLIP__webli", "SigLIP base 224, ready ONNX", 768,
+              size_mb=812),
+    ModelSpec("siglip2-base-onnx", "onnx", "immich-app/ViT-B-16-SigLIP2__webli", "SigLIP 2 base 224, ready ONNX",
+              768),
+    ModelSpec("mclip-vit-b-32-onnx", "onnx", "immich-app/XLM-Roberta-Large-Vit-B-32",
+              "Multilingual CLIP (M-CLIP: XLM-RoBERTa large texts, OpenAI ViT-B/32 images), ready ONNX", 512),
 ]}
 
 # backend name -> "module:function" returning an Embedder for a spec
 BACKENDS: dict[str, str] = {
     "builtin": "picseek.models.builtin:load",
     "hf": "picseek.models.hf:load",
+    "onnx": "picseek.models.onnx_repo:load",
 }
 DEFAULT_DOWNLOAD = "clip-vit-b-32"
 
@@ -68,8 +88,20 @@ def resolve(name: str) -> ModelSpec:
     if name.startswith("hf:"):
         repo = name[3:]
         return ModelSpec(name, "hf", repo, f"Hugging Face model {repo}")
+    if name.startswith("onnx:"):
+        source = name[5:].strip()
+        if not source:
+            raise ModelError("onnx: needs a repository (onnx:ORG/NAME) or a folder")
+        folder = Path(source).expanduser()
+        if folder.is_dir():  # recorded as the absolute folder, which resolves back from anywhere
+            return ModelSpec(str(folder.resolve()), "onnx", str(folder.resolve()), f"ready ONNX model folder {folder}")
+        return ModelSpec(name, "onnx", source, f"ready ONNX model {source}")
     path = Path(name).expanduser()
     if path.is_dir():
+        from .onnx_repo import is_layout
+
+        if is_layout(path):
+            return ModelSpec(str(path.resolve()), "onnx", str(path.resolve()), f"ready ONNX model folder {path}")
         if not (path / "config.json").is_file():
             raise ModelError(f"model folder {path} has no config.json; expected a Hugging Face model folder "
                              "(save_pretrained output)")
@@ -77,7 +109,8 @@ def resolve(name: str) -> ModelSpec:
     if "/" in name and not name.startswith((".", "/", "~")) and name.count("/") == 1:
         return ModelSpec(name, "hf", name, f"Hugging Face model {name}")
     choices = ", ".join(SPECS)
-    raise ModelError(f"unknown model {name!r}: use one of {choices}, hf:ORG/NAME, or a local model folder")
+    raise ModelError(f"unknown model {name!r}: use one of {choices}, hf:ORG/NAME, onnx:ORG/NAME, or a local model "
+                     "folder")
 
 
 def _backend(spec: ModelSpec):
@@ -102,6 +135,14 @@ def is_cached(spec: ModelSpec) -> bool:
             return False
         hit = try_to_load_from_cache(spec.source, "config.json")
         return isinstance(hit, str)
+    if spec.backend == "onnx":
+        from .onnx_repo import REQUIRED
+
+        if Path(spec.source).expanduser().is_dir():
+            return True
+        from huggingface_hub import try_to_load_from_cache
+
+        return all(isinstance(try_to_load_from_cache(spec.source, rel), str) for rel in REQUIRED)
     return False
 
 
@@ -153,5 +194,5 @@ def load_embedder(name: str | ModelSpec, device: str = "cpu", precision: str | N
 def list_models() -> list[dict]:
     """Every named model, whether its weights are here, and what it is (for `picseek models`)."""
     return [{"name": s.name, "backend": s.backend, "source": s.source or "(ships with picseek)",
-             "dim": s.dim, "available_offline": is_cached(s), "description": s.description}
+             "dim": s.dim, "size_mb": s.size_mb, "available_offline": is_cached(s), "description": s.description}
             for s in SPECS.values()]

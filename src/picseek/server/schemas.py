@@ -115,6 +115,7 @@ class ModelOut(BaseModel):
     name: str
     backend: str | None = None
     dim: int | None = None
+    size_mb: int | None = None
     available_offline: bool | None = None
     description: str | None = None
 
