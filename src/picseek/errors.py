@@ -33,6 +33,12 @@ class ImageError(PicseekError):
     """One image that cannot be read. During indexing it is recorded and skipped, never fatal."""
 
 
+class MissingExtraError(PicseekError):
+    """A feature asked for whose optional packages are not installed; the message names the extra to install."""
+
+    exit_code = 2
+
+
 class StorageError(PicseekError):
     """Object storage (s3://, gs://, https://, ...) that cannot be listed: no credentials, access denied,
     unreachable. A single object that cannot be read is an ImageError-like error row instead."""

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageError, UsageError
+from ..extras import require
 from ..ingest.images import load_image
 from ..models.base import ImageSpec, normalize, prepare_image
 from . import evaluate
@@ -107,6 +108,7 @@ class TrainReport:
 def train(ds: Dataset, opts: TrainOptions, progress: Callable[[Step | EpochReport], None] | None = None
           ) -> TrainReport:
     """Train on `ds` and write the model folder `opts.out`; returns the per-epoch report."""
+    require("training")
     import torch
 
     _check(opts)

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelError
+from ..extras import require
 from . import hf
 from .base import ImageSpec, normalize, prepare_image
 
@@ -89,6 +90,7 @@ def _load_itm_parts(source: str, local_files_only: bool) -> hf._Parts:
 
 def load(spec, device: str = "cpu") -> BlipMatcher:
     """A reranker spec (name, source = repo id or local folder) -> a ready BlipMatcher on `device`."""
+    require(f"re-ranking with {spec.name}")
     parts, label, revision = hf.load_source(spec.name, spec.source or spec.name, _load_itm_parts)
     image_spec, patch = hf.image_spec_from_processor(parts.processor)
     if patch is not None:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
+from ..extras import require
 from .base import MAIN, EmbedderBase, ImageSpec, l2_normalize, normalize
 
 log = logging.getLogger(__name__)
@@ -363,6 +364,7 @@ def load(spec, device: str = "cpu", precision: str | None = None) -> HFEmbedder:
     if device == "cpu" and asked in ("auto", "int8") and onnx.onnxruntime_available():
         known = _known_model_id(source)
         if known and not onnx.exported(known, "int8"):
+            require(f"converting {spec.name} to ONNX (once)")
             log.warning("first use of %s at int8: exporting it to ONNX (once, about a minute; cached)", spec.name)
             try:
                 from .onnx_export import export_in_child
@@ -375,6 +377,7 @@ def load(spec, device: str = "cpu", precision: str | None = None) -> HFEmbedder:
                 asked = "fp32"
         if known and asked != "fp32" and onnx.exported(known, "int8"):  # no torch, no transformers, no weights
             return onnx.light_embedder(spec.name, known, "int8", auto=asked == "auto")
+    require(f"model {spec.name} (a Hugging Face model run through transformers)")
     parts, label, revision = load_source(spec.name, source)
     model, config = parts.model, parts.config
     model_type = getattr(config, "model_type", "?")

@@ -1,0 +1,21 @@
+"""Optional parts of picseek, and the one message that names the extra a feature needs when it is missing.
+
+torch and transformers are needed only to convert a Hugging Face model (`hf:`, the CLIP short names without a ready
+ONNX repo), for BLIP re-ranking, for training, and for bf16; indexing and search with the built-in model or a
+ready-ONNX model never import them (docs/models.md)."""
+from __future__ import annotations
+
+from importlib.util import find_spec
+
+from .errors import MissingExtraError
+
+TORCH = ("torch", ("torch", "transformers"))  # the extra, and the modules it brings
+
+
+def require(feature: str, extra: tuple[str, tuple[str, ...]] = TORCH) -> None:
+    """A one-line MissingExtraError when a module `feature` needs is not installed (checked without importing it)."""
+    name, modules = extra
+    missing = [m for m in modules if find_spec(m) is None]
+    if missing:
+        raise MissingExtraError(f"{feature} needs {' and '.join(missing)}: pip install 'picseek[{name}]' (or bash "
+                                f"scripts/install.sh --extras {name}, which takes the CPU build of torch)")
