@@ -369,7 +369,7 @@ def print_index(rows: list[dict], repeats: int) -> None:
               f" | {r['marginal']:.2f} | {r['wall']:.1f}"
               f" | {r['rss_main']:.0f} | {r['rss_workers']:.0f} | {r['other']:.2f} |")
     print("\nindex s / images/s: IndexReport.seconds and images_per_s of `picseek index --json` (scan + decode + embed "
-          "+ write; for builtin also its lazy `import torch` and model load, for hf models not). 1-image run s: the "
+          "+ write; for builtin also its model load (an ONNX Runtime session), for hf models not). 1-image run s: the "
           "same for a folder of the first image alone (the fixed cost). marginal images/s: (images - 1) / (index s - "
           "1-image run s), the steady-state rate once the fixed cost is paid. process wall s: the whole `picseek "
           "index` process. runs used: runs without errors / all runs. other load: CPU used by processes outside this "
