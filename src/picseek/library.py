@@ -10,6 +10,7 @@ import fcntl
 import functools
 import logging
 import os
+import shlex
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -115,7 +116,7 @@ class Library:
             raise ModelMismatchError(
                 f"library {self.path} was indexed with {rec['name']} ({rec['model_id']}), not "
                 f"{embedder.model_id}: search it with --model {rec['name']}, or re-index with the new model "
-                f"(picseek index --model {embedder.name} --rebuild FOLDER) or into another --library")
+                f"({self.command(f'index --model {embedder.name} --rebuild FOLDER')}) or into another --library")
 
     def embedder(self):
         """The model this library uses: the recorded one, or for a new library the one asked for (default auto)."""
@@ -299,7 +300,7 @@ class Library:
         if keywords is not True and keywords:
             require(self.store, "keywords", "--keyword-weight (keyword matches fused with the vector ranking)")
         if self.store.is_empty():
-            raise LibraryError(f"library {self.path} has no images yet: run picseek index FOLDER first")
+            raise LibraryError(f"library {self.path} has no images yet: run {self.command('index FOLDER')} first")
         spaces = list((self.recorded_model or {}).get("spaces", {"main": 0}))
         image = None
         if isinstance(query, (Image.Image, bytes)):
@@ -376,7 +377,7 @@ class Library:
 
     def classify(self, labels: Iterable[str], *, store_tags: bool = False, min_score: float = 0.3, top: int = 3,
                  templates: Iterable[str] | None = None, progress: Callable[[int, int], None] | None = None):
-        """Zero-shot classification of every image (as `picseek classify --library`): (report, predictions).
+        """Zero-shot classification of every image (as `picseek classify --all`): (report, predictions).
         With `store_tags`, labels whose probability reaches `min_score` become tags with source "classify"."""
         from .learn import classify as learn_classify
 
@@ -395,6 +396,13 @@ class Library:
 
     # -- status ---------------------------------------------------------------------------------------------------
     @_on_disk
+    def command(self, args: str) -> str:
+        """A picseek command line for this library, for hints: with --library where it is not the default one."""
+        default = config.library_path(None)
+        where = "" if self.path.expanduser().resolve() == default.expanduser().resolve() else \
+            f"--library {shlex.quote(str(self.path))} "
+        return f"picseek {where}{args}"
+
     def status(self) -> dict:
         """The library at a glance; disk_bytes: the database and its caches (vectors, approximate index,
         thumbnails), and bytes_per_image that over the images (None while there are none)."""

@@ -163,3 +163,20 @@ def test_builtin_model_by_default_offline_finds_real_photos(tmp_path, env, sampl
         assert Path(first).name == expected, (text, first)
     first = run("-L", lib, "search", query, "--paths", "-n", "1", env=env).stdout.strip()
     assert Path(first).name == "coffee.jpg"
+
+
+def test_global_options_after_the_command_and_hints_that_repeat_them(tmp_path, env):
+    photos = tmp_path / "photos"
+    make_folder(photos, 2)
+    lib = tmp_path / "my lib"
+    missing = run("search", "a cat", "--library", lib, env=env, check=False)
+    assert missing.returncode == 1 and f"picseek --library '{lib}' index FOLDER" in missing.stderr, missing.stderr
+    run("index", photos, "--library", lib, "--model", "builtin", "-q", env=env)
+    hits = json.loads(run("search", "a photo", "--json", "-L", lib, env=env).stdout)
+    assert len(hits) == 2
+    status = json.loads(run("status", "--json", "--library", lib, env=env).stdout)
+    assert status["images"] == 2 and status["library"] == str(lib)
+    later_wins = json.loads(run("-L", tmp_path / "other", "status", "--json", "-L", lib, env=env).stdout)
+    assert later_wins["library"] == str(lib)
+    tags = run("tag", "list", "--library", lib, env=env)
+    assert tags.returncode == 0

@@ -44,15 +44,15 @@ def test_classify_images_and_library(tmp_path, env):
     lib = tmp_path / "lib"
     run("-L", lib, "index", photos, "--model", tiny, "--workers", "0", env=env)
     (tmp_path / "labels.txt").write_text("cat\ndog\ncar\n")
-    out = run("-L", lib, "classify", "--library", "--labels-file", tmp_path / "labels.txt", "--store-tags",
-              "--min-score", "0.3", env=env)
+    out = run("classify", "--all", "--labels-file", tmp_path / "labels.txt", "--store-tags",
+              "--min-score", "0.3", "--library", lib, env=env)  # (the global option after the command, too)
     assert "Tagged" in out.stdout and out.stdout.count("img_0") == 4
     tags = json.loads(run("-L", lib, "tag", "list", "--json", env=env).stdout)
     assert tags and set(tags) <= {"cat", "dog", "car"}
     label = next(iter(tags))
     hits = json.loads(run("-L", lib, "search", f"tag:{label}", "--json", env=env).stdout)
     assert len(hits) == tags[label]
-    bad = run("classify", "--labels", "cat", "--library", env=env, check=False)
+    bad = run("classify", "--labels", "cat", "--all", env=env, check=False)
     assert bad.returncode == 2 and "at least two" in bad.stderr and "Traceback" not in bad.stderr
 
 

@@ -102,7 +102,7 @@ def cli(ctx: click.Context, library: str | None, store: str | None, verbose: int
     Index folders of photos once, then search them with words, an example image, or both.
     """
     _setup_logging(verbose, quiet)
-    ctx.obj = {"library": library, "store": store, "quiet": quiet}
+    ctx.obj = {"library": library, "store": store, "quiet": quiet, "verbose": verbose}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -132,6 +132,38 @@ def main(argv: list[str] | None = None) -> None:
 
 
 from . import core, learn, metadata, query, scale, serve  # noqa: E402,F401  (each module registers its commands)
+
+
+def _global_option(name: str):
+    """A copy of one of the group's options for a command, so `picseek index photos --library L` works like
+    `picseek --library L index photos`: a value given after the command wins."""
+    option = next(p for p in cli.params if p.name == name)
+
+    def keep(ctx: click.Context, param: click.Parameter, value):
+        obj = ctx.find_root().obj
+        if obj is None or value in (None, False, 0):
+            return
+        obj[name] = max(obj[name], value) if name == "verbose" else value
+        if name in ("verbose", "quiet"):
+            _setup_logging(obj["verbose"], obj["quiet"])
+
+    return click.Option(option.opts, count=option.count, is_flag=option.is_flag if not option.count else False,
+                        metavar=option.metavar, help=option.help, expose_value=False, callback=keep)
+
+
+def _share_global_options(group: click.Group) -> None:
+    """The global options declared once, on the group, and accepted after any command too."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _share_global_options(command)
+        taken = {opt for p in command.params for opt in getattr(p, "opts", ())}
+        for name in ("library", "store", "verbose", "quiet"):
+            shared = _global_option(name)
+            if not taken & set(shared.opts):
+                command.params.append(shared)
+
+
+_share_global_options(cli)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -15,7 +15,7 @@ Examples:
   picseek classify cat.jpg car.jpg --labels "cat,dog,car"
   picseek classify ./shots/*.jpg --labels-file labels.txt --top 1 --json
   picseek classify img.jpg --labels "cat,dog" --template "a photo of a {label}." --template "a drawing of a {label}."
-  picseek classify --library --labels-file labels.txt --store-tags --min-score 0.3   # then: search tag:cat
+  picseek classify --all --labels-file labels.txt --store-tags --min-score 0.3   # then: search tag:cat
 """
 EPILOG_TRAIN = """\b
 Examples:
@@ -53,9 +53,9 @@ def _labels(labels: str | None, labels_file: str | None) -> list[str]:
 @click.option("--model", "-m", help="Model for IMAGES (default: the library's model with -L, else auto).")
 @click.option("--top", "-k", default=3, show_default=True, type=click.IntRange(1, 1000),
               help="Labels shown per image.")
-@click.option("--library", "use_library", is_flag=True, help="Classify every image of the library (-L) instead "
-              "of IMAGES, from its stored vectors.")
-@click.option("--store-tags", is_flag=True, help="With --library: tag each image with the labels whose "
+@click.option("--all", "use_library", is_flag=True, help="Classify every image of the library (--library PATH or "
+              "the default one) instead of IMAGES, from its stored vectors.")
+@click.option("--store-tags", is_flag=True, help="With --all: tag each image with the labels whose "
               "probability is at least --min-score (source 'classify'); search them with tag:NAME.")
 @click.option("--min-score", default=0.3, show_default=True, type=click.FloatRange(0, 1, min_open=True),
               help="Least probability for a stored tag.")
@@ -71,9 +71,9 @@ def classify(ctx, images, labels, labels_file, templates, model, top, use_librar
     names = _labels(labels, labels_file)
     templates = templates or clf.DEFAULT_TEMPLATES
     if use_library == bool(images):
-        raise click.UsageError("give IMAGE files, or --library to classify the whole library (not both)")
+        raise click.UsageError("give IMAGE files, or --all to classify the whole library (not both)")
     if store_tags and not use_library:
-        raise click.UsageError("--store-tags needs --library")
+        raise click.UsageError("--store-tags needs --all")
     update, close = _progress(ctx, as_json, "classifying")
     try:
         if use_library:
