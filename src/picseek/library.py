@@ -395,7 +395,6 @@ class Library:
         return {r[0]: r[1] for r in rows}
 
     # -- status ---------------------------------------------------------------------------------------------------
-    @_on_disk
     def command(self, args: str) -> str:
         """A picseek command line for this library, for hints: with --library where it is not the default one."""
         default = config.library_path(None)
@@ -403,6 +402,7 @@ class Library:
             f"--library {shlex.quote(str(self.path))} "
         return f"picseek {where}{args}"
 
+    @_on_disk
     def status(self) -> dict:
         """The library at a glance; disk_bytes: the database and its caches (vectors, approximate index,
         thumbnails), and bytes_per_image that over the images (None while there are none)."""
