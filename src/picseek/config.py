@@ -119,6 +119,15 @@ def library_path(value: str | os.PathLike | None = None) -> Path:
     return Path(chosen).expanduser() if chosen else default_library_path()
 
 
+def command_for(library: str | os.PathLike, args: str) -> str:
+    """A picseek command line for hints: with --library (quoted) unless `library` is the one used without it."""
+    import shlex
+
+    path = Path(library).expanduser().resolve()
+    where = "" if path == library_path(None).expanduser().resolve() else f"--library {shlex.quote(str(library))} "
+    return f"picseek {where}{args}"
+
+
 def cache_dir() -> Path:
     chosen = get("cache_dir")
     if chosen:

@@ -10,7 +10,6 @@ import fcntl
 import functools
 import logging
 import os
-import shlex
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -396,11 +395,8 @@ class Library:
 
     # -- status ---------------------------------------------------------------------------------------------------
     def command(self, args: str) -> str:
-        """A picseek command line for this library, for hints: with --library where it is not the default one."""
-        default = config.library_path(None)
-        where = "" if self.path.expanduser().resolve() == default.expanduser().resolve() else \
-            f"--library {shlex.quote(str(self.path))} "
-        return f"picseek {where}{args}"
+        """A picseek command line for this library, for hints (config.command_for)."""
+        return config.command_for(self.path, args)
 
     @_on_disk
     def status(self) -> dict:

@@ -55,6 +55,14 @@ class IndexReport:
     seconds: float = 0.0
     error_samples: list[tuple[str, str]] = field(default_factory=list)
 
+    def note_errors(self, rows: Iterable[tuple[str, str]]) -> None:
+        """Count (path, reason) errors of this run, log them, and keep the first 20 as samples for the summary."""
+        for path, reason in rows:
+            self.errors += 1
+            log.info("skipped %s: %s", path, reason)
+            if len(self.error_samples) < 20:
+                self.error_samples.append((path, reason))
+
     @property
     def embedded(self) -> int:
         return self.added + self.updated
@@ -209,16 +217,17 @@ def _emptied_roots(roots: Sequence[str], entries: Sequence[FileEntry], indexed: 
     """A root folder where no image is left although the library holds some below it is far more often a disk or
     share that is not mounted than a folder whose every photo was deleted: its images are kept (and it is reported,
     with how to forget them) instead of dropped."""
+    from .remote import is_remote
+
     out = []
     for root in roots:
-        if "://" in root or not os.path.isdir(root) or any(within(e.path, [root]) for e in entries):
+        if is_remote(root) or not os.path.isdir(root) or any(within(e.path, [root]) for e in entries):
             continue
         n = sum(1 for p in indexed if within(p, [root]))
         if n:
             st = os.stat(root)
             reason = (f"no images in this folder, which had {n} indexed (a disk that is not mounted?): they are kept; "
                       f"picseek remove FOLDER forgets them")
-            log.info("%s: %s", root, reason)  # (the summary lists it)
             out.append(WalkProblem(root, st.st_size, st.st_mtime_ns, reason, folder=True))
     return out
 
@@ -231,9 +240,7 @@ def _record_problems(store, problems: Sequence[WalkProblem], known: dict[str, tu
     report.skipped_known_errors += len(problems) - len(new)
     if new:
         store.write_images([], [(p.path, p.size, p.mtime_ns, p.reason) for p in new])
-        report.errors += len(new)
-        room = max(0, 20 - len(report.error_samples))
-        report.error_samples += [(p.path, p.reason) for p in new[:room]]
+        report.note_errors((p.path, p.reason) for p in new)
 
 
 def _warm_up(embedder) -> None:
@@ -279,10 +286,6 @@ def _write_batches(store, scan: ScanResult, report: IndexReport, batches, total:
                 report.updated += 1
             else:
                 report.added += 1
-        report.errors += len(bad)
-        for path, _, _, reason in bad:
-            log.info("skipped %s: %s", path, reason)
-            if len(report.error_samples) < 20:
-                report.error_samples.append((path, reason))
+        report.note_errors((path, reason) for path, _, _, reason in bad)
         done += len(batch)
         notify(Progress("embed", done, total, report.errors, batch[-1][0].path))

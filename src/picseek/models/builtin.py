@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
@@ -36,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import write_atomic
 from ..errors import ModelError
 from .base import MAIN, EmbedderBase, ImageSpec, l2_normalize
 
@@ -243,25 +243,11 @@ class BuiltinEmbedder(EmbedderBase):
 
     @staticmethod
     def _write_cache(path: Path, emb: np.ndarray) -> None:
-        tmp = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, emb, allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            tmp = None
+            write_atomic(path, lambda f: np.save(f, emb, allow_pickle=False))
         except OSError as exc:
             log.warning("cannot write the class-embedding cache %s (%s); it will be recomputed next time",
                         path, exc)
-        finally:
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
 
     # ---------------------------------------------------------------- embedding
     def embed_pixels(self, pixels: np.ndarray) -> dict[str, np.ndarray]:

@@ -23,14 +23,14 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -170,27 +170,13 @@ def build_bytes(weights: Path | None = None) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> bool:
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        write_atomic(path, lambda f: f.write(data))
         return True
     except OSError as exc:
         log.warning("cannot cache the built-in image model's ONNX graph in %s (%s); it is built again next time",
                     path.parent, exc)
         return False
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def ensure(cache_dir: Path, rebuild: bool = False) -> Path | bytes:

@@ -12,13 +12,13 @@ import hashlib
 import io
 import os
 import string
-import tempfile
 import threading
 from pathlib import Path
 from typing import BinaryIO
 
 from PIL import Image, ImageOps, features
 
+from ..atomic import write_atomic
 from ..errors import ImageError, library_io_error
 from ..ingest.images import MAX_FILE_BYTES, load_image
 from ..ingest.remote import is_remote, read_url
@@ -124,12 +124,4 @@ def _jpeg_draft(data: bytes, size: int, max_pixels: int) -> Image.Image | None:
 
 
 def _write_atomic(img: Image.Image, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, FORMAT, quality=82)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(dest, lambda f: img.save(f, FORMAT, quality=82), fsync=False)  # (a lost thumbnail is made again)

@@ -7,7 +7,6 @@ index run writes (WAL). Vectors are float16 blobs in the database, mirrored per 
 from __future__ import annotations
 
 import json
-import shlex
 import sqlite3
 import threading
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import config
 from ..errors import LibraryError, LibraryIOError, library_io_error
 from ..paths import MARK, from_text, to_text
 from .base import MAX_ID, FileState, ImageRecord
@@ -127,7 +127,7 @@ class SQLiteStore:
         if not self.db_path.exists():
             if not create:
                 raise LibraryError(f"no picseek library at {self.folder}: index a folder first "
-                                   f"(picseek --library {shlex.quote(str(self.folder))} index FOLDER)")
+                                   f"({config.command_for(self.folder, 'index FOLDER')})")
             self.folder.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._vectors = VectorCache(self.folder)
