@@ -16,12 +16,14 @@ usage: scripts/install.sh [options]
   --venv DIR          create DIR as a virtual environment if missing and install into it
                       (default: the environment of the python3 on PATH)
   --python PY         the Python that creates the virtual environment (default: python3)
-  --extras LIST       comma-separated extras of picseek, e.g. server (the web API) or dev (all the tests need)
+  --extras LIST       comma-separated extras of picseek, e.g. server (the web API), torch (model conversion,
+                      training, BLIP re-ranking: the CPU build of torch is installed first) or dev (all the
+                      tests need)
   --editable          install the checkout in editable (development) mode
   --apt               also install the Debian packages the tests drive (chromium nginx openjdk-17-jre-headless),
                       with sudo when not root; packages already installed are skipped
   --apt-only          only install those Debian packages
-  --torch-index URL   the package index torch comes from, e.g. https://download.pytorch.org/whl/cpu
+  --torch-index URL   where an extra needs torch, the index it comes from, e.g. https://download.pytorch.org/whl/cpu
                       (default: pip's configured index; env PICSEEK_TORCH_INDEX)
   --dry-run           print the commands instead of running them
   -h, --help          this help
@@ -29,11 +31,13 @@ EOF
 }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# The one torch version the project is tested with. It is installed on its own, before picseek: torch from plain
-# PyPI on Linux is the CUDA build, which pulls several GB of NVIDIA libraries that a CPU machine never uses. Asking
-# for the pinned CPU build first (from --torch-index where the default index has no CPU build) means pip finds
-# picseek's `torch>=2.2,<3` already satisfied and never fetches the CUDA one.
+# picseek itself needs no torch. The extras that do (TORCH_EXTRAS: tests/unit/test_dependencies.py keeps this list
+# equal to pyproject.toml's) get the one torch version the project is tested with, installed on its own before
+# picseek: torch from plain PyPI on Linux is the CUDA build, which pulls several GB of NVIDIA libraries that a CPU
+# machine never uses. Asking for the pinned CPU build first (from --torch-index where the default index has no CPU
+# build) means pip finds the extra's `torch>=2.2,<3` already satisfied and never fetches the CUDA one.
 TORCH="torch==2.13.0"
+TORCH_EXTRAS=(torch dev)
 APT_PACKAGES=(chromium nginx openjdk-17-jre-headless)
 VENV="" PYTHON="python3" EXTRAS="" EDITABLE=0 APT=0 PY_INSTALL=1 DRY=0
 TORCH_INDEX="${PICSEEK_TORCH_INDEX:-}"
@@ -78,6 +82,14 @@ apt_install() {
   run "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
+needs_torch() {
+  local extra wanted
+  for extra in ${EXTRAS//,/ }; do
+    for wanted in "${TORCH_EXTRAS[@]}"; do [ "$extra" != "$wanted" ] || return 0; done
+  done
+  return 1
+}
+
 python_install() {
   local py="$PYTHON"
   if [ -n "$VENV" ]; then
@@ -85,9 +97,11 @@ python_install() {
     py="$VENV/bin/python"
   fi
   export PIP_DISABLE_PIP_VERSION_CHECK=1
-  local torch_from=()
-  [ -z "$TORCH_INDEX" ] || torch_from=(--index-url "$TORCH_INDEX")
-  run "$py" -m pip install -q "${torch_from[@]}" "$TORCH"
+  if needs_torch; then
+    local torch_from=()
+    [ -z "$TORCH_INDEX" ] || torch_from=(--index-url "$TORCH_INDEX")
+    run "$py" -m pip install -q "${torch_from[@]}" "$TORCH"
+  fi
   local target="$ROOT"
   [ -z "$EXTRAS" ] || target="$ROOT[$EXTRAS]"
   if [ "$EDITABLE" -eq 1 ]; then

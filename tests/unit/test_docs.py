@@ -56,7 +56,7 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_test_one():
     assert "scripts/install.sh --apt" in ci, "CI installs the Debian packages the tests drive with the same script"
 
 
-def test_install_script_puts_cpu_torch_first_then_the_extras_asked_for(tmp_path):
+def test_install_script_puts_cpu_torch_first_where_an_extra_needs_it(tmp_path):
     import subprocess
 
     script = ROOT / "scripts" / "install.sh"
@@ -68,7 +68,11 @@ def test_install_script_puts_cpu_torch_first_then_the_extras_asked_for(tmp_path)
     assert steps[2].endswith(f"pip install -q -e {ROOT}[dev]")
     server = subprocess.run(["bash", str(script), "--dry-run", "--extras", "server", "--torch-index", "https://x/cpu"],
                             capture_output=True, text=True, check=True).stderr
-    assert "pip install -q --index-url https://x/cpu torch==2.13.0" in server and f"install -q {ROOT}[server]" in server
+    assert "torch" not in server and f"install -q {ROOT}[server]" in server  # the default install needs no torch
+    both = subprocess.run(["bash", str(script), "--dry-run", "--extras", "server,torch", "--torch-index",
+                           "https://x/cpu"], capture_output=True, text=True, check=True).stderr
+    assert "pip install -q --index-url https://x/cpu torch==2.13.0" in both
+    assert f"install -q {ROOT}[server,torch]" in both
     bad = subprocess.run(["bash", str(script), "--extras", "dev;rm"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--extras" in bad.stderr
 
@@ -78,6 +82,7 @@ def test_dev_extra_gathers_every_other_extra_the_tests_use():
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    (dev,) = extras["dev"]
+    dev, *references = extras["dev"]  # then the reference implementations some tests compare with
     gathered = set(re.fullmatch(r"picseek\[([a-z0-9_,-]+)\]", dev.replace(" ", "")).group(1).split(","))
-    assert {"test", "server"} <= gathered and gathered <= set(extras) - {"dev"}
+    assert {"test", "server", "torch", "large"} <= gathered and gathered <= set(extras) - {"dev"}
+    assert all(not r.startswith("picseek") for r in references)

