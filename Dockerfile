@@ -8,7 +8,8 @@
 # compose.yaml puts nginx in front; docs/deployment.md ("Container") says what was and was not exercised.
 FROM python:3.11-slim
 
-# CPU torch from PyTorch's own index (PyPI's Linux torch is the CUDA build, several GB); empty: pip's own index.
+# No torch by default. Where EXTRAS need it (torch, dev), CPU torch from PyTorch's own index (PyPI's Linux torch is
+# the CUDA build, several GB); empty: pip's own index.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ARG EXTRAS=server
 

@@ -178,3 +178,19 @@ def test_fp32_and_int8_libraries_record_the_same_model(folders):
     fast = load_embedder(str(folders["clip"]), precision="int8")
     ref = load_embedder(str(folders["clip"]), precision="fp32")
     assert fast.model_id == ref.model_id and fast.dim == ref.dim and fast.image_spec == ref.image_spec
+
+
+def test_a_spark_task_sets_the_threads_of_the_sessions_it_makes(monkeypatch):
+    """Executors run a task per core: each task's ONNX Runtime sessions get spark.task.cpus threads (or --threads),
+    not every core of the machine."""
+    from picseek.scale import tasks
+
+    monkeypatch.setattr(onnx, "_threads", None)
+    every = onnx.default_threads()
+    monkeypatch.setattr(tasks, "_task_cpus", lambda: 1)
+    tasks._set_threads(tasks.TaskSpec("builtin"))
+    assert onnx.default_threads() == 1
+    tasks._set_threads(tasks.TaskSpec("builtin", threads=3))
+    assert onnx.default_threads() == 3
+    onnx.set_default_threads(None)
+    assert onnx.default_threads() == every

@@ -93,7 +93,20 @@ def exported(model_id: str, precision: str) -> bool:
                                                        TOKENIZER_JSON))
 
 
+_threads: int | None = None  # set_default_threads
+
+
+def set_default_threads(threads: int | None) -> None:
+    """The intra-op threads of every ONNX Runtime session made from now on in this process (None: every CPU it may
+    use). Spark tasks set `spark.task.cpus`: an executor runs a task per core, and a session per task on every core
+    of the machine would oversubscribe them."""
+    global _threads
+    _threads = max(1, int(threads)) if threads else None
+
+
 def default_threads() -> int:
+    if _threads:
+        return _threads
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux

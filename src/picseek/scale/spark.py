@@ -230,7 +230,7 @@ def index_on_spark(spark_or_master, inputs, shards_dir: str | os.PathLike, *,
     model: a model name (resolved here: "auto" becomes a concrete name, so every worker builds the same model),
     or a picklable function that returns an Embedder. batch_size: images per model call in a task.
     partitions: Spark partitions (default: one per 512 inputs, at least the cluster's default parallelism).
-    threads: torch threads per task (default spark.task.cpus). precision: as `picseek index --precision`.
+    threads: model threads per task (default spark.task.cpus). precision: as `picseek index --precision`.
     device: "cpu", or "cuda" for GPU executors (each task uses the GPU Spark assigned it). skip: folders a walk
     leaves out."""
     t0 = time.perf_counter()

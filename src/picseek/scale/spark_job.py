@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=16, help="images per model call in a task (default 16)")
     ap.add_argument("--partitions", type=int, help="Spark partitions (default: one per 512 inputs, at least the "
                                                    "default parallelism)")
-    ap.add_argument("--threads", type=int, help="torch threads per task (default: spark.task.cpus)")
+    ap.add_argument("--threads", type=int, help="model threads per task (default: spark.task.cpus)")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], help="what runs a CLIP-family model")
     ap.add_argument("--device", default="cpu", help="cpu (default), or cuda on GPU executors: each task uses the "
                                                     "GPU Spark assigned it (spark.task.resource.gpu.amount)")

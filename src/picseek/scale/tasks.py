@@ -37,7 +37,7 @@ class TaskSpec:
     model: str
     batch_size: int = 16
     max_pixels: int = DEFAULT_MAX_PIXELS
-    threads: int | None = None  # torch threads per task (default: the CPUs Spark gives a task, spark.task.cpus)
+    threads: int | None = None  # model threads per task (default: the CPUs Spark gives a task, spark.task.cpus)
     factory: Callable[[], object] | None = None
     precision: str | None = None  # what runs a CLIP-family model (models/onnx.py); None: the backend's default
     device: str = "cpu"  # "cuda": the GPU Spark gave the task (spark.task.resource.gpu.amount), else cuda:0
@@ -84,13 +84,17 @@ def _task_cpus() -> int:
 
 
 def _set_threads(spec: TaskSpec) -> None:
-    """One task, `spark.task.cpus` torch threads: executors run a task per core, so torch's default (every core
-    of the machine per task) would oversubscribe them."""
+    """One task, `spark.task.cpus` model threads (ONNX Runtime sessions, and torch where a model runs in it):
+    executors run a task per core, so the default (every core of the machine per task) would oversubscribe them."""
     import sys
 
+    from ..models import onnx
+
+    threads = spec.threads or _task_cpus()
+    onnx.set_default_threads(threads)
     torch = sys.modules.get("torch")
     if torch is not None:
-        torch.set_num_threads(spec.threads or _task_cpus())
+        torch.set_num_threads(threads)
 
 
 def entry(path: str, size: int, mtime_ns: int) -> FileEntry:
@@ -119,8 +123,8 @@ def embed_frames(frames: Iterator, spec: TaskSpec) -> Iterator:
     """mapInPandas body: pandas frames of (path, size, mtime_ns) -> pandas frames in the shard schema."""
     import pandas as pd
 
+    _set_threads(spec)  # before the model: its ONNX Runtime sessions take the thread count when they are made
     emb = worker_model(spec)
-    _set_threads(spec)
     for frame in frames:
         entries = [entry(from_text(p), s, m) for p, s, m in zip(frame["path"], frame["size"], frame["mtime_ns"])]
         stream = decode_stream(entries, emb.image_spec, workers=0, window=0, max_pixels=spec.max_pixels)
