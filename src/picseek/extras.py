@@ -1,8 +1,8 @@
 """Optional parts of picseek, and the one message that names the extra a feature needs when it is missing.
 
-torch and transformers are needed only to convert a Hugging Face model (`hf:`, the CLIP short names without a ready
-ONNX repo), for BLIP re-ranking, for training, and for bf16; indexing and search with the built-in model or a
-ready-ONNX model never import them (docs/models.md)."""
+torch and transformers are needed only to convert a Hugging Face model (`hf:`, a model folder, the `-hf` names), for
+BLIP re-ranking, for training, and for bf16; indexing and search with the built-in model or a ready-ONNX model (the
+CLIP short names) never import them (docs/models.md)."""
 from __future__ import annotations
 
 from importlib.util import find_spec

@@ -128,18 +128,25 @@ class Library:
             self._embedder = asked
             return asked
         if rec:
+            recorded = self._recorded_name(rec)
             if asked not in (None, registry.AUTO, rec["name"]):
                 spec = registry.resolve(asked)
-                if spec.name != rec["name"]:
+                if spec.name != recorded:
                     raise ModelMismatchError(
-                        f"library {self.path} was indexed with {rec['name']}, not {spec.name}: leave out --model "
-                        f"to use {rec['name']}, re-index with --rebuild, or use another --library")
-            emb = registry.load_embedder(rec["name"], precision=self._precision())
+                        f"library {self.path} was indexed with {recorded}, not {spec.name}: leave out --model "
+                        f"to use {recorded}, re-index with --rebuild, or use another --library")
+            emb = registry.load_embedder(recorded, precision=self._precision())
             self._check_same(emb)
         else:
             emb = registry.load_embedder(config.get("model", asked), precision=self._precision())
         self._embedder = emb
         return emb
+
+    @staticmethod
+    def _recorded_name(rec: dict) -> str:
+        """The name that rebuilds the recorded model (its name, and its model id's backend: a library made when a
+        short name meant the torch conversion keeps that; registry.spec_for_record)."""
+        return registry.name_for_record(rec["name"], rec.get("model_id"))
 
     def _precision(self) -> str:
         from .models.onnx import check_precision
@@ -168,7 +175,7 @@ class Library:
                       rebuild: bool, progress: Callable[[Progress], None] | None) -> IndexReport:
         if rebuild:
             rec = self.recorded_model
-            name = self._model_arg or (rec["name"] if rec else config.get("model"))
+            name = self._model_arg or (self._recorded_name(rec) if rec else config.get("model"))
             self._embedder = name if not isinstance(name, str) else registry.load_embedder(
                 name, precision=self._precision())
             self.store.clear_vectors()

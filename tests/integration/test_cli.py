@@ -47,7 +47,8 @@ def test_models_lists_builtin_as_offline(env):
     rows = json.loads(run("models", "--json", env=env).stdout)
     by_name = {r["name"]: r for r in rows}
     assert by_name["builtin"]["available_offline"] is True
-    assert "clip-vit-b-32" in by_name
+    assert by_name["clip-vit-b-32"]["backend"] == "onnx" and by_name["clip-vit-b-32-hf"]["backend"] == "hf"
+    assert "clip-vit-b-32-onnx" not in by_name  # an alias: it resolves, it is not listed
 
 
 def test_index_search_status_with_tiny_clip(tmp_path, env, tiny_clip):

@@ -207,7 +207,7 @@ def test_uncached_repo_offline_is_a_clear_model_error():
     assert "openai/clip-vit-base-patch32" in msg and "not in the local cache" in msg and "internet" in msg
     assert "\n" not in msg
     with pytest.raises(ModelError, match="not in the local cache"):
-        load_embedder("clip-vit-b-32")  # a short name resolves to the same repo
+        load_embedder("clip-vit-b-32-hf")  # a -hf name resolves to the same repo
 
 
 def test_failed_download_is_a_model_error(monkeypatch):

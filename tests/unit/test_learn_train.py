@@ -176,6 +176,8 @@ def test_bad_options_are_clear_errors(small_data, tmp_path):
         train.train(small_data, train.TrainOptions(out=str(tmp_path / "y"), resume=True))
     with pytest.raises(UsageError, match="fine-tun"):
         train.train(small_data, train.TrainOptions(out=str(tmp_path / "z"), from_model="builtin"))
+    with pytest.raises(UsageError, match="use --from clip-vit-b-32-hf"):  # the short name is the ready-ONNX model
+        train.train(small_data, train.TrainOptions(out=str(tmp_path / "w"), from_model="clip-vit-b-32"))
     if not clipmodel.cpu_has_bf16():
         with pytest.raises(UsageError, match="bfloat16"):
             train.train(small_data, train.TrainOptions(out=str(tmp_path / "b"), arch="tiny", precision="bf16"))

@@ -394,11 +394,13 @@ def test_folder_revision_follows_the_weights_not_the_place(tiny, tmp_path):
 
 def test_registry_names_resolve_and_list_with_sizes(tiny):
     by_name = {r["name"]: r for r in list_models()}
-    assert by_name["clip-vit-b-32"]["backend"] == "hf"  # the short names keep their torch path
+    assert by_name["clip-vit-b-32-hf"]["backend"] == "hf"  # the torch conversion, under its own name
     onnx_rows = {n: r for n, r in by_name.items() if r["backend"] == "onnx"}
-    assert {"clip-vit-b-32-onnx", "siglip2-base-onnx", "mclip-vit-b-32-onnx"} <= set(onnx_rows)
-    assert onnx_rows["clip-vit-b-32-onnx"]["source"] == "immich-app/ViT-B-32__openai"
-    assert onnx_rows["clip-vit-b-32-onnx"]["size_mb"] == 610 and "size_mb" in by_name["builtin"]
+    assert {"clip-vit-b-32", "siglip2-base", "mclip-vit-b-32"} <= set(onnx_rows)
+    assert not any(n.endswith("-onnx") for n in by_name)  # the older names are aliases, not listed
+    assert resolve("clip-vit-b-32-onnx") == resolve("clip-vit-b-32")
+    assert onnx_rows["clip-vit-b-32"]["source"] == "immich-app/ViT-B-32__openai"
+    assert onnx_rows["clip-vit-b-32"]["size_mb"] == 610 and "size_mb" in by_name["builtin"]
     assert not any(r["available_offline"] for r in onnx_rows.values())
     assert all(r["source"].startswith("immich-app/") and r["dim"] for r in onnx_rows.values())
     folder = tiny["clip"][1]
@@ -410,7 +412,7 @@ def test_registry_names_resolve_and_list_with_sizes(tiny):
     from picseek.cli import cli
 
     table = CliRunner().invoke(cli, ["models"]).output
-    assert "clip-vit-b-32-onnx" in table and "610 MB" in table and "onnx:ORG/NAME" in table
+    assert "clip-vit-b-32 " in table and "610 MB" in table and "onnx:ORG/NAME" in table and "-onnx" in table
 
 
 def test_a_library_made_with_an_onnx_model_reopens_by_name(tiny, offline_hub, tmp_path):

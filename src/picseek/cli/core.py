@@ -323,7 +323,7 @@ def models(as_json):
         click.echo(f"{r['name']:<{width}} {'yes' if r['available_offline'] else 'no':<8} {r['dim'] or '?':>4} "
                    f"{size:>8}  {r['description']}")
     click.echo("\nAlso: hf:ORG/NAME (any CLIP/SigLIP on the Hugging Face hub), onnx:ORG/NAME (ready ONNX towers in "
-               "immich's layout) or a local model folder. Default: auto (a cached CLIP, else download one, else "
-               "builtin).")
+               "immich's layout) or a local model folder; the older NAME-onnx names still mean NAME. Default: auto "
+               "(a cached CLIP, else download one, else builtin).")
 
 

@@ -19,11 +19,11 @@ Examples:
 """
 EPILOG_TRAIN = """\b
 Examples:
-  picseek train --data captions.csv --out models/mine --from clip-vit-b-32 --epochs 3
-  picseek train --data photos_by_class/ --out models/mine --from clip-vit-b-32 --train projection
+  picseek train --data captions.csv --out models/mine --from clip-vit-b-32-hf --epochs 3
+  picseek train --data photos_by_class/ --out models/mine --from clip-vit-b-32-hf --train projection
   picseek train --data captions.csv --out models/tiny --arch tiny --epochs 20
   picseek train --data captions.csv --out models/tiny --arch tiny --epochs 30 --resume   # continue
-  picseek -L ~/lib train --data library:description --out models/mine --from clip-vit-b-32
+  picseek -L ~/lib train --data library:description --out models/mine --from clip-vit-b-32-hf
   picseek index ~/Pictures --model models/mine
 """
 EPILOG_EVAL = """\b
@@ -123,7 +123,8 @@ def _echo_predictions(preds, report, as_json: bool) -> None:
               "as captions, e.g. library:description).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), metavar="FOLDER",
               help="Where the model folder (and its checkpoint) is written; use it with --model FOLDER.")
-@click.option("--from", "from_model", metavar="MODEL", help="Fine-tune this CLIP model (name or folder).")
+@click.option("--from", "from_model", metavar="MODEL", help="Fine-tune this CLIP model, one in Hugging Face "
+              "format (torch): clip-vit-b-32-hf, hf:ORG/NAME or a folder.")
 @click.option("--arch", type=click.Choice(["tiny"]), help="Train a small CLIP from scratch instead.")
 @click.option("--train", "train_mode", type=click.Choice(["all", "projection"]), default="all", show_default=True,
               help="Fine-tune every weight, or only the projection layers (and temperature).")

@@ -216,7 +216,10 @@ def _fine_tune_start(name: str):
 
     spec = registry.resolve(name)
     if spec.backend != "hf":
-        raise UsageError(f"only CLIP models in Hugging Face format can be fine-tuned, not {name} ({spec.backend})")
+        twin = f"{spec.name}-hf" if f"{spec.name}-hf" in registry.SPECS else None
+        hint = f": use --from {twin} (the same weights in Hugging Face format, through torch)" if twin else ""
+        raise UsageError(f"only CLIP models in Hugging Face format can be fine-tuned, not {name} "
+                         f"({spec.backend}){hint}")
     emb = registry.load_embedder(spec, precision="fp32")  # training needs the torch weights
     if getattr(emb.model.config, "model_type", "") != "clip":
         raise UsageError(f"{name} is a {emb.model.config.model_type!r} model; fine-tuning supports CLIP models")

@@ -2,8 +2,10 @@
 
 Model choice is data: a spec names its backend and where its weights come from; `load_embedder` looks the backend
 up in a table (extendable through the `picseek.backends` entry-point group) instead of an if/elif chain.
-Names a user can type: a short name from SPECS, `builtin`, `auto`, `hf:org/name`, `org/name`, `onnx:org/name` (ready
-ONNX towers, models/onnx_repo.py), or a local folder (a Hugging Face one, or ready ONNX towers in immich's layout).
+Names a user can type: a short name from SPECS (or an older name in ALIASES), `builtin`, `auto`, `hf:org/name`,
+`org/name`, `onnx:org/name` (ready ONNX towers, models/onnx_repo.py), or a local folder (a Hugging Face one, or ready
+ONNX towers in immich's layout). The CLIP short names are ready-ONNX models (no torch); their `-hf` twins convert the
+Hugging Face weights through torch. A library's recorded model is reopened with `spec_for_record`.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import logging
 import os
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from importlib.util import find_spec
 from pathlib import Path
 
 from ..errors import ModelError
@@ -33,34 +36,45 @@ class ModelSpec:
     size_mb: int | None = None  # what a download fetches, where known (`picseek models`)
 
 
+def _hf(name: str, repo: str, what: str, dim: int, rank: int, size_mb: int) -> ModelSpec:
+    return ModelSpec(name, "hf", repo, f"{what}, converted through torch (needs the torch extra: pip install "
+                     "'picseek[torch]')", dim, rank, size_mb=size_mb)
+
+
 SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec(BUILTIN, "builtin", description="EfficientNet-Lite0 ImageNet classes + MiniLM text (ships with the "
               "install, no download; ~1000 ImageNet concepts)", dim=384),
-    ModelSpec("clip-vit-b-32", "hf", "openai/clip-vit-base-patch32", "OpenAI CLIP ViT-B/32", 512, 0, size_mb=600),
-    ModelSpec("clip-vit-b-16", "hf", "openai/clip-vit-base-patch16", "OpenAI CLIP ViT-B/16", 512, 1, size_mb=600),
-    ModelSpec("clip-vit-l-14", "hf", "openai/clip-vit-large-patch14", "OpenAI CLIP ViT-L/14", 768, 2, size_mb=1700),
-    ModelSpec("laion-vit-b-32", "hf", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "LAION CLIP ViT-B/32", 512, 3,
-              size_mb=600),
-    ModelSpec("siglip-base", "hf", "google/siglip-base-patch16-224", "SigLIP base 224", 768, 4, size_mb=800),
-    ModelSpec("siglip2-base", "hf", "google/siglip2-base-patch16-224", "SigLIP 2 base 224", 768, 5, size_mb=1500),
-    # Ready ONNX towers (models/onnx_repo.py; no torch at run time), the same weights as the names above where one
-    # matches. Repository names: immich's model list (immich-app/immich machine-learning/immich_ml/models/
-    # constants.py, _OPENCLIP_MODELS and _MCLIP_MODELS; the MCLIP repos spell "Vit"); sizes (both model.onnx and the
-    # tokenizer) from the repositories' file listings on huggingface.co, left out where not looked up. immich
-    # publishes no MobileCLIP: such a model loads as `onnx:` from any repository or folder in this layout.
-    ModelSpec("clip-vit-b-32-onnx", "onnx", "immich-app/ViT-B-32__openai", "OpenAI CLIP ViT-B/32, ready ONNX",
-              512, size_mb=610),
-    ModelSpec("clip-vit-b-16-onnx", "onnx", "immich-app/ViT-B-16__openai", "OpenAI CLIP ViT-B/16, ready ONNX", 512),
-    ModelSpec("clip-vit-l-14-onnx", "onnx", "immich-app/ViT-L-14__openai", "OpenAI CLIP ViT-L/14, ready ONNX", 768),
-    ModelSpec("laion-vit-b-32-onnx", "onnx", "immich-app/ViT-B-32__laion2b-s34b-b79k",
-              "LAION CLIP ViT-B/32, ready ONNX", 512),
-    ModelSpec("siglip-base-onnx", "onnx", "immich-app/ViT-B-16-SigLIP__webli", "SigLIP base 224, ready ONNX", 768,
+    # Ready ONNX towers (models/onnx_repo.py; no torch at run time). Repository names: immich's model list
+    # (immich-app/immich machine-learning/immich_ml/models/constants.py, _OPENCLIP_MODELS and _MCLIP_MODELS; the MCLIP
+    # repos spell "Vit"); sizes (both model.onnx and the tokenizer) from the repositories' file listings on
+    # huggingface.co, left out where not looked up. immich lists no MobileCLIP (neither that file nor its exporter's
+    # model list, machine-learning/export/immich_model_exporter/run.py): such a model loads as `onnx:` from any
+    # repository or folder in this layout.
+    ModelSpec("clip-vit-b-32", "onnx", "immich-app/ViT-B-32__openai", "OpenAI CLIP ViT-B/32, ready ONNX", 512, 0,
+              size_mb=610),
+    ModelSpec("clip-vit-b-16", "onnx", "immich-app/ViT-B-16__openai", "OpenAI CLIP ViT-B/16, ready ONNX", 512, 1),
+    ModelSpec("clip-vit-l-14", "onnx", "immich-app/ViT-L-14__openai", "OpenAI CLIP ViT-L/14, ready ONNX", 768, 2),
+    ModelSpec("laion-vit-b-32", "onnx", "immich-app/ViT-B-32__laion2b-s34b-b79k", "LAION CLIP ViT-B/32, ready ONNX",
+              512, 3),
+    ModelSpec("siglip-base", "onnx", "immich-app/ViT-B-16-SigLIP__webli", "SigLIP base 224, ready ONNX", 768, 4,
               size_mb=812),
-    ModelSpec("siglip2-base-onnx", "onnx", "immich-app/ViT-B-16-SigLIP2__webli", "SigLIP 2 base 224, ready ONNX",
-              768),
-    ModelSpec("mclip-vit-b-32-onnx", "onnx", "immich-app/XLM-Roberta-Large-Vit-B-32",
-              "Multilingual CLIP (M-CLIP: XLM-RoBERTa large texts, OpenAI ViT-B/32 images), ready ONNX", 512),
+    ModelSpec("siglip2-base", "onnx", "immich-app/ViT-B-16-SigLIP2__webli", "SigLIP 2 base 224, ready ONNX", 768, 5),
+    ModelSpec("mclip-vit-b-32", "onnx", "immich-app/XLM-Roberta-Large-Vit-B-32",
+              "Multilingual CLIP (M-CLIP: XLM-RoBERTa large texts, OpenAI ViT-B/32 images), ready ONNX", 512, 6),
+    # The same weights (where one matches) from the Hugging Face repositories, converted to ONNX through torch on first
+    # use (models/hf.py): what `picseek train` fine-tunes, and what libraries made before the ready-ONNX names were the
+    # default recorded (spec_for_record).
+    _hf("clip-vit-b-32-hf", "openai/clip-vit-base-patch32", "OpenAI CLIP ViT-B/32", 512, 0, 600),
+    _hf("clip-vit-b-16-hf", "openai/clip-vit-base-patch16", "OpenAI CLIP ViT-B/16", 512, 1, 600),
+    _hf("clip-vit-l-14-hf", "openai/clip-vit-large-patch14", "OpenAI CLIP ViT-L/14", 768, 2, 1700),
+    _hf("laion-vit-b-32-hf", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "LAION CLIP ViT-B/32", 512, 3, 600),
+    _hf("siglip-base-hf", "google/siglip-base-patch16-224", "SigLIP base 224", 768, 4, 800),
+    _hf("siglip2-base-hf", "google/siglip2-base-patch16-224", "SigLIP 2 base 224", 768, 5, 1500),
 ]}
+
+# Older names -> the names above (resolve() follows them; `picseek models` lists only SPECS). The ready-ONNX models
+# were `*-onnx` while the short names meant the torch conversion.
+ALIASES: dict[str, str] = {f"{name}-onnx": name for name, s in SPECS.items() if s.backend == "onnx"}
 
 # backend name -> "module:function" returning an Embedder for a spec
 BACKENDS: dict[str, str] = {
@@ -83,6 +97,7 @@ def resolve(name: str) -> ModelSpec:
     name = (name or "").strip()
     if not name:
         raise ModelError("no model name given; run `picseek models` to see the choices")
+    name = ALIASES.get(name, name)
     if name in SPECS:
         return SPECS[name]
     if name.startswith("hf:"):
@@ -111,6 +126,29 @@ def resolve(name: str) -> ModelSpec:
     choices = ", ".join(SPECS)
     raise ModelError(f"unknown model {name!r}: use one of {choices}, hf:ORG/NAME, onnx:ORG/NAME, or a local model "
                      "folder")
+
+
+def spec_for_record(name: str, model_id: str | None = None) -> ModelSpec:
+    """The spec that rebuilds a library's recorded model: `name` resolved, except where the recorded `model_id`'s
+    backend (the part before its first ':': hf, onnx, builtin) is not that spec's and the name has a twin for that
+    backend (`NAME-hf`): a library made when `clip-vit-b-32` meant the torch conversion (model id `hf:...`) keeps it."""
+    spec = resolve(name)
+    prefix = (model_id or "").partition(":")[0]
+    if prefix and prefix != spec.backend:
+        twin = ALIASES.get(f"{spec.name}-{prefix}", f"{spec.name}-{prefix}")
+        if twin in SPECS and SPECS[twin].backend == prefix:
+            return SPECS[twin]
+    return spec
+
+
+def name_for_record(name: str, model_id: str | None = None) -> str:
+    """The name that rebuilds a library's recorded model (`spec_for_record`), or the recorded name itself where it
+    does not resolve (a model object passed in from Python, a plugin no longer installed): comparing it with another
+    name still says which model the library holds, and loading it fails as it did."""
+    try:
+        return spec_for_record(name, model_id).name
+    except ModelError:
+        return name
 
 
 def _backend(spec: ModelSpec):
@@ -160,20 +198,35 @@ def hub_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
+def torch_installed() -> bool:
+    """torch and transformers importable (checked without importing them): what the `hf` backend needs."""
+    return find_spec("torch") is not None and find_spec("transformers") is not None
+
+
 def resolve_auto() -> ModelSpec:
-    """`auto`: a CLIP-family model already cached here, else download the default one where the hub answers,
-    else the built-in model (with one warning line that says how to get CLIP)."""
+    """`auto`: a ready-ONNX CLIP-family model already cached here, else a cached Hugging Face one where torch is
+    installed to run it, else download the default (ready-ONNX) one where the hub answers, else the built-in model
+    (with one warning line that says how to get CLIP)."""
     ranked = sorted((s for s in SPECS.values() if s.auto_rank is not None), key=lambda s: s.auto_rank)
-    for spec in ranked:
+    for spec in (s for s in ranked if s.backend == "onnx"):
         if is_cached(spec):
             return spec
+    unusable = []  # cached, but needs torch, which is not installed
+    for spec in (s for s in ranked if s.backend == "hf"):
+        if is_cached(spec):
+            if torch_installed():
+                return spec
+            unusable.append(spec.name)
+    skipped = (f" that runs here (cached but needing the torch extra, pip install 'picseek[torch]': "
+               f"{', '.join(unusable)})" if unusable else "")
     if hub_reachable():
         spec = SPECS[DEFAULT_DOWNLOAD]
-        log.warning("no CLIP model in the local cache: downloading %s (%s) once from the model hub",
-                    spec.name, spec.source)
+        log.warning("no CLIP model in the local cache%s: downloading %s (%s) once from the model hub",
+                    skipped, spec.name, spec.source)
         return spec
-    log.warning("no CLIP model cached and the model hub is unreachable: using the built-in model "
-                "(fewer concepts). For CLIP, run once with internet: picseek index --model %s ...", DEFAULT_DOWNLOAD)
+    log.warning("no CLIP model cached%s and the model hub is unreachable: using the built-in model "
+                "(fewer concepts). For CLIP, run once with internet: picseek index --model %s ...", skipped,
+                DEFAULT_DOWNLOAD)
     return SPECS[BUILTIN]
 
 
