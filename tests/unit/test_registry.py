@@ -26,7 +26,7 @@ def test_short_names_are_ready_onnx_and_their_hf_twins_the_torch_conversion():
     for name in SHORT:
         twin = registry.resolve(f"{name}-hf")
         assert twin.backend == "hf" and twin.dim == registry.SPECS[name].dim
-        assert "pip install 'picseek[torch]'" in twin.description
+        assert registry.extra_for(twin) == "torch" and registry.extra_for(registry.SPECS[name]) is None
     assert registry.resolve("clip-vit-b-32").source == "immich-app/ViT-B-32__openai"
     assert registry.resolve("clip-vit-b-32-hf").source == "openai/clip-vit-base-patch32"
     assert registry.SPECS[registry.DEFAULT_DOWNLOAD].backend == "onnx"
@@ -205,3 +205,10 @@ def test_a_library_of_a_model_the_registry_cannot_name_still_says_which_it_holds
     with Library(tmp_path / "lib", model="clip-vit-b-32") as lib, \
             pytest.raises(ModelMismatchError, match="indexed with test-colour, not clip-vit-b-32"):
         lib.embedder()
+
+
+def test_models_say_which_extra_each_needs():
+    rows = {r["name"]: r for r in registry.list_models()}
+    assert rows["builtin"]["extra"] is None and rows["clip-vit-b-32"]["extra"] is None
+    assert rows["clip-vit-b-32-hf"]["extra"] == "torch"
+    assert {r["extra"] for r in rows.values()} == {None, "torch"}

@@ -317,11 +317,12 @@ def models(as_json):
         click.echo(json.dumps(rows, indent=2))
         return
     width = max(len(r["name"]) for r in rows)
-    click.echo(f"{'name':<{width}} {'offline':<8} {'dim':>4} {'size':>8}  description")
+    click.echo(f"{'name':<{width}} {'offline':<8} {'dim':>4} {'size':>8}  {'needs':<7} description")
     for r in rows:
         size = f"{r['size_mb']} MB" if r.get("size_mb") else ""
+        needs = f"[{r['extra']}]" if r["extra"] else ""
         click.echo(f"{r['name']:<{width}} {'yes' if r['available_offline'] else 'no':<8} {r['dim'] or '?':>4} "
-                   f"{size:>8}  {r['description']}")
+                   f"{size:>8}  {needs:<7} {r['description']}")
     click.echo("\nAlso: hf:ORG/NAME (any CLIP/SigLIP on the Hugging Face hub), onnx:ORG/NAME (ready ONNX towers in "
                "immich's layout) or a local model folder; the older NAME-onnx names still mean NAME. Default: auto "
                "(a cached CLIP, else download one, else builtin).")

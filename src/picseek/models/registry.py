@@ -37,8 +37,7 @@ class ModelSpec:
 
 
 def _hf(name: str, repo: str, what: str, dim: int, rank: int, size_mb: int) -> ModelSpec:
-    return ModelSpec(name, "hf", repo, f"{what}, converted through torch (needs the torch extra: pip install "
-                     "'picseek[torch]')", dim, rank, size_mb=size_mb)
+    return ModelSpec(name, "hf", repo, f"{what}, converted through torch", dim, rank, size_mb=size_mb)
 
 
 SPECS: dict[str, ModelSpec] = {s.name: s for s in [
@@ -247,5 +246,11 @@ def load_embedder(name: str | ModelSpec, device: str = "cpu", precision: str | N
 def list_models() -> list[dict]:
     """Every named model, whether its weights are here, and what it is (for `picseek models`)."""
     return [{"name": s.name, "backend": s.backend, "source": s.source or "(ships with picseek)",
-             "dim": s.dim, "size_mb": s.size_mb, "available_offline": is_cached(s), "description": s.description}
+             "dim": s.dim, "size_mb": s.size_mb, "available_offline": is_cached(s), "extra": extra_for(s),
+             "description": s.description}
             for s in SPECS.values()]
+
+
+def extra_for(spec: ModelSpec) -> str | None:
+    """The extra of picseek a model needs (`pip install 'picseek[EXTRA]'`), None for the default install."""
+    return "torch" if spec.backend == "hf" else None
