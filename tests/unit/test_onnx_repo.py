@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from picseek.errors import ModelError
-from picseek.models import onnx, onnx_repo
+from picseek.models import onnx, onnx_export, onnx_repo
 from picseek.models.base import ImageSpec, normalize, prepare_image
 from picseek.models.registry import is_cached, list_models, load_embedder, resolve
 
@@ -259,6 +259,7 @@ def test_int8_image_tower_is_quantized_once_and_stays_close(tiny, kind, monkeypa
     cached = onnx.cache_folder(fast.model_id) / "vision-int8.onnx"
     assert cached.is_file() and fast._image.path == cached
     assert not [p for p in cached.parent.iterdir() if p.name.startswith(".export-")]  # no temporary left behind
+    assert sorted(p.name for p in (folder / "visual").iterdir()) == ["model.onnx", "preprocess_cfg.json"]
     cos = _cosines(out, ref.embed_pixels(pixels)["main"])
     print(f"{kind} int8 image cosines vs fp32: min {cos.min():.6f}, median {np.median(cos):.6f}")
     assert cos.min() >= INT8_MIN_COSINE, cos
@@ -267,7 +268,7 @@ def test_int8_image_tower_is_quantized_once_and_stays_close(tiny, kind, monkeypa
     def refuse(*a, **k):
         raise AssertionError("quantized again")
 
-    monkeypatch.setattr(onnx, "quantize_cached", refuse)
+    monkeypatch.setattr(onnx_export, "quantize_in_child", refuse)
     again = load_embedder(str(folder), precision="int8")
     np.testing.assert_allclose(again.embed_pixels(pixels)["main"], out, atol=1e-6)
 
@@ -298,7 +299,7 @@ def test_a_failed_quantization_falls_back_under_auto_and_fails_when_asked(tiny, 
     def broken(*a, **k):
         raise RuntimeError("quantizer exploded")
 
-    monkeypatch.setattr(onnx, "quantize_cached", broken)
+    monkeypatch.setattr(onnx_export, "quantize_in_child", broken)
     monkeypatch.setattr(onnx, "cache_folder", lambda model_id: tmp_path / "empty-cache")
     folder = tiny["clip"][1]
     auto = load_embedder(str(folder))
@@ -310,6 +311,19 @@ def test_a_failed_quantization_falls_back_under_auto_and_fails_when_asked(tiny, 
     with pytest.raises(ModelError, match="cannot quantize the image tower .* quantizer exploded; use --precision fp32"):
         explicit.embed_pixels(pixels)
     assert load_embedder(str(folder), precision="bf16").precision == "fp32"  # bf16 is a torch setting
+
+
+def test_the_quantizer_runs_in_a_child_and_its_failure_is_one_line(tmp_path):
+    """The quantizer's peak (about three copies of the weights) stays out of the indexing process; a graph it
+    cannot read is a ModelError naming why, and nothing is left in the cache."""
+    bad = tmp_path / "visual" / "model.onnx"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not a graph")
+    target = tmp_path / "cache" / "vision-int8.onnx"
+    with pytest.raises(ModelError) as info:
+        onnx_export.quantize_in_child(bad, target)
+    assert "\n" not in str(info.value) and str(info.value)
+    assert not target.exists() and not list((tmp_path / "cache").iterdir())
 
 
 # ------------------------------------------------------------------------------------- hub, registry, library

@@ -225,17 +225,34 @@ def _quantize(source: Path, out: Path, external: bool = False) -> None:
 EXTERNAL_ABOVE = 1_500_000_000  # bytes of weights past which a quantized graph keeps them in a side file
 
 
-def quantize_cached(source: Path, target: Path) -> None:
+def _graph_files(source: Path) -> list[Path]:
+    """The graph and what lies beside it (its weights, configs), without other accelerators' copies."""
+    return [f for f in source.parent.iterdir() if f.is_file() and f.suffix not in (".armnn", ".rknn")]
+
+
+def writes_external(source: Path) -> bool:
+    """Whether the int8 copy of `source` keeps its weights in a side file (graphs near protobuf's 2 GB limit)."""
+    return sum(f.stat().st_size for f in _graph_files(source)) > EXTERNAL_ABOVE
+
+
+def quantize_cached(source: Path, target: Path, external: bool | None = None) -> None:
     """Quantize a ready ONNX graph (models/onnx_repo.py) into the cache, atomically as `_export` writes: into a
     temporary folder beside `target`, then renamed into place, a side file of weights first and the graph last (its
-    presence means complete). No torch: the quantizer reads and writes ONNX only."""
+    presence means complete). No torch: the quantizer reads and writes ONNX only. `external`: None asks
+    `writes_external`. models/onnx_export.py runs this in a child process."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    files = [f for f in source.parent.iterdir() if f.is_file() and f.suffix not in (".armnn", ".rknn")]
+    files = _graph_files(source)
+    external = writes_external(source) if external is None else external
+    weights = [f for f in files if f.name != source.name and f.suffix not in (".json", ".txt", ".md")]
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp, _quiet_export():
-        if any(f.is_symlink() for f in files if f.name != source.name):  # weight files beside the graph
-            source = _copied(source, files, Path(tmp) / "source")
+        if any(f.is_symlink() for f in weights):  # weight files beside the graph, as links (the hub cache)
+            source = _copied(source, [source, *weights], Path(tmp) / "source")
+        elif not weights:  # the quantizer writes a scratch copy beside its input: here, not in the model's folder
+            (Path(tmp) / "source").mkdir()
+            os.symlink(source.resolve(), Path(tmp) / "source" / source.name)
+            source = Path(tmp) / "source" / source.name
         out = Path(tmp) / target.name
-        _quantize(source, out, external=sum(f.stat().st_size for f in files) > EXTERNAL_ABOVE)
+        _quantize(source, out, external=external)
         for side in Path(tmp).iterdir():
             if side != out and side.is_file():
                 os.replace(side, target.parent / side.name)

@@ -1,4 +1,5 @@
-"""Export a Hugging Face dual encoder's towers to ONNX in a child process (`python -m picseek.models.onnx_export`).
+"""Export a Hugging Face dual encoder's towers to ONNX in a child process (`python -m picseek.models.onnx_export`),
+and quantize a ready ONNX image tower in one (`--quantize SOURCE TARGET`, models/onnx_repo.py).
 
 The export needs the torch weights, the tracer's copy of the graph, and then the quantizer's; done in the indexing
 process, all of that would stay in its peak memory. A child process does it once per model (text tower fp32, then
@@ -32,6 +33,20 @@ def export_in_child(source: str, precision: str) -> bool:
         return False
     lines = [ln for ln in (proc.stderr or "").strip().splitlines() if ln.strip()]
     raise ModelError(f"cannot export {source} to ONNX: {lines[-1] if lines else f'exit status {proc.returncode}'}")
+
+
+def quantize_in_child(source, target) -> None:
+    """onnx.quantize_cached in a child process: ONNX Runtime's quantizer holds about three copies of the graph's
+    weights at its peak (1.1 GB for a ViT-B/32 image tower), which the indexing process would keep as its own peak
+    (and often as heap it does not give back) for the rest of its run. ModelError when it failed."""
+    from . import onnx
+
+    external = ["--external"] if onnx.writes_external(source) else []
+    proc = subprocess.run([sys.executable, "-m", "picseek.models.onnx_export", "--quantize", str(source),
+                           str(target), *external], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr or "").strip().splitlines() if ln.strip()]
+        raise ModelError(lines[-1] if lines else f"the quantizer exited with status {proc.returncode}")
 
 
 def export(source: str, precision: str) -> int:
@@ -68,8 +83,15 @@ def export(source: str, precision: str) -> int:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    source, precision = argv
     try:
+        if argv[0] == "--quantize":
+            from pathlib import Path
+
+            from . import onnx
+
+            onnx.quantize_cached(Path(argv[1]), Path(argv[2]), external="--external" in argv[3:])
+            return 0
+        source, precision = argv
         return export(source, precision)
     except Exception as exc:  # noqa: BLE001 - the parent reads the last line
         print(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)

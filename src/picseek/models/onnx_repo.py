@@ -196,7 +196,7 @@ class OnnxRepoEmbedder(EmbedderBase):
     def _vision_path(self) -> Path:
         """The graph the image tower runs: the downloaded one (fp32), or its int8 copy, quantized once into the
         cache (key: model id, onnx/onnxruntime versions)."""
-        from . import onnx
+        from . import onnx, onnx_export
 
         source = self.folder / VISUAL
         if self.precision != "int8":
@@ -207,7 +207,7 @@ class OnnxRepoEmbedder(EmbedderBase):
         log.warning("first use of %s at int8: quantizing its image tower (once; cached in %s)", self.name,
                     target.parent)
         try:
-            onnx.quantize_cached(source, target)
+            onnx_export.quantize_in_child(source, target)
         except Exception as exc:  # noqa: BLE001 - the quantizer raises many types; fp32 still runs the model
             if not self.precision_auto:
                 raise ModelError(f"cannot quantize the image tower of {self.name} to int8: {_first_line(exc)}; "
