@@ -27,9 +27,9 @@ development environment): they build the random-weight CLIP and export it; the e
    tests/unit/test_onnx_repo.py's `_export`, at full size). In the new default venv: the first `picseek index --model
    IMMICH_FOLDER PHOTOS` with an empty cache (the default precision quantizes the image tower to int8 once), then a
    second index into a new library (cache warm): wall time and peak RSS (VmHWM) of every process in the tree (the
-   picseek process, its decode workers, any export child), sampled every 50 ms; then the cold searches. In the
-   --before venv the same model in Hugging Face format (`--model HF_FOLDER`: the first index exports it to ONNX in a
-   child process, with torch), and the immich folder as well.
+   picseek process, its decode workers, an export or quantize child), sampled every 50 ms; then the cold searches.
+   In the --before venv the same model in Hugging Face format (`--model HF_FOLDER`: the first index exports it to
+   ONNX in a child process, with torch), and the immich folder as well.
 
 Everything runs offline (HF_HUB_OFFLINE=1) with its own PICSEEK_CACHE_DIR per venv and model under --work.
 """
@@ -318,7 +318,7 @@ def _hwm_kb(pid: int) -> int:
 def _role(cmdline: bytes) -> str:
     text = cmdline.replace(b"\0", b" ").decode(errors="replace")
     if "onnx_export" in text:
-        return "export child"
+        return "quantize child" if "--quantize" in text else "export child"
     if "resource_tracker" in text:
         return "resource tracker"
     if "spawn_main" in text or "multiprocessing" in text:
