@@ -72,6 +72,18 @@ def test_index_search_status_with_tiny_clip(tmp_path, env, tiny_clip):
     assert "empty file" in text or "0 bytes" in text
 
 
+def test_status_of_a_library_whose_first_index_failed_names_no_model(tmp_path, env):
+    """A first index that fails before embedding (here: a model that cannot load) leaves no model recorded; status
+    says so instead of printing None."""
+    lib = tmp_path / "lib"
+    make_folder(tmp_path / "photos", 1)
+    failed = run("-L", lib, "index", tmp_path / "photos", "--model", tmp_path / "no-such-model", env=env, check=False)
+    assert failed.returncode != 0
+    out = run("-L", lib, "status", env=env).stdout
+    assert "None" not in out and "model:    none yet (chosen by the first index run that embeds images: " in out
+    assert f"-L {lib} index FOLDER" in out or f"--library {lib} index FOLDER" in out
+
+
 @pytest.mark.parametrize("args, message", [
     (["search", ""], "empty query"),
     (["search", "./no/such/photo.jpg"], "not found"),

@@ -273,7 +273,11 @@ def status(ctx, show_errors, as_json):
     click.echo(f"library:  {info['library']}")
     if info.get("store", "built-in") != "built-in":
         click.echo(f"store:    {info['store']}")
-    click.echo(f"model:    {info['model']} ({info['model_id']}, {info['dim']}-d)")
+    if info["model"]:
+        click.echo(f"model:    {info['model']} ({info['model_id']}, {info['dim']}-d)")
+    else:  # no index run got as far as embedding (none yet, or the first one failed: a model not downloadable)
+        click.echo(f"model:    none yet (chosen by the first index run that embeds images: "
+                   f"{lib.command('index FOLDER')})")
     click.echo(f"images:   {info['images']}")
     click.echo(f"errors:   {info['errors']}" + ("" if show_errors or not info["errors"] else
                                                  "  (picseek status --errors lists them)"))
