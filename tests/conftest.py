@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Forced, not defaulted: a user's own HF_HUB_OFFLINE=0 must not let a test reach the hub (huggingface_hub reads it at
+# import, before any fixture runs).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 sys.path.insert(0, str(Path(__file__).parent))
 
 from picseek.models.base import MAIN, EmbedderBase, ImageSpec, l2_normalize  # noqa: E402

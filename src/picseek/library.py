@@ -127,26 +127,27 @@ class Library:
             self._check_same(asked)
             self._embedder = asked
             return asked
+        emb = registry.load_embedder(self.model_name(asked), precision=self._precision())
         if rec:
-            recorded = self._recorded_name(rec)
-            if asked not in (None, registry.AUTO, rec["name"]):
-                spec = registry.resolve(asked)
-                if spec.name != recorded:
-                    raise ModelMismatchError(
-                        f"library {self.path} was indexed with {recorded}, not {spec.name}: leave out --model "
-                        f"to use {recorded}, re-index with --rebuild, or use another --library")
-            emb = registry.load_embedder(recorded, precision=self._precision())
             self._check_same(emb)
-        else:
-            emb = registry.load_embedder(config.get("model", asked), precision=self._precision())
         self._embedder = emb
         return emb
 
-    @staticmethod
-    def _recorded_name(rec: dict) -> str:
-        """The name that rebuilds the recorded model (its name, and its model id's backend: a library made when a
-        short name meant the torch conversion keeps that; registry.spec_for_record)."""
-        return registry.name_for_record(rec["name"], rec.get("model_id"))
+    def model_name(self, asked: str | None = None) -> str:
+        """The name of the model to build for this library (here, and on Spark's workers): the recorded one
+        (registry.name_for_record: a library made when a short name meant the torch conversion keeps that), where
+        `asked` names another model a ModelMismatchError; for a new library `asked`, else the `model` setting."""
+        rec = self.recorded_model
+        if not rec:
+            return config.get("model", asked)
+        recorded = registry.name_for_record(rec["name"], rec.get("model_id"))
+        if asked not in (None, registry.AUTO, rec["name"]):
+            spec = registry.resolve(asked)
+            if spec.name != recorded:
+                raise ModelMismatchError(
+                    f"library {self.path} was indexed with {recorded}, not {spec.name}: leave out --model "
+                    f"to use {recorded}, re-index with --rebuild, or use another --library")
+        return recorded
 
     def _precision(self) -> str:
         from .models.onnx import check_precision
@@ -175,7 +176,7 @@ class Library:
                       rebuild: bool, progress: Callable[[Progress], None] | None) -> IndexReport:
         if rebuild:
             rec = self.recorded_model
-            name = self._model_arg or (self._recorded_name(rec) if rec else config.get("model"))
+            name = self._model_arg or self.model_name()
             self._embedder = name if not isinstance(name, str) else registry.load_embedder(
                 name, precision=self._precision())
             self.store.clear_vectors()

@@ -210,7 +210,7 @@ def test_uncached_repo_offline_is_a_clear_model_error():
         load_embedder("clip-vit-b-32-hf")  # a -hf name resolves to the same repo
 
 
-def test_failed_download_is_a_model_error(monkeypatch):
+def test_failed_download_is_a_model_error(monkeypatch, offline_hub):
     """Hub said to answer, download fails (here: offline mode refuses it, so still no network)."""
     import picseek.models.registry as registry
 

@@ -386,7 +386,7 @@ def test_a_download_fetches_the_onnx_towers_only_then_loads(tiny, offline_hub, m
     assert emb.embed_texts(["a cat"]).shape == (1, 16)
 
 
-def test_a_failed_download_is_one_clear_model_error(monkeypatch):
+def test_a_failed_download_is_one_clear_model_error(monkeypatch, offline_hub):
     """The hub said to answer; the download fails (here: offline mode refuses it, so still no network)."""
     import picseek.models.registry as registry
 

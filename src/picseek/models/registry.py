@@ -134,7 +134,7 @@ def spec_for_record(name: str, model_id: str | None = None) -> ModelSpec:
     spec = resolve(name)
     prefix = (model_id or "").partition(":")[0]
     if prefix and prefix != spec.backend:
-        twin = ALIASES.get(f"{spec.name}-{prefix}", f"{spec.name}-{prefix}")
+        twin = f"{spec.name}-{prefix}"
         if twin in SPECS and SPECS[twin].backend == prefix:
             return SPECS[twin]
     return spec
@@ -253,4 +253,6 @@ def list_models() -> list[dict]:
 
 def extra_for(spec: ModelSpec) -> str | None:
     """The extra of picseek a model needs (`pip install 'picseek[EXTRA]'`), None for the default install."""
-    return "torch" if spec.backend == "hf" else None
+    from ..extras import TORCH
+
+    return TORCH[0] if spec.backend == "hf" else None

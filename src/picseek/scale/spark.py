@@ -137,21 +137,11 @@ def path_column(rows: Sequence[dict], column: str | None, source: Path | str) ->
 
 
 def model_for_library(lib, asked: str | None) -> str:
-    """The model name the workers build for a library: its recorded model (registry.name_for_record; a different
-    `asked` is refused), else `asked`, else the `model` setting ("auto" is resolved by index_on_spark). `lib` may be
-    None."""
+    """The model name the workers build for a library (`Library.model_name`: its recorded model, a different `asked`
+    refused), or without a library `asked`, else the `model` setting ("auto" is resolved by index_on_spark)."""
     from .. import config
-    from ..errors import ModelMismatchError
-    from ..models import registry
 
-    rec = lib.recorded_model if lib is not None else None
-    if rec:
-        recorded = registry.name_for_record(rec["name"], rec.get("model_id"))  # e.g. an older library's -hf model
-        if asked not in (None, registry.AUTO, rec["name"]) and registry.resolve(asked).name != recorded:
-            raise ModelMismatchError(f"library {lib.path} was indexed with {recorded}, not {asked}: leave out "
-                                     "--model, or index into another --library")
-        return recorded
-    return config.get("model", asked)
+    return lib.model_name(asked) if lib is not None else config.get("model", asked)
 
 
 # ---------------------------------------------------------------------------------------------- session
