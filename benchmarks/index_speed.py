@@ -401,7 +401,7 @@ def timed(fn, *a, **kw):
 
 def bench_query_one(label: str, emb, n: int, queries: int, keep: Path | None) -> dict:
     from picseek import Library
-    from picseek.query.search import top_k
+    from picseek.store.nearest import top_k
     from picseek.store.sqlite import SQLiteStore
 
     tmp = Path(tempfile.mkdtemp(prefix="picseek-bench-q-"))

@@ -137,7 +137,7 @@ def top_ids(hits) -> list[int]:
 def bench_warm(folder: Path, n: int, synth: Synth, text_model, queries: int) -> dict:
     from picseek import Library, config
     from picseek.cli.core import echo_hits
-    from picseek.query import ann
+    from picseek.store import ann
     from picseek.store import vectorcache
 
     out: dict = {"n": n}
@@ -274,8 +274,8 @@ def print_warm(rows: list[dict], queries: int) -> None:
 
 # -- where the approximate index starts to pay ------------------------------------------------------------------------
 def bench_crossover(synth: Synth, sizes: list[int], queries: int, tmp: Path) -> None:
-    from picseek.query import ann
-    from picseek.query.search import top_indices
+    from picseek.store import ann
+    from picseek.store.nearest import top_indices
     from picseek.store.vectorcache import VectorTable
 
     data = np.concatenate([synth.images(min(BATCH * 10, max(sizes) - s), s + 1)

@@ -39,6 +39,10 @@ class MissingExtraError(PicseekError):
     exit_code = 2
 
 
+class NoMatchError(PicseekError):
+    """Filters (or tags) that no image in the library satisfies: an honest "nothing", with the reason."""
+
+
 class StorageError(PicseekError):
     """Object storage (s3://, gs://, https://, ...) that cannot be listed: no credentials, access denied,
     unreachable. A single object that cannot be read is an ImageError-like error row instead."""

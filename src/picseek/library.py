@@ -26,10 +26,11 @@ from .ingest.pipeline import IndexReport, Progress, run_index
 from .models import registry
 from .query import engine
 from .query import tags as tagging
-from .query.parse import ID, Query, Term, parse
+from .query.parse import parse
 from .query.rank import date_key
 from .query.search import SearchOptions
-from .store.base import require
+from .request import ID, IMAGE, Query, SearchRequest, Term
+from .store.filters import parse_filters
 from .store.select import open_store
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,14 +39,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from .scale.merge import MergeProgress, MergeReport
 
 log = logging.getLogger(__name__)
-__all__ = ["Library", "Hit", "IndexReport", "Progress"]
+__all__ = ["Library", "Hit", "IndexReport", "Progress", "SearchRequest"]
 
 
 @dataclass
 class Hit:
     id: int
     path: str
-    score: float
+    score: float | None  # cosine similarity to the query (None: browsing, no query)
     width: int | None = None
     height: int | None = None
     taken_at: str | None = None
@@ -192,11 +193,9 @@ class Library:
                            progress=progress, skip=[str(self.path)])
         if report.embedded and hasattr(emb, "prepare"):
             emb.prepare()  # e.g. export the fast text tower now, so the first search does not wait for it
-        if report.embedded or report.removed:
-            from .query import ann
-
-            ann.prepare(self.store, list((self.recorded_model or {}).get("spaces", {"main": 0})),
-                        config.get("ann_threshold"))  # a large library's approximate index, in step now
+        if report.embedded or report.removed:  # e.g. a large library's approximate index, in step now
+            self.store.prepare_search(list((self.recorded_model or {}).get("spaces", {"main": 0})),
+                                      config.get("ann_threshold"))
         return report
 
     def remove(self, paths: Iterable[str | os.PathLike]) -> int:
@@ -216,7 +215,6 @@ class Library:
         from .ingest.metadata import import_rows
         from .ingest.sources import read_rows
 
-        require(self.store, "fields", "imported metadata fields (import-metadata)")
         source = Path(path).expanduser()
         return import_rows(self.store, read_rows(source), source=str(source), key=key, column=column,
                            base=source.resolve().parent)
@@ -231,7 +229,6 @@ class Library:
         from .ingest import download
         from .ingest.metadata import import_rows
 
-        require(self.store, "fields", "URL lists (index --from-list keeps each list's columns as imported fields)")
         rows, column = download.read_url_list(Path(path).expanduser(), url_column)
         opts = download_options or download.DownloadOptions(
             concurrency=config.get("download_concurrency"), timeout=config.get("url_timeout"),
@@ -280,61 +277,57 @@ class Library:
         return run
 
     def _disk_errors(self):
-        return _disk_errors(self.path, getattr(self.store, "db_path", None))
+        return _disk_errors(self.path, self.store.database)
 
     # -- search ---------------------------------------------------------------------------------------------------
     @_on_disk
-    def search(self, query: str | os.PathLike | Image.Image | bytes | Query, *, limit: int = 20,
-               threshold: float | None = None, where: Iterable[str] = (), sort: str | None = None,
-               keywords: bool | float = True, soft_tags: bool = False, rerank: str | None = None,
-               rerank_top: int = 50, adaptive: bool | float | None = None, exact: bool = False) -> list[Hit]:
+    def search(self, query: str | os.PathLike | Image.Image | bytes | Query | SearchRequest,
+               /, **options) -> list[Hit]:
         """Best hits first for a query (docs/query.md): words, example images (file, URL, `id:N`, a PIL image or
-        image bytes), tags, combined with + and - and weighted with N:.
+        image bytes), tags, combined with + and - and weighted with N:; or a whole SearchRequest.
 
-        where: filters such as "taken>=2021-06-01", "camera~canon" (all must hold). sort: None/"score", "date"
-        (oldest first) or "newest". keywords: fuse keyword matches (file names, descriptions, tags) with the
-        vector ranking (True: the keyword_weight setting; a number: that weight; False: off). soft_tags: tags
-        rank instead of filter. rerank: a re-ranking model name applied to the first `rerank_top` hits.
-        adaptive: drop hits far below the best (True: ratio 0.5; a ratio in (0, 1]; None: off).
-        threshold: the least cosine score kept. exact: score every vector even in a library large enough for
-        the approximate index (the ann_threshold setting). Filters that match nothing raise NoMatchError."""
-        opts = SearchOptions(limit=limit, threshold=threshold, max_pixels=config.get("max_image_pixels"),
-                             url_max_bytes=config.get("url_max_bytes"), url_timeout=config.get("url_timeout"))
-        plan = engine.make_plan(limit=limit, threshold=threshold, where=where, sort=sort, keywords=keywords,
-                                soft_tags=soft_tags, rerank=rerank, rerank_top=rerank_top, adaptive=adaptive,
-                                opts=opts, default_keyword_weight=config.get("keyword_weight"),
-                                ann_threshold=0 if exact else config.get("ann_threshold"))
-        if keywords is not True and keywords:
-            require(self.store, "keywords", "--keyword-weight (keyword matches fused with the vector ranking)")
+        options: the fields of SearchRequest (limit, threshold, where, sort, keywords, soft_tags, rerank,
+        rerank_top, adaptive, exact), e.g. `lib.search("a red car", limit=5, where=["taken>=2021"])`.
+        Filters that match nothing raise NoMatchError."""
+        req = query.replace(**options) if isinstance(query, SearchRequest) else SearchRequest(query, **options)
+        opts = SearchOptions(max_pixels=config.get("max_image_pixels"), url_max_bytes=config.get("url_max_bytes"),
+                             url_timeout=config.get("url_timeout"))
+        plan = engine.make_plan(req, opts, config.get("keyword_weight"), config.get("ann_threshold"))
         if self.store.is_empty():
             raise LibraryError(f"library {self.path} has no images yet: run {self.command('index FOLDER')} first")
         spaces = list((self.recorded_model or {}).get("spaces", {"main": 0}))
-        image = None
-        if isinstance(query, (Image.Image, bytes)):
-            from .ingest.images import load_image
-
-            image = query if isinstance(query, Image.Image) else load_image(query, opts.max_pixels)
-            query = Query(())
-        parsed = query if isinstance(query, Query) else parse(query)
-        rank = getattr(self.store, "ranker", engine.rank)  # a store that searches its own vectors (ChromaDB)
-        hits = self.hits(rank(self.store, self.embedder, spaces, parsed, plan, image=image))
-        if rerank:
+        parsed = _as_query(req.query)
+        hits = self.hits(engine.rank(self.store, self.embedder, spaces, parsed, plan))
+        if req.rerank:
             from .query.rerank import rerank_hits
 
-            hits = rerank_hits(hits, parsed.words, rerank, rerank_top, self._hit_image)
-        hits = hits[:limit]
-        if sort in ("date", "newest"):
-            hits.sort(key=lambda h: date_key(h.taken_at, sort == "newest"))
+            hits = rerank_hits(hits, parsed.words, req.rerank, req.rerank_top, self._hit_image)
+        hits = hits[:req.limit]
+        if req.sort in ("date", "newest"):
+            hits.sort(key=lambda h: date_key(h.taken_at, req.sort == "newest"))
         return hits
 
-    def hits(self, ranked: Iterable[tuple[int, float]]) -> list[Hit]:
+    @_on_disk
+    def browse(self, *, where: Iterable[str] = (), tags: Iterable[str] = (), limit: int = 50,
+               after: str | None = None) -> tuple[list[Hit], str | None]:
+        """The library newest first (date taken, else file time), `limit` hits per page, optionally filtered
+        (`where`, as for search) and to images with every tag in `tags`. `after`: the cursor the previous page
+        returned (None: the first page). Returns (hits, the next page's cursor or None); hits have no score."""
+        if limit < 1:
+            raise UsageError("limit must be at least 1")
+        tags = tagging.clean_tags(tags) if tags else []
+        selection = self.store.select(parse_filters(where), tags, (), os.getcwd())
+        page = self.store.browse(selection, limit, after)
+        return self.hits((i, None) for i, _ in page.items), page.next
+
+    def hits(self, ranked: Iterable[tuple[int, float | None]]) -> list[Hit]:
         """(image id, score) pairs -> Hits with the image's facts, fields and tags (ids no longer there dropped;
         scores clipped to [-1, 1]: stored float16 vectors can make a cosine a hair above 1)."""
         ranked = list(ranked)
         ids = [i for i, _ in ranked]
         rows, fields, tags = self.store.get_images(ids), self.store.get_fields(ids), self.store.get_tags(ids)
-        return [Hit(i, r["path"], round(min(max(s, -1.0), 1.0), 6), r["width"], r["height"], r["taken_at"],
-                    r["camera_make"], r["camera_model"], fields.get(i, {}), tags.get(i, []))
+        return [Hit(i, r["path"], None if s is None else round(min(max(s, -1.0), 1.0), 6), r["width"], r["height"],
+                    r["taken_at"], r["camera_make"], r["camera_model"], fields.get(i, {}), tags.get(i, []))
                 for i, s in ranked if (r := rows.get(i))]
 
     def _hit_image(self, hit: Hit) -> Image.Image:
@@ -346,8 +339,8 @@ class Library:
                 threshold: float | None = None, sort: str | None = None) -> list[Hit]:
         """More like an indexed image (an id or the path of an indexed file); the image itself is left out."""
         image_id = tagging.resolve_image(self.store, image)
-        hits = self.search(Query((Term(ID, str(image_id)),)), limit=limit + 1, where=where, threshold=threshold,
-                           sort=sort, keywords=False)
+        hits = self.search(Query((Term(ID, str(image_id)),)), limit=limit + 1, where=tuple(where),
+                           threshold=threshold, sort=sort, keywords=False)
         return [h for h in hits if h.id != image_id][:limit]
 
     def duplicates(self, threshold: float = 0.95, *,
@@ -376,7 +369,6 @@ class Library:
                  progress: Callable[[int, int], None] | None = None) -> tagging.AutoTagReport:
         """Zero-shot tagging: every image gets the labels whose score (cosine of its vector with the text vector
         of "a photo of LABEL") reaches `threshold` (default: measured per model), with the score kept."""
-        require(self.store, "tags", "auto-tagging (tags)")
         emb = self.embedder()
         return tagging.auto_tag(self.store, emb, (self.recorded_model or {}).get("name", emb.name), list(labels),
                                 threshold=threshold, template=template or tagging.zeroshot.DEFAULT_TEMPLATE,
@@ -388,18 +380,13 @@ class Library:
         With `store_tags`, labels whose probability reaches `min_score` become tags with source "classify"."""
         from .learn import classify as learn_classify
 
-        if store_tags:
-            require(self.store, "tags", "classify --store-tags (tags)")
         return learn_classify.classify_library(
             self, list(labels), templates=tuple(templates or learn_classify.DEFAULT_TEMPLATES), top=top,
             store_tags=store_tags, min_score=min_score, progress=progress)
 
     def tag_counts(self) -> dict[str, int]:
         """Every tag in the library with the number of images that carry it, most used first."""
-        if "tags" not in getattr(self.store, "features", {"tags"}):
-            return {}  # a store without tags (ChromaDB) has none to count
-        rows = self.store.read("SELECT tag, count(*) FROM tags GROUP BY tag ORDER BY count(*) DESC, tag")
-        return {r[0]: r[1] for r in rows}
+        return self.store.tag_counts()
 
     # -- status ---------------------------------------------------------------------------------------------------
     def command(self, args: str) -> str:
@@ -418,7 +405,7 @@ class Library:
         return {"library": str(self.path), "model": rec.get("name"), "model_id": rec.get("model_id"),
                 "dim": rec.get("dim"), "images": images, "errors": self.store.error_count(),
                 "disk_bytes": disk, "bytes_per_image": round(disk / images) if images else None,
-                "last_run": self.last_run(), "store": getattr(self.store, "url", "built-in")}
+                "last_run": self.last_run(), "store": self.store.url}
 
     def errors(self, limit: int | None = None) -> list[dict]:
         return self.store.errors(limit)
@@ -431,6 +418,15 @@ class Library:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _as_query(query) -> Query:
+    """A query string or path parsed; an image (PIL or encoded bytes) as the one term of a query."""
+    if isinstance(query, Query):
+        return query
+    if isinstance(query, (Image.Image, bytes, bytearray)):
+        return Query((Term(IMAGE, query),))
+    return parse(query)
 
 
 class _LazyModel:

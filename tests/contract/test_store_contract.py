@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image
 
-from picseek.errors import LibraryError, ModelMismatchError, UsageError
+from picseek.errors import LibraryError, ModelMismatchError, NoMatchError, UsageError
 from picseek.library import Library
-from picseek.query.filters import NoMatchError
 from picseek.store.base import ImageRecord
 from picseek.store.select import open_store
 
@@ -312,7 +311,7 @@ def test_search_with_filters(url, tmp_path):
         lib.search("red", where=["width>5000"])
 
 
-# -- ChromaDB: the same answers as the built-in store, and clear refusals -----------------------------------------
+# -- ChromaDB: the same answers as the built-in store -----------------------------------------
 FILTERS = [(), ("width>=400",), ("width<300",), ("height=480",), ("size>26000",), ("taken>=2021-06",),
            ("taken=2021",), ("taken!=2021",), ("taken<=2020-12-31",), ("taken<2021-06-01T14:03:22",),
            ("taken~2021-12",), ("make=canon",), ("make!=canon",), ("camera~eos",), ("model~EOS",),
@@ -342,50 +341,145 @@ def test_chroma_filters_select_what_the_builtin_store_selects(chroma_url, tmp_pa
     assert answer(chroma, ("make=canon",)) != "no match" and answer(chroma, ("folder=home", "make=canon")) == "no match"
 
 
-REFUSED = {
-    "tag filter": lambda lib, tmp: lib.search("red", where=["tag=beach"]),
-    "tag term": lambda lib, tmp: lib.search("tag:beach red"),
-    "imported field filter": lambda lib, tmp: lib.search("red", where=["photographer=Ann"]),
-    "keyword weight": lambda lib, tmp: lib.search("red", keywords=0.8),
-    "adaptive": lambda lib, tmp: lib.search("red", adaptive=True),
-    "tag add": lambda lib, tmp: lib.tag_add(1, ["beach"]),
-    "auto tag": lambda lib, tmp: lib.auto_tag(["red"]),
-    "classify tags": lambda lib, tmp: lib.classify(["red", "blue"], store_tags=True),
-    "import metadata": lambda lib, tmp: lib.import_metadata(_csv(tmp)),
-    "url list": lambda lib, tmp: lib.index_urls(_csv(tmp)),
-}
+# -- tags, imported fields, keywords, adaptive, paging: every store does all of it --------------------------------
+def _annotate(lib: Library, photos: Path, tmp: Path) -> None:
+    """The same tags and imported fields on any library of varied_folder."""
+    trips = photos / "trips"
+    csv = tmp / f"meta-{id(lib)}.csv"
+    csv.write_text("path,photographer,rating,shot,description\n"
+                   f"{trips / 'canon_a.jpg'},Ann Lee,4,2021-06-02,a kite over the sea\n"
+                   f"{trips / 'canon_b.jpg'},Bob,2,2022-01-15,kites and kites at the beach\n"
+                   f"{trips / 'nikon.jpg'},ann lee,5,,mountains at dawn\n")
+    assert lib.import_metadata(csv).matched == 3
+    lib.tag_add(str(trips / "canon_a.jpg"), ["beach", "Summer Trip"])
+    lib.tag_add(str(trips / "nikon.jpg"), ["beach"])
+    lib.tag_add(str(photos / "home" / "home_000.jpg"), ["family"])
 
 
-def _csv(tmp: Path) -> Path:
-    path = tmp / "meta.csv"
-    path.write_text("url,description\nhttps://example.invalid/a.jpg,a red thing\n")
-    return path
+TAG_AND_FIELD_FILTERS = [("tag=beach",), ("tag!=beach",), ("tag~bea",), ("tag=summer trip",), ("tag=nothing",),
+                         ("photographer=ann lee",), ("Photographer=ANN LEE",), ("photographer~ann",),
+                         ("photographer!=ann lee",), ("rating>=4",), ("rating=4",), ("rating!=4",), ("rating<3",),
+                         ("shot=2021-06",), ("shot!=2021-06",), ("shot>2021-12-31",), ("description~kite",),
+                         ("tag=beach", "rating>=5"), ("folder=trips", "tag!=beach", "width>=300")]
 
 
-def test_what_chroma_cannot_do_is_refused_with_a_clear_error(chroma_url, tmp_path):
+def test_tags_and_fields_filter_alike_on_every_store(chroma_url, tmp_path):
+    photos = varied_folder(tmp_path)
+    builtin = Library(tmp_path / "builtin", model=ColourEmbedder())
+    chroma = Library(tmp_path / "chroma", model=ColourEmbedder(), store=chroma_url)
+    for lib in (builtin, chroma):
+        lib.index([photos], workers=0)
+        _annotate(lib, photos, tmp_path)
+
+    def answer(lib, where, query="orange"):
+        try:
+            hits = lib.search(query, limit=50, where=list(where), keywords=False)
+        except NoMatchError as exc:
+            return f"no match: {exc}"
+        return sorted((Path(h.path).name, round(h.score, 2)) for h in hits)
+
+    for where in TAG_AND_FIELD_FILTERS:
+        assert answer(chroma, where) == answer(builtin, where), where
+    for query in ("tag:beach orange", "-tag:beach orange", "tag:beach -tag:summer trip orange", "tag:family"):
+        assert answer(chroma, (), query) == answer(builtin, (), query), query
+    assert answer(chroma, ("tag=nothing",)) == "no match: no image has tag=nothing"
+    assert "no image is tagged 'nope'" in answer(chroma, (), "tag:nope orange")
+    with pytest.raises(UsageError, match="unknown key 'colour'.*imported field: description"):
+        chroma.search("red", where=["colour=red"])
+
+
+def test_tags_fields_keywords_and_adaptive_on_every_store(url, tmp_path):
+    photos = varied_folder(tmp_path)
+    lib = Library(tmp_path / "lib", model=ColourEmbedder(), store=url)
+    lib.index([photos], workers=0)
+    _annotate(lib, photos, tmp_path)
+    trips = photos / "trips"
+    a = lib.store.find_path(str(trips / "canon_a.jpg"))
+    hit = lib.search("red", limit=1, where=["tag=beach", "photographer=ann lee", "rating=4"])[0]
+    assert hit.id == a and hit.fields["photographer"] == "Ann Lee" and hit.fields["rating"] == "4"
+    assert [t["tag"] for t in hit.tags] == ["beach", "summer trip"] and hit.tags[0]["source"] == "user"
+    assert lib.tag_counts() == {"beach": 2, "family": 1, "summer trip": 1}
+    assert lib.tag_remove(a, ["summer trip", "absent"]) == 1 and lib.tag_counts()["beach"] == 2
+    assert "summer trip" not in lib.tag_counts()
+    # keywords: the words of descriptions, names and tags rank images the colour vectors would not
+    by_words = lib.search("kites", limit=3, keywords=2.0)
+    assert {Path(h.path).name for h in by_words[:2]} == {"canon_a.jpg", "canon_b.jpg"}, by_words
+    assert Path(by_words[0].path).name == "canon_b.jpg"  # two kites and a beach beat one kite
+    assert Path(lib.search("kite -2:\"sea red\"", limit=1, keywords=5.0)[0].path).name == "canon_b.jpg"
+    assert Path(lib.search("mountains", limit=1, keywords=5.0)[0].path).name == "nikon.jpg"
+    vector_only = [Path(h.path).name for h in lib.search("kites", limit=3, keywords=False)]
+    assert vector_only[:2] != ["canon_b.jpg", "canon_a.jpg"]
+    # adaptive cut-off, auto tags and classification tags
+    assert 0 < len(lib.search("red", limit=20, adaptive=0.9)) < len(lib.search("red", limit=20))
+    report = lib.auto_tag(["red", "blue"], threshold=0.74)
+    assert report.per_label == {"red": 3, "blue": 3}
+    assert {Path(h.path).name for h in lib.search("red", where=["tag=red"])} == {"home_000.jpg", "rome_000.jpg",
+                                                                                 "canon_a.jpg"}
+    again = lib.auto_tag(["red", "blue"], threshold=0.74)
+    assert again.tags == report.tags and lib.tag_counts()["red"] == report.per_label["red"]
+    lib.classify(["green", "purple"], store_tags=True, min_score=0.6)
+    assert {"tag": "green", "source": "classify"}.items() <= lib.search("green", limit=1)[0].tags[0].items()
+    # a file that changes keeps its tags and fields; a moved one too
+    lib.search("tag:family", limit=1)
+    (trips / "canon_b.jpg").rename(trips / "canon_b_moved.jpg")
+    lib.index([photos], workers=0)
+    moved = lib.search("red", where=["name=canon_b_moved.jpg"], limit=1)[0]
+    assert moved.fields["photographer"] == "Bob" and lib.search("kites", limit=1, keywords=5.0)[0].id == moved.id
+    draw_photo("yellow", seed=9).save(trips / "canon_a.jpg", exif=_exif("Canon", "Canon EOS R5"))
+    assert lib.index([photos], workers=0).embedded == 1
+    changed = lib.search("yellow", where=["name=canon_a.jpg"], limit=1)[0]
+    assert changed.id == a and changed.fields["photographer"] == "Ann Lee" and [t["tag"] for t in changed.tags
+                                                                                 if t["source"] == "user"] == ["beach"]
+
+
+def test_browse_pages_newest_first_on_every_store(url, tmp_path):
+    photos = varied_folder(tmp_path)
+    lib = Library(tmp_path / "lib", model=ColourEmbedder(), store=url)
+    lib.index([photos], workers=0)
+    _annotate(lib, photos, tmp_path)
+    everything, after, pages = [], None, 0
+    while True:
+        hits, after = lib.browse(limit=4, after=after)
+        everything += hits
+        pages += 1
+        if after is None:
+            break
+    assert pages == 3 and len(everything) == 11 and len({h.id for h in everything}) == 11
+    dated = [h for h in everything if h.taken_at]
+    assert [Path(h.path).name for h in dated[:2]] == ["canon_b.jpg", "canon_a.jpg"]  # 2021-12-31, then 2021-06
+    keys = [lib_key(h) for h in everything]
+    assert keys == sorted(keys, reverse=True)
+    beach, after = lib.browse(where=["tag=beach"], limit=1)
+    assert [Path(h.path).name for h in beach] == ["canon_a.jpg"] and after
+    rest, after = lib.browse(where=["tag=beach"], limit=5, after=after)
+    assert [Path(h.path).name for h in rest] == ["nikon.jpg"] and after is None
+    with pytest.raises(UsageError, match="bad page cursor"):
+        lib.browse(after="nonsense")
+
+
+def lib_key(hit) -> tuple:
+    """What browsing orders by: the taken date (local, as written), else the file time (UTC); then the id."""
+    from datetime import UTC, datetime
+
+    key = hit.taken_at[:19] if hit.taken_at else datetime.fromtimestamp(
+        os.stat(hit.path).st_mtime_ns // 10**9, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return key, hit.id
+
+
+def test_a_collection_from_an_older_picseek_gets_its_documents_rewritten(server_url, tmp_path):
     photos = tmp_path / "photos"
     make_folder(photos, 3)
-    lib = Library(tmp_path / "lib", model=ColourEmbedder(), store=chroma_url)
+    lib = Library(tmp_path / "lib", model=ColourEmbedder(), store=server_url)
     lib.index([photos], workers=0)
-    for name, call in REFUSED.items():
-        with pytest.raises(UsageError, match="use the built-in store") as info:
-            call(lib, tmp_path)
-        assert "ChromaDB" in str(info.value), name
-    assert lib.tag_counts() == {} and lib.search("red", soft_tags=True, limit=1), "reads still work"
-    assert lib.search("tag:red", soft_tags=True, limit=1)[0].path.endswith("img_000.jpg")
-
-
-def test_the_builtin_store_does_what_chroma_refuses(tmp_path):
-    photos = tmp_path / "photos"
-    make_folder(photos, 3)
-    lib = Library(tmp_path / "lib", model=ColourEmbedder())
-    lib.index([photos], workers=0)
-    lib.tag_add(1, ["beach"])
-    (tmp_path / "fields.csv").write_text(f"path,photographer\n{photos / 'img_000.jpg'},Ann\n")
-    assert lib.import_metadata(tmp_path / "fields.csv").matched == 1
-    for where in (["tag=beach"], ["photographer=Ann"]):
-        assert [h.id for h in lib.search("red", where=where)] == [1]
-    assert lib.search("tag:beach red", keywords=0.8, adaptive=True)[0].id == 1
+    main = lib.store._col("main")
+    got = main.get(include=["metadatas", "embeddings", "documents"])
+    old_docs = ["\n".join(line for line in d.splitlines() if not line.startswith("kw.")) for d in got["documents"]]
+    main.update(ids=got["ids"], embeddings=got["embeddings"], documents=old_docs)
+    main.modify(metadata=dict(main.metadata) | {"picseek": 1})
+    assert lib.search("img_002", limit=1, keywords=5.0)[0].path != str(photos / "img_002.jpg")  # no keyword lines
+    again = Library(tmp_path / "lib", model=ColourEmbedder(), store=server_url)
+    assert again.store._col("main").metadata["picseek"] == 2
+    assert again.search("img_002", limit=1, keywords=5.0)[0].path == str(photos / "img_002.jpg")
 
 
 def test_killed_run_leftovers_in_a_further_space_are_dropped(chroma_url, tmp_path):
@@ -456,8 +550,10 @@ def test_rest_api_on_a_chroma_store(server_url, tmp_path):
         assert image.status_code == 200 and image.content == (photos / "trips" / "canon_a.jpg").read_bytes()
         assert client.get(f"/api/images/{hits[0]['id']}/thumbnail").status_code == 200
         assert client.get("/api/status").json()["images"] == 11
-        refused = client.post(f"/api/images/{hits[0]['id']}/tags", json={"tags": ["x"]})
-        assert refused.status_code == 400 and "use the built-in store" in refused.json()["error"]
+        tagged = client.post(f"/api/images/{hits[0]['id']}/tags", json={"tags": ["x"]})
+        assert tagged.status_code == 200 and [t["tag"] for t in tagged.json()["tags"]] == ["x"]
+        res = client.get("/api/search", params={"q": "red", "tags": ["x"]})
+        assert [h["id"] for h in res.json()["hits"]] == [hits[0]["id"]]
 
 
 # -- hostile file names -------------------------------------------------------------------------------------------

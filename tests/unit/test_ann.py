@@ -7,7 +7,7 @@ import pytest
 
 from picseek import Library
 from picseek.models.base import MAIN, EmbedderBase, ImageSpec, l2_normalize
-from picseek.query import ann
+from picseek.store import ann
 from picseek.store.base import ImageRecord
 
 from needs import need_module
@@ -197,9 +197,9 @@ def test_cells_and_probes_rules():
 
 
 def test_prepare_builds_the_index_of_large_spaces_only(lib):
-    ann.prepare(lib.store, [MAIN], N + 1)
+    lib.store.prepare_search([MAIN], N + 1)
     assert not ann_file(lib).exists()
-    ann.prepare(lib.store, [MAIN], 100)
+    lib.store.prepare_search([MAIN], 100)
     assert ann_file(lib).is_file()
 
 

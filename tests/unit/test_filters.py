@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 
 from picseek import Library
-from picseek.errors import UsageError
+from picseek.errors import NoMatchError, UsageError
 from picseek.models.base import l2_normalize
-from picseek.query import engine
-from picseek.query.allowed import allowed_ids
-from picseek.query.filters import Filter, NoMatchError, compile_filters, date_range, parse_filter
+from picseek.request import Filter
+from picseek.store.allowed import allowed_ids
 from picseek.store.base import ImageRecord
+from picseek.store.filters import date_range, parse_filter
+from picseek.store.sqlfilters import compile_filters
 from picseek.store.sqlite import SQLiteStore
 
 from conftest import ColourEmbedder, make_folder
@@ -48,8 +49,7 @@ def store(tmp_path):
 
 def allowed(store, filters, cwd="/") -> list[int]:
     """The ids the filters allow, computed both ways: SQL condition over images, and id sets + numpy mask."""
-    ctx = engine.filter_context(store)
-    ctx.cwd = cwd
+    ctx = store._context(cwd)
     cond = compile_filters([parse_filter(f) for f in filters], ctx)
     by_sql = store.read_ids(f"SELECT id FROM images WHERE {cond.sql} ORDER BY id", cond.params).tolist()
     every = store.read_ids("SELECT id FROM images ORDER BY id")
@@ -143,7 +143,7 @@ def test_hostile_values_are_only_ever_parameters(store, value):
 
 
 def test_compiled_sql_carries_values_as_parameters(store):
-    ctx = engine.filter_context(store)
+    ctx = store._context("")
     for value in HOSTILE:
         cond = compile_filters([Filter("photographer", "~", value, "x"), Filter("camera", "=", value, "y"),
                                 Filter("folder", "=", value, "z"), Filter("tag", "=", value, "t")], ctx)
@@ -221,19 +221,15 @@ def test_cached_id_sets_follow_changes_from_this_and_other_connections(lib, tmp_
 
 
 def test_keyword_matches_with_a_selective_filter(lib, monkeypatch):
-    from picseek.query import engine as eng
-    from picseek.store import fts
+    from picseek.store import sqlite_search
 
     ids = [h.id for h in lib.search("red", limit=12, keywords=False)]
     lib.store.set_fields([(i, {"title": f"kite {'kite ' * n}"}) for n, i in enumerate(ids)])  # last ranks first
-    cond = compile_filters([parse_filter(f"id<={ids[0]}"), parse_filter(f"id>={ids[0]}")],
-                           engine.filter_context(lib.store))
-    sets = allowed_ids(lib.store, cond)
-    match = fts.match_expression("kite")
-    assert eng._keyword_ids(lib.store, match, cond, sets, 1) == [ids[0]]  # found among the WIDE best
-    monkeypatch.setattr(eng, "WIDE", 1)
+    selection = lib.store.select([parse_filter(f"id<={ids[0]}"), parse_filter(f"id>={ids[0]}")], [], [], "")
+    assert lib.store.keyword_ids("kite", "", selection, 1) == [ids[0]]  # found among the WIDE best
+    monkeypatch.setattr(sqlite_search, "WIDE", 1)
     calls = []
     real = lib.store.read_ids
     monkeypatch.setattr(lib.store, "read_ids", lambda sql, params=(): calls.append(sql) or real(sql, params))
-    assert eng._keyword_ids(lib.store, match, cond, sets, 1) == [ids[0]]  # needs the SQL condition
+    assert lib.store.keyword_ids("kite", "", selection, 1) == [ids[0]]  # needs the SQL condition
     assert len(calls) == 2 and "+rowid IN" in calls[1]

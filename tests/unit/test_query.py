@@ -9,7 +9,7 @@ from picseek import Library
 from picseek.errors import ImageError, UsageError
 from picseek.ingest.fetch import fetch_bytes
 from picseek.query.parse import ID, IMAGE, TEXT, URL, parse, parse_term
-from picseek.query.search import top_k
+from picseek.store.nearest import top_k
 
 from conftest import ColourEmbedder, draw_photo, make_folder
 

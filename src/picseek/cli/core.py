@@ -9,6 +9,7 @@ import sys
 import click
 
 from ..paths import raw_bytes, shown
+from ..request import SearchRequest
 from . import _open, cli
 
 EPILOG_INDEX = """\b
@@ -218,9 +219,9 @@ def search(ctx, query, limit, threshold, where, sort, no_keywords, keyword_weigh
         raise click.UsageError("--no-keywords and --keyword-weight are exclusive")
     lib = _open(ctx, model)
     keywords = False if no_keywords else True if keyword_weight is None else keyword_weight
-    hits = lib.search(" ".join(query), limit=limit, threshold=threshold, where=where, sort=sort,
-                      keywords=keywords, soft_tags=soft_tags, rerank=rerank, rerank_top=rerank_top,
-                      adaptive=adaptive, exact=exact)
+    hits = lib.search(SearchRequest(" ".join(query), limit=limit, threshold=threshold, where=where, sort=sort,
+                                    keywords=keywords, soft_tags=soft_tags, rerank=rerank, rerank_top=rerank_top,
+                                    adaptive=adaptive, exact=exact))
     echo_hits(hits, output, "No results" + (f" at or above threshold {threshold}" if threshold is not None
                                             else "") + ".")
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ImageError, UsageError
+from ..request import ID, IMAGE, TAG, TEXT, URL, Query, Term
 from ..store.base import MAX_ID
 
-TEXT, IMAGE, URL, ID, TAG = "text", "image", "url", "id", "tag"
-VECTOR_KINDS = (TEXT, IMAGE, URL, ID)
 QUOTES = "\"'"
 MAX_PATH_WORDS = 32  # longest run of words tried as one file path (a path with spaces)
 _IMAGE_SUFFIX = re.compile(r"\.(jpe?g|png|webp|gif|bmp|tiff?|heic|heif|avif)$", re.IGNORECASE)
@@ -43,51 +42,6 @@ class QueryError(UsageError):
 
 class QueryImageError(QueryError, ImageError):
     """An example image in a query that cannot be read or fetched (also an ImageError)."""
-
-
-@dataclass(frozen=True)
-class Term:
-    kind: str  # TEXT, IMAGE, URL, ID or TAG
-    value: str
-    weight: float = 1.0  # signed: a negative term pushes results away
-    pos: int = field(default=0, compare=False)  # where the term starts in the query text (0-based)
-
-
-@dataclass(frozen=True)
-class Query:
-    terms: tuple[Term, ...]
-    text: str = field(default="", compare=False)  # the text it was parsed from (for error positions)
-
-    @property
-    def vector_terms(self) -> tuple[Term, ...]:
-        return tuple(t for t in self.terms if t.kind in VECTOR_KINDS)
-
-    @property
-    def is_image_only(self) -> bool:
-        """True when every vector term is an example image (the query may then use an image-only space)."""
-        vt = self.vector_terms
-        return bool(vt) and all(t.kind != TEXT for t in vt)
-
-    @property
-    def tags(self) -> tuple[str, ...]:
-        return tuple(t.value for t in self.terms if t.kind == TAG and t.weight >= 0)
-
-    @property
-    def excluded_tags(self) -> tuple[str, ...]:
-        return tuple(t.value for t in self.terms if t.kind == TAG and t.weight < 0)
-
-    @property
-    def words(self) -> str:
-        """The positive text terms as one string (what keyword search and re-ranking read)."""
-        return " ".join(t.value for t in self.terms if t.kind == TEXT and t.weight > 0)
-
-    def with_soft_tags(self) -> Query:
-        """Each tag becomes a text term with the same weight and sign."""
-        return Query(tuple(Term(TEXT, t.value, t.weight, t.pos) if t.kind == TAG else t for t in self.terms),
-                     self.text)
-
-    def without_tags(self) -> Query:
-        return Query(tuple(t for t in self.terms if t.kind != TAG), self.text)
 
 
 # -- classifying one piece of text -------------------------------------------------------------------------------

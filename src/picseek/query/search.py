@@ -1,8 +1,7 @@
-"""Turn a parsed query into one vector and rank the store's vectors against it: exactly (one matrix product over
-the allowed rows) or, for large spaces, through the approximate index (query/ann.py)."""
+"""Turn a parsed query into one unit vector in one of the model's spaces (the store then ranks its vectors
+against it)."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,21 +11,23 @@ from ..errors import ImageError
 from ..ingest.fetch import fetch_bytes
 from ..ingest.images import load_image
 from ..models.base import MAIN, l2_normalize, prepare_image
-from ..store.vectorcache import VectorTable
-from .parse import ID, IMAGE, TEXT, URL, Query, QueryError, QueryImageError, Term
+from ..request import ID, IMAGE, TEXT, URL, Query, Term
+from .parse import QueryError, QueryImageError
 
 
 @dataclass(frozen=True)
 class SearchOptions:
-    limit: int = 20
-    threshold: float | None = None
-    max_pixels: int = 250_000_000
-    url_max_bytes: int = 50_000_000
-    url_timeout: float = 15.0
+    """Limits for the example images a query names or holds."""
+
+    max_pixels: int
+    url_max_bytes: int
+    url_timeout: float
 
 
 def _term_image(term: Term, query: Query, opts: SearchOptions) -> Image.Image:
     try:
+        if term.in_memory:  # a PIL image, or encoded bytes (an upload)
+            return term.value if isinstance(term.value, Image.Image) else load_image(term.value, opts.max_pixels)
         if term.kind == URL:
             return load_image(fetch_bytes(term.value, opts.url_max_bytes, opts.url_timeout), opts.max_pixels)
         return load_image(term.value, opts.max_pixels)
@@ -75,109 +76,7 @@ def embed_query(query: Query, embedder, store, space: str, opts: SearchOptions) 
     return l2_normalize(total)
 
 
-def query_vector(query: Query, image: Image.Image | None, embedder, store, spaces: list[str],
-                 opts: SearchOptions) -> tuple[str, np.ndarray]:
-    """The space to search and the unit query vector: of `image` where the whole query is one image, else of the
-    query's terms. Every store's ranking starts here."""
-    if image is not None:
-        space = query_space(Query((Term(IMAGE, "<image>"),)), embedder, spaces)
-        return space, embed_image(image, embedder, space)
+def query_vector(query: Query, embedder, store, spaces: list[str], opts: SearchOptions) -> tuple[str, np.ndarray]:
+    """The space to search and the unit query vector of the query's terms."""
     space = query_space(query, embedder, spaces)
     return space, embed_query(query, embedder, store, space, opts)
-
-
-def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k best scores, best first (stable for ties)."""
-    k = min(k, len(scores))
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    idx = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-    return idx[np.argsort(-scores[idx], kind="stable")]
-
-
-def top_k(ids: np.ndarray, mat: np.ndarray, q: np.ndarray, limit: int,
-          threshold: float | None) -> list[tuple[int, float]]:
-    if mat.size == 0 or limit <= 0:
-        return []
-    scores = mat @ q.astype(np.float32)
-    out = [(int(ids[i]), float(scores[i])) for i in top_indices(scores, limit)]
-    if threshold is not None:
-        out = [(i, s) for i, s in out if s >= threshold]
-    return out
-
-
-# -- the vector ranking: exact, or approximate for large spaces -----------------------------------------------------
-ANN_MIN_SHARE = 0.02  # a filter that allows less than this share of the rows is searched exactly (its rows only)
-TYPICAL_SAMPLE = 20_000  # rows sampled for the mean score of a filtered approximate search
-
-
-@dataclass
-class Candidates:
-    """The best rows of the vector ranking among the allowed ones."""
-
-    ids: np.ndarray  # image ids, best first
-    scores: np.ndarray
-    allowed: int  # how many rows the search could return
-    approximate: bool
-    typical: Callable[[], float]  # mean score over the allowed rows (the background for the adaptive cut-off)
-    score_of: Callable[[Sequence[int]], dict[int, float]]  # exact scores of other images (keyword hits)
-
-
-def _table(store, space: str) -> VectorTable:
-    if _has_table(store):
-        return store.vector_table(space)
-    ids, mat = store.vectors(space)  # a store without a vector table: its float32 matrix as one
-    return VectorTable(0, np.arange(len(ids), dtype=np.int64), ids, mat, -1, mat)
-
-
-def _has_table(store) -> bool:
-    return hasattr(store, "vector_table") and hasattr(store, "folder")
-
-
-def vector_candidates(store, space: str, q: np.ndarray, mask_of: Callable[[np.ndarray], np.ndarray] | None,
-                      pool: int, ann_threshold: int) -> Candidates:
-    """The `pool` best allowed rows for the unit vector `q`. `mask_of(ids)`: which ids are allowed (None: all).
-    With at least `ann_threshold` rows (0: never) and faiss installed, an unfiltered or broadly filtered search
-    asks the approximate index (query/ann.py); everything else multiplies the allowed rows exactly."""
-    q = np.asarray(q, dtype=np.float32)
-    table = _table(store, space)
-    mask = None if mask_of is None else mask_of(table.ids)
-    allowed = table.rows if mask is None else int(np.count_nonzero(mask))
-
-    def score_of(wanted: Sequence[int]) -> dict[int, float]:
-        rows = table.rows_of_ids(np.asarray(list(wanted), dtype=np.int64)) if len(wanted) else np.zeros(0, int)
-        rows = rows[rows >= 0]
-        return dict(zip(table.ids[rows].tolist(), (table.vectors_of_rows(rows) @ q).tolist())) if len(rows) else {}
-
-    large = 0 < ann_threshold <= table.rows and _has_table(store)  # (the index needs stable row seqs)
-    if large and allowed and (mask is None or allowed >= ANN_MIN_SHARE * table.rows):
-        from . import ann
-
-        index = ann.index_for(store.folder, space, table)
-        if index is not None:
-            rows, scores = index.search(table, q, min(pool, allowed), mask)
-            if len(rows) >= min(pool, allowed):
-                return Candidates(table.ids[rows], scores, allowed, True, lambda: _typical(table, q, mask),
-                                  score_of)
-            # a filter that the probed cells hardly hold: the exact search of its rows below
-    if mask is None:
-        scores = table.float32() @ q if table.rows else np.zeros(0, np.float32)
-        ids = table.ids
-    else:
-        rows = np.flatnonzero(mask)
-        if large or len(rows) * 3 < table.rows:
-            scores = table.vectors_of_rows(rows) @ q if len(rows) else np.zeros(0, np.float32)
-        else:
-            scores = (table.float32() @ q)[rows]
-        ids = table.ids[rows]
-    best = top_indices(scores, pool)
-    mean = float(scores.mean()) if len(scores) else 0.0
-    return Candidates(ids[best], scores[best], allowed, False, lambda: mean, score_of)
-
-
-def _typical(table: VectorTable, q: np.ndarray, mask: np.ndarray | None) -> float:
-    """Mean score over the allowed rows, from a fixed sample of them."""
-    rows = np.arange(table.rows) if mask is None else np.flatnonzero(mask)
-    if len(rows) > TYPICAL_SAMPLE:
-        rows = np.sort(np.random.default_rng(0).choice(rows, TYPICAL_SAMPLE, replace=False))
-    return float((table.vectors_of_rows(rows) @ q).mean()) if len(rows) else 0.0

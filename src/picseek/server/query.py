@@ -5,18 +5,16 @@ query is parsed (so the answer cannot tell which files exist), and an uploaded i
 """
 from __future__ import annotations
 
-import dataclasses
-import os
 import re
-import tempfile
 import threading
 from collections.abc import Sequence
 
 from PIL import Image
 
+from ..errors import NoMatchError
 from ..ingest.images import load_image
-from ..query.filters import NoMatchError
-from ..query.parse import IMAGE, URL, Query, Term, parse
+from ..query.parse import parse
+from ..request import IMAGE, URL, Query, SearchRequest, Term
 from .errors import ApiError
 
 _IMAGE_SUFFIX = r"\.(?:jpe?g|jpe|png|webp|gif|bmp|tiff?|heic|heif|avif)"
@@ -60,33 +58,24 @@ def load_upload(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
     return load_image(data, max_pixels)  # ImageError (not an image, too many pixels) -> 4xx at the edge
 
 
-def run(library, text: str, *, image: Image.Image | None = None, image_bytes: bytes | None = None,
-        image_weight: float = 1.0, options: dict) -> tuple[str, list, str | None]:
-    """Search with text and/or an uploaded image; `options` are Library.search keywords (limit, where, ...).
-    Returns (the query as searched, hits, a note when filters matched no image at all)."""
+def run(library, text: str, *, image: Image.Image | None = None, image_weight: float = 1.0,
+        request: SearchRequest) -> tuple[str, list, str | None]:
+    """Search with text and/or an uploaded image (an in-memory term: nothing is written to disk); `request`
+    holds the options. Returns (the query as searched, hits, a note when filters matched no image at all)."""
     if text:
         check_remote_query(text)
     if image is not None and abs(image_weight) < 0.01:
         raise ApiError(400, "bad_weight", "image_weight must not be 0")
     if image is None and not text:
         raise ApiError(400, "empty_query", "give a query (words, id:N, tag:NAME) or an image")
-    parsed = _parsed(text) if text else None
+    query = _parsed(text) if text else Query(())
+    if image is not None:
+        query = query.plus(Term(IMAGE, image, image_weight))
     ensure_model(library)
     label = text if image is None else " + ".join(
         [text] * bool(text) + [f"{image_weight:g}:<uploaded image>" if image_weight != 1.0 else "<uploaded image>"])
     try:
-        if image is None:
-            return label, library.search(parsed, **options), None
-        if parsed is None and image_weight == 1.0:
-            return label, library.search(image, **options), None
-        with tempfile.TemporaryDirectory(prefix="picseek-upload-") as tmp:
-            path = os.path.join(tmp, "upload")
-            with open(path, "wb") as f:
-                f.write(image_bytes or b"")
-            term = Term(IMAGE, path, image_weight)
-            query = Query((term,)) if parsed is None else dataclasses.replace(
-                parsed, terms=tuple(parsed.terms) + (term,))
-            return label, library.search(query, **options), None
+        return label, library.search(request.replace(query=query)), None
     except NoMatchError as exc:  # not a bad request: an honest "nothing", with the reason
         return label, [], str(exc)
 

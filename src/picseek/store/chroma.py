@@ -9,7 +9,9 @@ For a collection NAME picseek keeps:
 ChromaDB has no transactions across calls, so writes are ordered to be safe when a run is killed: ids are reserved
 before they are used, further spaces are written before NAME (which is what the next scan reads), removals leave NAME
 first; a new run deletes records a killed run left in further spaces only. Search runs in ChromaDB (HNSW, with the
-filters chroma_query.py compiles); what ChromaDB cannot do (keyword search, tags, imported fields) is refused.
+filters chroma_search.py compiles); keyword search ranks the records ChromaDB's document filter finds
+(chroma_search.py). Imported fields and tags live in each record (chroma_records.py): changing them rewrites the
+image's record in every space (further spaces first, main last, like any write).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np
 from ..errors import LibraryError
 from ..models.base import MAIN
 from ..paths import from_text, to_text
-from .base import FileState, ImageRecord
+from .base import MAX_ID, FileState, ImageRecord
 from .chroma_base import (
     MODEL_KEY,
     PLACEHOLDER,
@@ -36,17 +38,43 @@ from .chroma_base import (
     translated,
     under_where,
 )
-from .chroma_query import rank
-from .chroma_records import ancestors, filter_document, image_metadata, row_of, without_none
+from .chroma_records import (
+    ancestors,
+    carried,
+    fields_of,
+    filter_document,
+    image_metadata,
+    row_of,
+    tags_of,
+    with_fields,
+    with_tags,
+    without_none,
+)
+from .chroma_search import ChromaSearch, join, line_is, regex_literal
 
 log = logging.getLogger(__name__)
 
 
-class ChromaStore(ChromaCollections):
+class ChromaStore(ChromaSearch, ChromaCollections):
     """The Store protocol over ChromaDB (see the module docstring for the layout)."""
 
-    features: frozenset[str] = frozenset()  # none of keywords, tags, fields, adaptive (store/base.require)
-    ranker = staticmethod(rank)  # search runs in ChromaDB, not in the built-in engine
+    database = None  # (no local database: ChromaDB's own errors are translated where they happen)
+
+    def __init__(self, location, create: bool = True):
+        super().__init__(location, create)
+        self._upgrade()
+
+    @translated
+    def _upgrade(self) -> None:
+        """A collection from an older picseek (schema 1: no keyword, tag or field lines in its documents) gets
+        its documents written again, once."""
+        main = self._col(MAIN)
+        meta = dict(main.metadata or {}) if main is not None else {}
+        if main is None or int(meta.get("picseek", SCHEMA)) >= SCHEMA:
+            return
+        for page in list(self._pages(main)):
+            self._write_metadata(dict(zip(page["ids"], page["metadatas"])))
+        main.modify(metadata=meta | {"picseek": SCHEMA})
 
     # -- model ------------------------------------------------------------------------------------------------
     @translated
@@ -70,12 +98,16 @@ class ChromaStore(ChromaCollections):
         self._delete_errors(None)
 
     def _ids_of_paths(self, paths: Sequence[str]) -> dict[str, int]:
+        return {p: int(m["pid"]) for p, m in self._records_of_paths(paths).items()}
+
+    def _records_of_paths(self, paths: Sequence[str]) -> dict[str, dict]:
+        """path -> the main record's metadata, for the paths that have one."""
         main, out = self._col(MAIN), {}
         if main is None:
             return out
         for chunk in chunks(list(dict.fromkeys(map(to_text, paths)))):
             got = main.get(where={"path": {"$in": list(chunk)}}, include=["metadatas"])
-            out.update({from_text(m["path"]): int(i) for i, m in zip(got["ids"], got["metadatas"])})
+            out.update({from_text(m["path"]): m for m in got["metadatas"]})
         return out
 
     def _delete_ids(self, ids: Sequence[int]) -> None:
@@ -108,11 +140,12 @@ class ChromaStore(ChromaCollections):
         if any(MAIN not in r.vectors for r in records):
             raise LibraryError("every image needs a vector in the main space")
         if records:
-            ids = self._ids_of_paths([r.path for r in records])
+            old = self._records_of_paths([r.path for r in records])
+            ids = {p: int(m["pid"]) for p, m in old.items()}
             new = [r.path for r in records if r.path not in ids]
             ids.update(zip(new, self._reserve(len(new))))
             metas = [image_metadata(ids[r.path], r.path, r.size, r.mtime_ns, r.content_hash, r.info, now)
-                     for r in records]
+                     | carried(old.get(r.path, {})) for r in records]  # (a changed file keeps its fields and tags)
             docs = [filter_document(m) for m in metas]
             fresh = set(new)
             spaces = sorted({s for r in records for s in r.vectors}, key=lambda s: (s == MAIN, s))
@@ -149,16 +182,33 @@ class ChromaStore(ChromaCollections):
             for i, old in zip(got["ids"], got["metadatas"]):
                 path, size, mtime = moves[int(i)]
                 now_meta[i] = image_metadata(int(i), path, size, mtime, old["content_hash"], old,
-                                             old.get("indexed_at", 0.0))
+                                             old.get("indexed_at", 0.0)) | carried(old)
+        self._write_metadata(now_meta)
+
+    def _write_metadata(self, metas: dict[str, dict]) -> None:
+        """Replace records' metadata and documents (id -> metadata) in every space, main last."""
         for space in sorted(self._spaces(), key=lambda s: s == MAIN):  # main last
             col = self._col(space)
-            for chunk in chunks(list(now_meta)):
+            for chunk in chunks(list(metas)):
                 # ChromaDB embeds a new document itself unless given the vectors: hand them back unchanged
                 got = col.get(ids=list(chunk), include=["embeddings"])
-                metas = [now_meta[k] for k in got["ids"]]
-                if metas:
-                    col.update(ids=got["ids"], embeddings=got["embeddings"], metadatas=metas,
-                               documents=[filter_document(m) for m in metas])
+                rows = [metas[k] for k in got["ids"]]
+                if rows:
+                    col.update(ids=got["ids"], embeddings=got["embeddings"], metadatas=rows,
+                               documents=[filter_document(m) for m in rows])
+
+    def _change(self, ids: Sequence[int], change) -> int:
+        """Apply `change(metadata) -> metadata or None (unchanged)` to the main records of `ids` and write the
+        changed ones to every space; returns how many changed."""
+        main, changed = self._col(MAIN), {}
+        for chunk in chunks([str(int(i)) for i in dict.fromkeys(ids)]) if main is not None else ():
+            got = main.get(ids=list(chunk), include=["metadatas"])
+            for i, meta in zip(got["ids"], got["metadatas"]):
+                new = change(dict(meta))
+                if new is not None:
+                    changed[i] = new
+        self._write_metadata(changed)
+        return len(changed)
 
     @translated
     def delete_paths(self, paths: Iterable[str]) -> int:
@@ -231,55 +281,130 @@ class ChromaStore(ChromaCollections):
         return [s for s in self._spaces() if self._col(s).count()]
 
     @translated
-    def query(self, space: str, vector: np.ndarray, k: int, where: dict | None,
-              where_document: dict | None) -> tuple[list[int], list[float]]:
-        """The k nearest images in a space that pass the filters: (ids, cosine scores), best first."""
-        col = self._col(space)
-        n = min(int(k), col.count()) if col is not None else 0
-        if n <= 0:
-            return [], []
-        got = col.query(query_embeddings=[np.asarray(vector, np.float32)], n_results=n, where=where,
-                        where_document=where_document, include=["distances"])
-        return [int(i) for i in got["ids"][0]], [1.0 - float(d) for d in got["distances"][0]]
-
-    @translated
-    def any_match(self, where: dict | None, where_document: dict | None) -> bool:
-        main = self._col(MAIN)
-        return main is not None and bool(main.get(where=where, where_document=where_document, limit=1,
-                                                  include=[])["ids"])
-
-    @translated
     def get_images(self, ids: Sequence[int]) -> dict[int, dict]:
-        out, main = {}, self._col(MAIN)
-        for chunk in chunks([str(int(i)) for i in ids]) if main is not None else ():
-            got = main.get(ids=list(chunk), include=["metadatas"])
-            out.update({int(i): row_of(m) for i, m in zip(got["ids"], got["metadatas"])})
-        return out
+        return {i: row_of(m) for i, m in self._metadata_of(ids).items()}
 
     @translated
     def find_path(self, path: str) -> int | None:
         return self._ids_of_paths([path]).get(path)
 
+    @translated
     def get_fields(self, ids: Sequence[int]) -> dict[int, dict[str, str]]:
-        return {int(i): {} for i in ids}  # this store keeps no imported fields (refused on write)
+        out: dict[int, dict[str, str]] = {int(i): {} for i in ids}
+        for i, meta in self._metadata_of(ids).items():
+            out[i] = {k: text for k, (text, _, _) in fields_of(meta).items()}
+        return out
 
+    @translated
     def get_tags(self, ids: Sequence[int]) -> dict[int, list[dict]]:
-        return {int(i): [] for i in ids}  # nor tags
+        out: dict[int, list[dict]] = {int(i): [] for i in ids}
+        for i, meta in self._metadata_of(ids).items():
+            out[i] = [{"tag": t, "source": src, "score": score} for t, src, score in tags_of(meta)]
+        return out
 
-    def set_fields(self, rows, source: str = "import") -> int:
-        self.refuse("imported metadata fields")
+    def _metadata_of(self, ids: Sequence[int]) -> dict[int, dict]:
+        out, main = {}, self._col(MAIN)
+        for chunk in chunks([str(int(i)) for i in ids if 0 < int(i) <= MAX_ID]) if main is not None else ():
+            got = main.get(ids=list(chunk), include=["metadatas"])
+            out.update({int(i): m for i, m in zip(got["ids"], got["metadatas"])})
+        return out
 
+    @translated
+    def set_fields(self, rows: Iterable[tuple[int, Mapping[str, object]]], source: str = "import") -> int:
+        """(image id, {key: value}) pairs -> fields set (None removes a key); returns fields written."""
+        values: dict[int, dict] = {}
+        for image_id, fields in rows:
+            values.setdefault(int(image_id), {}).update(fields)
+        self._add_field_keys({k for fields in values.values() for k, v in fields.items() if v is not None})
+        self._change(list(values), lambda meta: with_fields(meta, values[int(meta["pid"])], source))
+        return sum(v is not None for fields in values.values() for v in fields.values())
+
+    def _add_field_keys(self, keys: set[str]) -> None:
+        known = set(self.field_keys())
+        if keys - known:
+            self._state().upsert(ids=["fieldkeys"], embeddings=[PLACEHOLDER],
+                                 metadatas=[{"kind": "fieldkeys", "keys": json.dumps(sorted(known | keys))}])
+
+    @translated
+    def field_keys(self) -> list[str]:
+        state = self._col(STATE)
+        got = state.get(ids=["fieldkeys"], include=["metadatas"]) if state is not None else {"ids": []}
+        return json.loads(got["metadatas"][0]["keys"]) if got["ids"] else []
+
+    @translated
     def field_values(self, key: str) -> dict[int, str]:
-        self.refuse("imported metadata fields")
+        out = {}
+        doc = {"$regex": f"(?m)^field\\.{regex_literal(key)}:"}
+        for page in self._pages(self._col(MAIN), None, ("metadatas",), doc):
+            for meta in page["metadatas"]:
+                field = fields_of(meta).get(key)
+                if field is not None:
+                    out[int(meta["pid"])] = field[0]
+        return out
 
-    def add_tags(self, rows) -> int:
-        self.refuse("tags")
+    @translated
+    def add_tags(self, rows: Iterable[tuple[int, str, str, float | None]]) -> int:
+        """(image id, tag, source, score) -> upserted tags (tags are kept lower-case, trimmed)."""
+        new: dict[int, dict[str, list]] = {}
+        for i, t, src, score in rows:
+            if t and t.strip():
+                new.setdefault(int(i), {})[t.strip().lower()] = [t.strip().lower(), src, score]
 
-    def remove_tags(self, image_ids, tags) -> int:
-        self.refuse("tags")
+        def change(meta: dict) -> dict:
+            tags = {t[0]: t for t in tags_of(meta)} | new[int(meta["pid"])]
+            return with_tags(meta, list(tags.values()))
 
-    def replace_auto_tags(self, tags, rows) -> int:
-        self.refuse("tags")
+        self._change(list(new), change)
+        return sum(len(t) for t in new.values())
+
+    @translated
+    def remove_tags(self, image_ids: Sequence[int], tags: Sequence[str]) -> int:
+        gone = {t.strip().lower() for t in tags}
+        removed = 0
+
+        def change(meta: dict) -> dict | None:
+            nonlocal removed
+            before = tags_of(meta)
+            after = [t for t in before if t[0] not in gone]
+            removed += len(before) - len(after)
+            return with_tags(meta, after) if len(after) < len(before) else None
+
+        self._change(image_ids, change)
+        return removed
+
+    @translated
+    def replace_auto_tags(self, tags: Sequence[str], rows: Iterable[tuple[int, str, float]]) -> int:
+        """Drop the automatic tags named `tags`, then add (image id, tag, score) rows as source "auto"; a tag the
+        image already has from another source is kept as it is."""
+        names = {t.strip().lower() for t in tags}
+        new: dict[int, dict[str, list]] = {}
+        for i, tag, score in rows:
+            new.setdefault(int(i), {})[tag.strip().lower()] = [tag.strip().lower(), "auto", score]
+        holders = {int(m["pid"]) for page in self._pages(self._col(MAIN), None, ("metadatas",),
+                                                          join("$or", [line_is("tag", t) for t in names]))
+                   for m in page["metadatas"]} if names else set()
+        added = 0
+
+        def change(meta: dict) -> dict | None:
+            nonlocal added
+            kept = [t for t in tags_of(meta) if not (t[0] in names and t[1] == "auto")]
+            have = {t[0] for t in kept}
+            extra = [t for name, t in new.get(int(meta["pid"]), {}).items() if name not in have]
+            added += len(extra)
+            result = kept + extra
+            return with_tags(meta, result) if sorted(result) != sorted(tags_of(meta)) else None
+
+        self._change(sorted(holders | set(new)), change)
+        return added
+
+    @translated
+    def tag_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for page in self._pages(self._col(MAIN), None, ("metadatas",), {"$regex": "(?m)^tag:"}):
+            for meta in page["metadatas"]:
+                for t, _, _ in tags_of(meta):
+                    counts[t] = counts.get(t, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
     # -- status -----------------------------------------------------------------------------------------------
     @translated

@@ -18,7 +18,7 @@ PAGE = 2000  # records per get/upsert call (ChromaDB caps a batch at about 5000)
 STATE = "state"
 PLACEHOLDER = [1.0]  # state records carry no vector of their own
 MODEL_KEY = "picseek_model"
-SCHEMA = 1
+SCHEMA = 2  # 2: documents carry tag, field and keyword lines (chroma_records.py)
 COSINE = {"hnsw": {"space": "cosine"}}
 _CLIENTS: dict[tuple, object] = {}  # one client per server or folder and process (making one costs ~0.3 s)
 
@@ -141,12 +141,14 @@ class ChromaCollections:
         rest = sorted(n[len(prefix):] for n in names if n.startswith(prefix) and n != prefix + STATE)
         return ([MAIN] if self.name in names else []) + rest
 
-    def _pages(self, col, where: dict | None = None, include: Sequence[str] = ("metadatas",)) -> Iterator[dict]:
+    def _pages(self, col, where: dict | None = None, include: Sequence[str] = ("metadatas",),
+               where_document: dict | None = None) -> Iterator[dict]:
         if col is None:
             return
         offset = 0
         while True:
-            got = col.get(where=where, include=list(include), limit=PAGE, offset=offset)
+            got = col.get(where=where, where_document=where_document, include=list(include), limit=PAGE,
+                          offset=offset)
             if not got["ids"]:
                 return
             yield got

@@ -4,25 +4,35 @@ id: the picseek id as a string. Metadata: the image's facts under the built-in s
 are missing are left out), plus keys that filters compare: `pid` (the id as a number), `dirs` (every folder above
 the file, for `folder=`), `taken_days` (days since 1970, as the built-in store computes them) and `taken_y`,
 `taken_m`, `taken_d` (year, year*100+month, whole days: partial dates compare with one key, so `!=` can keep
-images without a date). Document: lowercased `key:value` lines (path, name, folder, camera, make, model, lens,
-format, taken) that text filters match with regular expressions (`=`, `!=`, `~`).
+images without a date). Imported fields and tags: `fields` (JSON: key -> [text, number or None, source]) and `tags`
+(JSON: [[tag, source, score], ...]) hold them whole; `n:KEY` holds a field's number for comparisons.
+
+Document: lowercased `key:value` lines that text filters match with regular expressions (`=`, `!=`, `~`): path,
+name, folder, camera, make, model, lens, format, taken; `tag:TAG` per tag; `field.KEY:VALUE` per imported field;
+and the keyword lines keyword search reads, `kw.name:`, `kw.folder:`, `kw.fields:`, `kw.tags:`, each the
+Porter-stemmed words of what the built-in store's FTS5 table holds for the image (store/fts.py, store/words.py).
 """
 from __future__ import annotations
 
+import json
 import math
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 
-from ..ingest.exif import ImageInfo
 from ..paths import from_text, to_text
+from .base import INFO_COLUMNS
+from .values import field_number
+from .words import is_searched_field, words_of
 
-INFO_COLUMNS = tuple(ImageInfo.__dataclass_fields__)
 FILE_COLUMNS = ("path", "size", "mtime_ns", "content_hash")
 TEXT_KEYS = ("path", "name", "folder", "camera", "make", "model", "lens", "format", "taken")
 _INTS = {"width", "height", "orientation", "size", "mtime_ns"}
 _FLOATS = {"gps_lat", "gps_lon"}
 _EPOCH = datetime(1970, 1, 1)
 TAKEN_KEYS = ("taken_days", "taken_y", "taken_m", "taken_d")
+FIELDS, TAGS, NUM_PREFIX = "fields", "tags", "n:"
+KEYWORD_COLUMNS = ("name", "folder", "fields", "tags")
+_stemmer = None
 
 
 def ancestors(path: str) -> list[str]:
@@ -69,6 +79,75 @@ def image_metadata(image_id: int, path: str, size: int, mtime_ns: int, content_h
     return meta  # None: a value the image lacks (an upsert then drops the key a former version of the file had)
 
 
+def carried(old: dict) -> dict:
+    """What a record keeps when its file is written again or moves: its imported fields and tags."""
+    return {k: v for k, v in old.items() if k in (FIELDS, TAGS) or k.startswith(NUM_PREFIX)}
+
+
+def fields_of(meta: dict) -> dict[str, list]:
+    return json.loads(meta.get(FIELDS) or "{}")
+
+
+def tags_of(meta: dict) -> list[list]:
+    return json.loads(meta.get(TAGS) or "[]")
+
+
+def with_fields(meta: dict, values: dict[str, object], source: str) -> dict:
+    """`meta` with fields set (None: removed), as the built-in store keeps them (text, and a number to compare)."""
+    fields, out = fields_of(meta), dict(meta)
+    for key, value in values.items():
+        if value is None:
+            fields.pop(key, None)
+            out[NUM_PREFIX + key] = None
+            continue
+        text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+        num = field_number(value)
+        fields[key] = [text, num, source]
+        out[NUM_PREFIX + key] = num
+    out[FIELDS] = json.dumps(fields) if fields else None
+    return out
+
+
+def with_tags(meta: dict, tags: list[list]) -> dict:
+    """`meta` with its tags ([tag, source, score], kept sorted by tag) replaced."""
+    return dict(meta, **{TAGS: json.dumps(sorted(tags)) if tags else None})
+
+
+def stem_words(text: str) -> list[str]:
+    """The Porter stems of a text's words (what the built-in store's FTS5 `porter` tokenizer indexes)."""
+    global _stemmer
+    if _stemmer is None:
+        import snowballstemmer
+
+        _stemmer = snowballstemmer.stemmer("porter")
+    return _stemmer.stemWords(words_of(_fold(text)))
+
+
+def _fold(text: str) -> str:
+    """Accents removed (the built-in store's `remove_diacritics`)."""
+    import unicodedata
+
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def keyword_text(meta: dict) -> dict[str, str]:
+    """The text of each keyword column: file name, folder name, searched text fields, tags."""
+    path = meta["path"]
+    folder = os.path.basename(os.path.dirname(path).rstrip("/"))
+    fields = " ".join(text for key, (text, num, _) in fields_of(meta).items() if num is None and is_searched_field(key))
+    return {"name": os.path.basename(path), "folder": folder, "fields": fields,
+            "tags": " ".join(t for t, _, _ in tags_of(meta))}
+
+
+def browse_key(meta: dict) -> str:
+    """What browsing orders by, as the built-in store computes it (sqlite_search.BROWSE_KEY): the taken date's
+    first 19 characters, else the file's modification time in UTC."""
+    taken = meta.get("taken_at")
+    if taken:
+        return str(taken)[:19]
+    return datetime.fromtimestamp(int(meta["mtime_ns"]) // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def without_none(meta: dict) -> dict:
     return {k: v for k, v in meta.items() if v is not None}
 
@@ -80,8 +159,15 @@ def filter_document(meta: dict) -> str:
     values = {"path": path, "name": os.path.basename(path), "folder": os.path.dirname(path).rstrip("/") + "/",
               "camera": f"{make or ''} {model or ''}".strip(), "make": make, "model": model,
               "lens": meta.get("lens"), "format": meta.get("format"), "taken": meta.get("taken_at")}
-    lines = [f"{k}:{' '.join(str(v).splitlines())}".lower() for k, v in values.items() if v is not None]
+    lines = [f"{k}:{_line(v)}".lower() for k, v in values.items() if v is not None]
+    lines += [f"tag:{_line(t)}" for t, _, _ in tags_of(meta)]
+    lines += [f"field.{_line(k)}:{_line(text).lower()}" for k, (text, _, _) in fields_of(meta).items()]
+    lines += [f"kw.{col}:{' '.join(stem_words(text))}" for col, text in keyword_text(meta).items()]
     return "\n".join(lines)
+
+
+def _line(value) -> str:
+    return " ".join(str(value).splitlines())
 
 
 def row_of(meta: dict) -> dict:

@@ -12,7 +12,7 @@ taken_at for filters.
 """
 from __future__ import annotations
 
-import re
+from .words import query_words
 
 _FIELD_KEYS = """(lower({f}.key) IN ('keywords', 'subject', 'location', 'place', 'city', 'country', 'photographer',
                           'label', 'labels', 'comment', 'comments', 'notes', 'headline', 'alt', 'alt_text')
@@ -63,26 +63,13 @@ MIGRATION = f"""
         {_REFRESH.format(id='OLD.image_id')} END;
 """
 
-# Common English words that would match nearly every description; dropped unless nothing else is left.
-STOP_WORDS = frozenset("""a an and are as at be by for from in into is it its of on or over the their there this
-to under was were with without near next""".split())
-_WORD = re.compile(r"[^\W_]+")
-
-
-def words_of(text: str) -> list[str]:
-    """The distinct lower-case words of `text` (letters and digits; everything else separates)."""
-    return list(dict.fromkeys(_WORD.findall(text.lower())))
-
-
 def match_expression(positive: str, negative: str = "") -> str | None:
     """An FTS5 MATCH string: any of the positive words, none of the negative ones; None if there is no word.
     Every word is a quoted FTS string, so nothing the user types is read as FTS syntax."""
-    pos = words_of(positive)
-    pos = [w for w in pos if w not in STOP_WORDS] or pos
+    pos, neg = query_words(positive, negative)
     if not pos:
         return None
     expr = " OR ".join(_quote(w) for w in pos)
-    neg = [w for w in words_of(negative) if w not in STOP_WORDS]
     if neg:
         expr = f"({expr}) NOT ({' OR '.join(_quote(w) for w in neg)})"
     return expr

@@ -18,15 +18,14 @@ import numpy as np
 from .. import config
 from ..errors import LibraryError, LibraryIOError, library_io_error
 from ..paths import MARK, from_text, to_text
-from .base import MAX_ID, FileState, ImageRecord
+from .base import INFO_COLUMNS, MAX_ID, FileState, ImageRecord
 from .fts import MIGRATION as FTS_MIGRATION
+from .sqlite_search import BROWSE_KEY, SQLiteSearch
 from .values import field_number
 from .vectorcache import VectorCache, VectorTable
 
 DB_NAME = "picseek.db"
 _tuple_new = tuple.__new__
-INFO_COLUMNS = ("width", "height", "format", "taken_at", "camera_make", "camera_model", "lens", "gps_lat",
-                "gps_lon", "orientation")
 VECTOR_DTYPE = np.float16
 
 # Paths are stored as paths.to_text gives them (valid text; the same string for every valid UTF-8 path), and turned
@@ -90,6 +89,8 @@ MIGRATIONS: list[str] = [
     FTS_MIGRATION,
     # 4: the few paths kept escaped (names that are not valid UTF-8, paths.to_text), found without a full scan
     f"CREATE INDEX images_escaped ON images(id) WHERE {_ESCAPED}",
+    # 5: browsing newest first (sqlite_search.BROWSE_KEY) with keyset paging
+    f"CREATE INDEX images_browse ON images({BROWSE_KEY}, id)",
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -118,12 +119,12 @@ def _chunks(ids: list, size: int = 500):
         yield ids[start:start + size]
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteSearch):
     """The default store. Thread-safe for readers: each thread gets its own connection."""
 
     def __init__(self, folder: str | Path, create: bool = True):
         self.folder = Path(folder).expanduser()
-        self.db_path = self.folder / DB_NAME
+        self.db_path = self.database = self.folder / DB_NAME  # (its errors are the library's: errors.library_io_error)
         if not self.db_path.exists():
             if not create:
                 raise LibraryError(f"no picseek library at {self.folder}: index a folder first "

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 
+from ...request import SearchRequest
 from .. import query as q
 from ..errors import ApiError
 from ..schemas import SearchOut
@@ -33,13 +34,13 @@ ImageId = Annotated[int, PathParam(ge=1, le=2**62, description="an indexed image
 
 
 def _options(limit: int, threshold: float | None, where: list[str], sort: str, soft_tags: bool = False,
-             keywords: bool = True, adaptive: bool = False) -> dict:
+             keywords: bool = True, adaptive: bool = False) -> SearchRequest:
     for w in where:
         if len(w) > 500 or not w.strip():
             raise ApiError(400, "bad_filter", "each where filter must be 1 to 500 characters")
-    return {"limit": limit, "threshold": threshold, "where": tuple(w.strip() for w in where),
-            "sort": None if sort == "relevance" else sort, "soft_tags": soft_tags, "keywords": keywords,
-            "adaptive": True if adaptive else None}
+    return SearchRequest(limit=limit, threshold=threshold, where=tuple(w.strip() for w in where),
+                         sort=None if sort == "relevance" else sort, soft_tags=soft_tags, keywords=keywords,
+                         adaptive=True if adaptive else None)
 
 
 def _answer(label: str, hits: list, t0: float, note: str | None = None) -> dict:
@@ -55,7 +56,7 @@ def search_get(request: Request, q_text: QText = "", limit: Limit = 20, threshol
     t0 = time.perf_counter()
     require_images(request)
     label, hits, note = q.run(library_of(request), q.compose(q_text, tags),
-                              options=_options(limit, threshold, where, sort, soft_tags, keywords, adaptive))
+                              request=_options(limit, threshold, where, sort, soft_tags, keywords, adaptive))
     return _answer(label, hits, t0, note)
 
 
@@ -84,7 +85,7 @@ def search_post(request: Request,
     require_images(request)
     label, hits, note = q.run(library_of(request), q.compose(text, tags), image=img, image_bytes=data,
                               image_weight=image_weight,
-                              options=_options(limit, threshold, where, sort, soft_tags, keywords, adaptive))
+                              request=_options(limit, threshold, where, sort, soft_tags, keywords, adaptive))
     return _answer(label, hits, t0, note)
 
 
@@ -99,8 +100,8 @@ def similar(request: Request, image_id: ImageId, limit: Limit = 20, threshold: T
     opts = _options(limit, threshold, where, sort)
     q.ensure_model(library)
     try:
-        hits, note = library.similar(image_id, limit=limit, where=opts["where"], threshold=threshold,
-                                     sort=opts["sort"]), None
+        hits, note = library.similar(image_id, limit=limit, where=opts.where, threshold=threshold,
+                                     sort=opts.sort), None
     except q.NoMatchError as exc:
         hits, note = [], str(exc)
     return _answer(f"id:{image_id}", hits, t0, note)

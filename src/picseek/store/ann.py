@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..store.vectorcache import CACHE_DIR, VectorTable
+from .vectorcache import CACHE_DIR, VectorTable
 
 log = logging.getLogger(__name__)
 
@@ -254,14 +254,3 @@ def forget(folder: Path | None = None) -> None:
     with _lock:
         for key in [k for k in _indexes if folder is None or k[0] == str(folder)]:
             del _indexes[key]
-
-
-def prepare(store, spaces: list[str], threshold: int) -> None:
-    """After an index run: bring each large space's approximate index in step now (built, or rows added and
-    removed, and saved), so that the next search does not wait for it."""
-    if threshold <= 0 or not (hasattr(store, "vector_table") and hasattr(store, "folder")):
-        return
-    for space in spaces:
-        table = store.vector_table(space)
-        if table.rows >= threshold:
-            index_for(store.folder, space, table)

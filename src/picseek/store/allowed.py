@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .filters import Condition, IdQuery
+from .sqlfilters import Condition, IdQuery
 
 CACHE_SIZE = 32
 _cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
