@@ -94,16 +94,16 @@ hf, out, src, context = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(s
 sys.path.insert(0, src)
 import torch
 from transformers import AutoModel, AutoTokenizer
-from picseek.models import onnx, onnx_repo
+from picseek.models import hf as picseek_hf, onnx, onnx_repo
 model = AutoModel.from_pretrained(hf, dtype=torch.float32).eval()
 side = model.config.vision_config.image_size
 (out / "visual").mkdir(parents=True)
 (out / "textual").mkdir()
 ids = torch.ones((1, context), dtype=torch.int32)
-with torch.inference_mode(), onnx._quiet_export():
-    torch.onnx.export(onnx._vision_module(model), (torch.zeros(1, 3, side, side),), str(out / onnx_repo.VISUAL),
+with torch.inference_mode(), onnx.quiet_export():
+    torch.onnx.export(picseek_hf._vision_module(model), (torch.zeros(1, 3, side, side),), str(out / onnx_repo.VISUAL),
                       input_names=["image"], output_names=["embedding"], opset_version=17, dynamo=False)
-    torch.onnx.export(onnx._text_module(model, False), (ids,), str(out / onnx_repo.TEXTUAL), input_names=["text"],
+    torch.onnx.export(picseek_hf._text_module(model, False), (ids,), str(out / onnx_repo.TEXTUAL), input_names=["text"],
                       output_names=["text_embedding"], opset_version=17, dynamo=False,
                       dynamic_axes={"text": {0: "batch_size"}})
 mean, std = json.loads(sys.argv[5]), json.loads(sys.argv[6])

@@ -212,9 +212,9 @@ def test_uncached_repo_offline_is_a_clear_model_error():
 
 def test_failed_download_is_a_model_error(monkeypatch, offline_hub):
     """Hub said to answer, download fails (here: offline mode refuses it, so still no network)."""
-    import picseek.models.registry as registry
+    from picseek.models import hub
 
-    monkeypatch.setattr(registry, "hub_reachable", lambda timeout=2.0: True)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=2.0: True)
     with pytest.raises(ModelError, match="could not get model picseek-test/absent from the hub"):
         load_embedder("hf:picseek-test/absent")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from picseek.errors import ModelError, UsageError
-from picseek.models import onnx
+from picseek.models import hf, onnx
 from picseek.models.registry import load_embedder
 
 import tiny_models
@@ -39,7 +39,7 @@ TEXTS = ["a photo of a cat", "a red car on the street at night", "zebra!"]
 @pytest.mark.parametrize("kind", ["clip", "siglip"])
 def test_exported_graphs_compute_what_torch_computes(folders, kind):
     ref = load_embedder(str(folders[kind]), precision="fp32")
-    image, text = onnx.ort_towers(ref, "fp32")
+    image, text = hf.ort_towers(ref, "fp32")
     from picseek.models.base import normalize
 
     pixels = _pixels(ref)
@@ -62,7 +62,7 @@ def test_int8_runs_and_is_cached(folders, kind, monkeypatch):
     folder = onnx.cache_folder(fast.model_id)
     assert (folder / "vision-int8.onnx").is_file()
     calls = []
-    monkeypatch.setattr(onnx, "_export", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(hf, "_export", lambda *a, **k: calls.append(a))
     again = load_embedder(str(folders[kind]), precision="int8")
     assert again.model is None  # everything came from the cache: no torch weights loaded
     np.testing.assert_array_equal(again.embed_pixels(_pixels(again))["main"], out)
@@ -137,7 +137,7 @@ def test_auto_picks_int8_and_falls_back_to_fp32_when_export_fails(folders, monke
     def broken(*a, **k):
         raise RuntimeError("exporter exploded")
 
-    monkeypatch.setattr(onnx, "_export", broken)
+    monkeypatch.setattr(hf, "_export", broken)
     monkeypatch.setattr(onnx, "cache_folder", lambda model_id: Path("/nonexistent/picseek-onnx"))
     auto = load_embedder(str(folders["clip"]))
     ref = load_embedder(str(folders["clip"]), precision="fp32")
@@ -166,7 +166,7 @@ def test_precision_names_are_checked():
 
 
 def test_a_failed_export_in_the_child_is_one_clear_error(tmp_path):
-    from picseek.models.onnx_export import export_in_child
+    from picseek.models.onnx import export_in_child
 
     not_a_model = tmp_path / "empty"
     not_a_model.mkdir()

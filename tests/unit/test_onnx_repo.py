@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from picseek.errors import ModelError
-from picseek.models import onnx, onnx_export, onnx_repo
+from picseek.models import onnx, onnx_repo
 from picseek.models.base import ImageSpec, normalize, prepare_image
 from picseek.models.registry import is_cached, list_models, load_embedder, resolve
 
@@ -47,17 +47,19 @@ def _export(hf_folder: Path, out: Path, kind: str) -> Path:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
+    from picseek.models.hf import _text_module, _vision_module
+
     model = AutoModel.from_pretrained(hf_folder, dtype=torch.float32).eval()
     (out / "visual").mkdir(parents=True)
     (out / "textual").mkdir()
     mask = kind == "mclip"
     names = ["input_ids", "attention_mask"] if mask else ["text"]
     ids = torch.ones((1, CONTEXT), dtype=torch.int32)
-    with torch.inference_mode(), onnx._quiet_export():
-        torch.onnx.export(onnx._vision_module(model), (torch.zeros(1, 3, SIDE, SIDE),), str(out / onnx_repo.VISUAL),
+    with torch.inference_mode(), onnx.quiet_export():
+        torch.onnx.export(_vision_module(model), (torch.zeros(1, 3, SIDE, SIDE),), str(out / onnx_repo.VISUAL),
                           input_names=["image"], output_names=["embedding"], opset_version=17, dynamo=False,
                           dynamic_axes={"image": {0: "batch_size"}} if kind == "mclip" else None)
-        torch.onnx.export(onnx._text_module(model, mask), (ids, torch.ones_like(ids)) if mask else (ids,),
+        torch.onnx.export(_text_module(model, mask), (ids, torch.ones_like(ids)) if mask else (ids,),
                           str(out / onnx_repo.TEXTUAL), input_names=names,
                           output_names=["text_embedding" if kind == "clip" else "embedding"], opset_version=17,
                           dynamo=False, dynamic_axes={"text": {0: "batch_size"}} if kind == "clip" else None)
@@ -268,7 +270,7 @@ def test_int8_image_tower_is_quantized_once_and_stays_close(tiny, kind, monkeypa
     def refuse(*a, **k):
         raise AssertionError("quantized again")
 
-    monkeypatch.setattr(onnx_export, "quantize_in_child", refuse)
+    monkeypatch.setattr(onnx, "quantize_in_child", refuse)
     again = load_embedder(str(folder), precision="int8")
     np.testing.assert_allclose(again.embed_pixels(pixels)["main"], out, atol=1e-6)
 
@@ -299,7 +301,7 @@ def test_a_failed_quantization_falls_back_under_auto_and_fails_when_asked(tiny, 
     def broken(*a, **k):
         raise RuntimeError("quantizer exploded")
 
-    monkeypatch.setattr(onnx_export, "quantize_in_child", broken)
+    monkeypatch.setattr(onnx, "quantize_in_child", broken)
     monkeypatch.setattr(onnx, "cache_folder", lambda model_id: tmp_path / "empty-cache")
     folder = tiny["clip"][1]
     auto = load_embedder(str(folder))
@@ -321,7 +323,7 @@ def test_the_quantizer_runs_in_a_child_and_its_failure_is_one_line(tmp_path):
     bad.write_bytes(b"not a graph")
     target = tmp_path / "cache" / "vision-int8.onnx"
     with pytest.raises(ModelError) as info:
-        onnx_export.quantize_in_child(bad, target)
+        onnx.quantize_in_child(bad, target)
     assert "\n" not in str(info.value) and str(info.value)
     assert not target.exists() and not list((tmp_path / "cache").iterdir())
 
@@ -357,7 +359,7 @@ def test_a_download_fetches_the_onnx_towers_only_then_loads(tiny, offline_hub, m
     from huggingface_hub.errors import LocalEntryNotFoundError
     from huggingface_hub.utils import filter_repo_objects
 
-    import picseek.models.registry as registry
+    from picseek.models import hub
 
     served = ["config.json", "README.md", ".gitattributes", "visual/model.onnx", "visual/preprocess_cfg.json",
               "visual/model.armnn", "visual/fp16/model.armnn", "visual/523d3c00-47e7-11ef-bc68-00155d655292",
@@ -380,7 +382,7 @@ def test_a_download_fetches_the_onnx_towers_only_then_loads(tiny, offline_hub, m
         return str(_to_hub_cache(offline_hub, repo, tiny["clip"][1]))
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
-    monkeypatch.setattr(registry, "hub_reachable", lambda timeout=2.0: True)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=2.0: True)
     emb = load_embedder(f"onnx:{REPO}", precision="fp32")
     assert calls == [True, False] and emb.model_id == f"onnx:{REPO}@{COMMIT}"
     assert emb.embed_texts(["a cat"]).shape == (1, 16)
@@ -388,9 +390,9 @@ def test_a_download_fetches_the_onnx_towers_only_then_loads(tiny, offline_hub, m
 
 def test_a_failed_download_is_one_clear_model_error(monkeypatch, offline_hub):
     """The hub said to answer; the download fails (here: offline mode refuses it, so still no network)."""
-    import picseek.models.registry as registry
+    from picseek.models import hub
 
-    monkeypatch.setattr(registry, "hub_reachable", lambda timeout=2.0: True)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=2.0: True)
     with pytest.raises(ModelError, match="could not get model picseek-test/absent from the hub") as err:
         load_embedder("onnx:picseek-test/absent")
     assert "\n" not in str(err.value)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 
 from picseek.errors import ModelError, ModelMismatchError
 from picseek.library import Library
 from picseek.models import registry
+from picseek.models.base import Backend, ModelSpec
 
 from conftest import ColourEmbedder, make_folder
 
@@ -59,11 +61,11 @@ def test_spec_for_record_follows_the_recorded_backend():
 
 def test_an_onnx_model_id_does_not_depend_on_the_name_it_was_loaded_by(monkeypatch, tmp_path):
     """onnx_repo records `onnx:{repository}@{revision}`: the alias and the short name give one id."""
-    from picseek.models import hf, onnx_repo
+    from picseek.models import hub, onnx_repo
 
     folder = tmp_path / "snapshots" / "0123abc"
     folder.mkdir(parents=True)
-    monkeypatch.setattr(hf, "_load_repo", lambda source, load: folder)
+    monkeypatch.setattr(hub, "load_repo", lambda source, load: folder)
     seen, real_locate = [], onnx_repo._locate
 
     def locate(name, source):
@@ -86,7 +88,7 @@ def fake_caches(monkeypatch):
     """`cached` holds the spec names is_cached answers True for; the hub answers as `hub` says; torch as `torch`."""
     state = {"cached": set(), "hub": False, "torch": True}
     monkeypatch.setattr(registry, "is_cached", lambda spec: spec.name in state["cached"])
-    monkeypatch.setattr(registry, "hub_reachable", lambda timeout=2.0: state["hub"])
+    monkeypatch.setattr(registry.hub, "hub_reachable", lambda timeout=2.0: state["hub"])
     real = registry.find_spec
     monkeypatch.setattr(registry, "find_spec",
                         lambda name: None if name == "torch" and not state["torch"] else real(name))
@@ -212,3 +214,120 @@ def test_models_say_which_extra_each_needs():
     assert rows["builtin"]["extra"] is None and rows["clip-vit-b-32"]["extra"] is None
     assert rows["clip-vit-b-32-hf"]["extra"] == "torch"
     assert {r["extra"] for r in rows.values()} == {None, "torch"}
+
+
+# ----------------------------------------------------------------------------------- backends from elsewhere
+
+
+class ToyEmbedder(ColourEmbedder):
+    """A plugin's model: ColourEmbedder's deterministic vectors, turned by the colour its name says, so that two toy
+    models differ; named `toy:SOURCE` and recording the model id `toy:SOURCE@1`, as a backend should."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__(spec.name)
+        self.model_id = f"toy:{spec.source}@1"
+        self.shift = sum(spec.source.encode()) % 8
+
+    def embed_pixels(self, pixels):
+        return {k: np.roll(v, self.shift, axis=1) for k, v in super().embed_pixels(pixels).items()}
+
+    def embed_texts(self, texts):
+        return np.roll(super().embed_texts(texts), self.shift, axis=1)
+
+
+def _toy_spec(source: str) -> ModelSpec:
+    if not source:
+        raise ModelError("toy: needs a colour")
+    return ModelSpec(f"toy:{source}", "toy", source, f"toy model {source}", dim=8)
+
+
+def _toy_load(spec: ModelSpec, device: str = "cpu", precision: str | None = None) -> ToyEmbedder:
+    return ToyEmbedder(spec)
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    """A toy backend registered in this process only (the table as it was is back after the test); the set it
+    returns holds the sources its `cached` check answers True for."""
+    monkeypatch.setattr(registry, "_registered", {})
+    monkeypatch.setattr(registry, "_imported", {})
+    cached: set[str] = set()
+    registry.register_backend(Backend("toy", _toy_load, spec=_toy_spec, cached=lambda spec: spec.source in cached,
+                                      extra="toy-extra"))
+    return cached
+
+
+def test_a_registered_backend_resolves_loads_and_reopens_by_its_recorded_name(toy):
+    spec = registry.resolve("toy:red")
+    assert (spec.name, spec.backend, spec.source) == ("toy:red", "toy", "red")
+    emb = registry.load_embedder("toy:red")
+    assert isinstance(emb, ToyEmbedder) and (emb.name, emb.model_id) == ("toy:red", "toy:red@1")
+    again = registry.spec_for_record(emb.name, emb.model_id)  # what a library records, back to the backend
+    assert again == spec and registry.name_for_record(emb.name, emb.model_id) == "toy:red"
+    reopened = registry.load_embedder(again)
+    assert reopened.model_id == emb.model_id
+    np.testing.assert_array_equal(reopened.embed_texts(["red", "blue"]), emb.embed_texts(["red", "blue"]))
+    other = registry.load_embedder("toy:blue")
+    assert other.model_id != emb.model_id and not np.allclose(other.embed_texts(["red"]), emb.embed_texts(["red"]))
+    assert not registry.is_cached(spec)
+    toy.add("red")
+    assert registry.is_cached(spec) and not registry.is_cached(registry.resolve("toy:blue"))
+    assert registry.extra_for(spec) == "toy-extra"
+    with pytest.raises(ModelError, match="toy: needs a colour"):
+        registry.resolve("toy:")
+    assert registry.resolve("hf:org/clip").backend == "hf"  # the built-in kinds are still there
+    assert registry.resolve("onnx:org/clip").backend == "onnx"
+
+
+def test_a_library_indexed_with_a_plugin_model_reopens_with_it(toy, tmp_path, monkeypatch):
+    photos = tmp_path / "photos"
+    make_folder(photos, 3)
+    with Library(tmp_path / "lib", model="toy:red") as lib:
+        assert lib.index([photos], workers=0).added == 3
+        assert lib.recorded_model["name"] == "toy:red" and lib.recorded_model["model_id"] == "toy:red@1"
+        want = lib.embedder().embed_texts(["red"])
+    for model in (None, "toy:red"):
+        with Library(tmp_path / "lib", model=model) as lib:
+            emb = lib.embedder()
+            assert isinstance(emb, ToyEmbedder) and emb.model_id == "toy:red@1"
+            np.testing.assert_array_equal(emb.embed_texts(["red"]), want)
+    with Library(tmp_path / "lib", model="toy:blue") as lib, \
+            pytest.raises(ModelMismatchError, match="indexed with toy:red, not toy:blue"):
+        lib.embedder()
+    monkeypatch.setattr(registry, "_registered", {})  # the plugin is gone: the library still says what it holds
+    assert registry.name_for_record("toy:red", "toy:red@1") == "toy:red"
+    with Library(tmp_path / "lib", model="clip-vit-b-32") as lib, \
+            pytest.raises(ModelMismatchError, match="indexed with toy:red, not clip-vit-b-32"):
+        lib.embedder()
+    with Library(tmp_path / "lib") as lib, pytest.raises(ModelError, match="unknown model 'toy:red'"):
+        lib.embedder()
+
+
+def test_an_installed_plugin_registers_through_an_entry_point(tmp_path, monkeypatch):
+    """A package's `picseek.backends` entry point names its Backend (or, as older plugins do, only a loader)."""
+    from importlib.metadata import EntryPoint
+
+    (tmp_path / "picseek_toy_plugin.py").write_text(
+        "from conftest import ColourEmbedder\n"
+        "from picseek.models.base import Backend, ModelSpec\n"
+        "def load(spec, device='cpu', precision=None):\n"
+        "    emb = ColourEmbedder(spec.name)\n"
+        "    emb.model_id = f'toy:{spec.source}@1'\n"
+        "    return emb\n"
+        "BACKEND = Backend('toy', load, spec=lambda source: ModelSpec(f'toy:{source}', 'toy', source))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    group = registry.ENTRY_POINTS
+    points = {"toy": EntryPoint("toy", "picseek_toy_plugin:BACKEND", group),
+              "oldtoy": EntryPoint("oldtoy", "picseek_toy_plugin:load", group)}
+    monkeypatch.setattr(registry, "_registered", {})
+    monkeypatch.setattr(registry, "_imported", {})
+    monkeypatch.setattr(registry, "_plugins", lambda: points)
+    emb = registry.load_embedder("toy:green")
+    assert registry.spec_for_record(emb.name, emb.model_id) == registry.resolve("toy:green")
+    assert registry.is_cached(registry.resolve("toy:green")) and registry.extra_for(registry.resolve("toy:x")) is None
+    old = registry.load_embedder(ModelSpec("toy:green", "oldtoy", "green"))  # a loader only: it has no names
+    assert old.model_id == emb.model_id
+    with pytest.raises(ModelError, match="unknown model 'oldtoy:green'"):
+        registry.resolve("oldtoy:green")
+    with pytest.raises(ModelError, match="needs backend 'gone', which is not installed"):
+        registry.load_embedder(ModelSpec("gone:x", "gone", "x"))

@@ -7,10 +7,14 @@ better than the shared space does.
 Preprocessing is split in two so that the expensive half runs in worker processes without torch:
 `prepare_image` (decode side: orientation, colour mode, resize/crop to the model's input size -> uint8 HxWx3) and
 `Embedder.embed_pixels` (model side: normalise with the spec's mean/std and run the network).
+
+A backend is one kind of model (built-in, Hugging Face through torch, ready ONNX towers, a plugin's): it declares itself
+as a `Backend` (how to load a `ModelSpec`, how to name one, whether its weights are here, which extra it needs), and
+models/registry.py keeps the one table of them.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -144,3 +148,40 @@ class EmbedderBase:
             return np.zeros((0, self.spaces.get(space, self.dim)), dtype=np.float32)
         pixels = np.stack([prepare_image(im, self.image_spec) for im in images])
         return self.embed_pixels(pixels)[space]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model by name: which backend builds it and from what (models/registry.py names them)."""
+
+    name: str
+    backend: str  # a Backend's name (the registry's table)
+    source: str = ""  # repo id or local folder (hf, onnx); empty for builtin
+    description: str = ""
+    dim: int | None = None  # known up front for named specs; read from the weights otherwise
+    auto_rank: int | None = None  # preference when `auto` looks for a cached model (lower first)
+    size_mb: int | None = None  # what a download fetches, where known (`picseek models`)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One kind of model, as the registry sees it (models/registry.py: its table, `register_backend`, and the
+    `picseek.backends` entry-point group).
+
+    name    ModelSpec.backend of its specs, and the prefix of the names it answers to: `NAME:SOURCE` (`hf:ORG/NAME`,
+            `onnx:ORG/NAME`). The model ids its embedders record should start with `NAME:` too, so that a library's
+            recorded model is reopened by this backend (registry.spec_for_record).
+    load    (spec, device="cpu", precision=None) -> Embedder; `precision` (auto, fp32, bf16, int8) is passed where
+            one is asked for, which a library always does.
+    spec    SOURCE (the text after `NAME:`) -> the ModelSpec it names, whose `name` should be `NAME:SOURCE` so that
+            the name an embedder records resolves back to it; ModelError where SOURCE names nothing. None: the
+            backend has no `NAME:` names (its models are named elsewhere, e.g. `builtin`).
+    cached  spec -> True where the weights are on this machine (no download needed). None: always.
+    extra   the extra of picseek it needs (`pip install 'picseek[EXTRA]'`), None for the default install.
+    """
+
+    name: str
+    load: Callable[..., Embedder]
+    spec: Callable[[str], ModelSpec] | None = None
+    cached: Callable[[ModelSpec], bool] | None = None
+    extra: str | None = None

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..atomic import write_atomic
 from ..errors import ModelError
-from .base import MAIN, EmbedderBase, ImageSpec, l2_normalize
+from .base import MAIN, Backend, EmbedderBase, ImageSpec, l2_normalize
 
 log = logging.getLogger(__name__)
 
@@ -416,8 +416,12 @@ def _gelu(x: np.ndarray) -> np.ndarray:
 
 
 def load(spec=None, device: str = "cpu", precision: str | None = None) -> BuiltinEmbedder:
-    """Registry entry point (`registry.BACKENDS["builtin"]`). Cheap: the weights load on first use. The built-in
+    """The backend's loader (`BACKEND`, the registry's "builtin"). Cheap: the weights load on first use. The built-in
     model runs in fp32 (its cost is small next to decoding; models/onnx.py serves the CLIP family)."""
     if precision not in (None, "auto", "fp32"):
         log.warning("the built-in model runs in fp32 (precision %s applies to CLIP-family models)", precision)
     return BuiltinEmbedder(device=device)
+
+
+# Named `builtin` in the registry's SPECS; no `builtin:` names of its own, nothing to download, no extra.
+BACKEND = Backend("builtin", load)

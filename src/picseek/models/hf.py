@@ -7,13 +7,22 @@ processor is not used: its saved config becomes an `ImageSpec`, and `prepare_ima
 
 Loading order for a repo id: the local cache first (no network at all, so a cached model never changes under
 a library that recorded its revision), then a download where the hub is reachable, else a `ModelError` that
-says how to get the model.
+says how to get the model (models/hub.py).
+
+Fast paths (precision, models/onnx.py): int8 runs the towers exported to ONNX through torch once per model (in a
+child process, models/onnx_export.py) and cached with what a process needs to run them without torch or transformers
+(`light_embedder`); bf16 runs the torch weights in bfloat16. The exported graphs include the final L2 normalisation.
+benchmarks/index_speed.py prints the cosine between the fast and the reference vectors; the unit tests check it on
+tiny models.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
+import os
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -24,8 +33,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from ..extras import require
-from .base import MAIN, EmbedderBase, ImageSpec, l2_normalize, normalize
+from ..extras import TORCH, require
+from . import hub, onnx
+from .base import MAIN, Backend, EmbedderBase, ImageSpec, ModelSpec, l2_normalize, normalize
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +49,7 @@ TEXT_BATCH = 256
 _RESAMPLE_CODES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _SMALL_CONFIGS = ("config.json", "preprocessor_config.json", "processor_config.json")
+Runner = Callable[..., np.ndarray]
 
 
 @dataclass(eq=False)
@@ -63,8 +74,6 @@ class HFEmbedder(EmbedderBase):
         """(image, text) runners; each loads its session on first use (models/onnx.py LazyTower)."""
         with self._lock:
             if self._towers is None:
-                from .onnx import ort_towers
-
                 try:
                     self._towers = ort_towers(self, self.precision)
                 except ModelError as exc:
@@ -247,18 +256,8 @@ def folder_revision(folder: Path) -> str:
     weights = sorted(p for p in folder.iterdir() if p.is_file() and (p.name.endswith(_WEIGHT_SUFFIXES)
                                                                       or p.name.endswith(".index.json")))
     for p in weights:
-        hash_sampled(h, p)
+        hub.hash_sampled(h, p)
     return h.hexdigest()[:12]
-
-
-def hash_sampled(h, path: Path, name: str | None = None) -> None:
-    """Feed a big file's name, size and 8 sampled 4 KiB chunks (the last at its end) into hash `h`."""
-    size = path.stat().st_size
-    h.update(f"{name or path.name}\0{size}\0".encode())
-    with path.open("rb") as f:
-        for k in range(1, 9):
-            f.seek(max(0, size * k // 8 - 4096))
-            h.update(f.read(4096))
 
 
 def _cache_revision(repo: str) -> str | None:
@@ -267,11 +266,6 @@ def _cache_revision(repo: str) -> str | None:
 
     hit = try_to_load_from_cache(repo, "config.json")
     return Path(hit).parent.name if isinstance(hit, str) else None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0]
 
 
 @dataclass
@@ -320,23 +314,6 @@ def _no_weight_progress_bar(quiet: bool):
             hf_logging.enable_progress_bar()
 
 
-def _load_repo(repo: str, load_parts: Callable[[str, bool], Any] = _load_parts) -> Any:
-    from .registry import hub_reachable
-
-    try:
-        return load_parts(repo, local_files_only=True)
-    except OSError:  # not (completely) in the local cache
-        pass
-    if not hub_reachable():
-        raise ModelError(f"model {repo} is not in the local cache and the hub is unreachable: run once with "
-                         "internet (it is downloaded and cached), or pass a local model folder") from None
-    log.info("downloading model %s", repo)
-    try:
-        return load_parts(repo, local_files_only=False)
-    except OSError as e:
-        raise ModelError(f"could not get model {repo} from the hub: {_first_line(e)}") from e
-
-
 def load_source(name: str, source: str, load_parts: Callable[[str, bool], Any] = _load_parts) -> tuple[Any, str, str]:
     """A local folder or a repo id (cache first, then the hub where reachable) -> (parts, label, revision), with
     every loading failure turned into a one-line ModelError. `load_parts(source, local_files_only)` does the
@@ -345,38 +322,34 @@ def load_source(name: str, source: str, load_parts: Callable[[str, bool], Any] =
     try:
         if folder.is_dir():
             return load_parts(str(folder), local_files_only=True), folder.resolve().name, folder_revision(folder)
-        return _load_repo(source, load_parts), source, _cache_revision(source) or "unknown"
+        return hub.load_repo(source, load_parts), source, _cache_revision(source) or "unknown"
     except ModelError:
         raise
     except ImportError as e:
-        raise ModelError(f"model {name} needs a package that is not installed: {_first_line(e)}") from e
+        raise ModelError(f"model {name} needs a package that is not installed: {hub.first_line(e)}") from e
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ModelError(f"cannot load model {name}: {_first_line(e)}") from e
+        raise ModelError(f"cannot load model {name}: {hub.first_line(e)}") from e
 
 
 def load(spec, device: str = "cpu", precision: str | None = None) -> HFEmbedder:
     """A ModelSpec with backend "hf" (source = repo id or local folder) -> a ready HFEmbedder on `device`.
     `precision` (models/onnx.py): auto (default), fp32, bf16 or int8."""
-    from . import onnx
-
     source = spec.source or spec.name
     asked = onnx.check_precision(precision)
     if device == "cpu" and asked in ("auto", "int8") and onnx.onnxruntime_available():
         known = _known_model_id(source)
-        if known and not onnx.exported(known, "int8"):
+        if known and not exported(known, "int8"):
             require(f"converting {spec.name} to ONNX (once)")
             log.warning("first use of %s at int8: exporting it to ONNX (once, about a minute; cached)", spec.name)
             try:
-                from .onnx_export import export_in_child
-
-                export_in_child(source, "int8")  # False: does not export (the checks below then say so)
+                onnx.export_in_child(source, "int8")  # False: does not export (the checks below then say so)
             except ModelError as exc:
                 if asked == "int8":
                     raise
                 log.warning("%s; running the model in fp32", exc)
                 asked = "fp32"
-        if known and asked != "fp32" and onnx.exported(known, "int8"):  # no torch, no transformers, no weights
-            return onnx.light_embedder(spec.name, known, "int8", auto=asked == "auto")
+        if known and asked != "fp32" and exported(known, "int8"):  # no torch, no transformers, no weights
+            return light_embedder(spec.name, known, "int8", auto=asked == "auto")
     require(f"model {spec.name} (a Hugging Face model run through transformers)")
     parts, label, revision = load_source(spec.name, source)
     model, config = parts.model, parts.config
@@ -402,7 +375,7 @@ def load(spec, device: str = "cpu", precision: str | None = None) -> HFEmbedder:
                      max_length=max_length, patch_size=patch)
     emb.precision, emb.precision_auto = chosen, asked == "auto"
     if chosen == "bf16":
-        onnx.to_bf16(emb)
+        to_bf16(emb)
     log.debug("loaded %s (%s, dim %d, %s, %s)", emb.model_id, model_type, dim, image_spec, emb.precision)
     return emb
 
@@ -417,3 +390,210 @@ def _known_model_id(source: str) -> str | None:
     except Exception:  # noqa: BLE001 - not a repo id the cache knows
         return None
     return f"hf:{source}@{revision}" if revision else None
+
+
+# -- the ONNX export (precision int8; models/onnx.py) -------------------------------------------------------------
+EMBEDDER_JSON = "embedder.json"
+TOKENIZER_JSON = "tokenizer.json"
+
+
+def exported(model_id: str, precision: str) -> bool:
+    """True where everything to run a model at `precision` without its torch weights is cached."""
+    if not onnx.onnxruntime_available():
+        return False
+    folder = onnx.cache_folder(model_id)
+    return all((folder / name).is_file() for name in (f"vision-{precision}.onnx", "text-fp32.onnx", EMBEDDER_JSON,
+                                                       TOKENIZER_JSON))
+
+
+def _vision_module(model):
+    import torch
+
+    class Vision(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, pixel_values):
+            out = self.m.get_image_features(pixel_values=pixel_values)
+            out = out if isinstance(out, torch.Tensor) else out.pooler_output
+            return torch.nn.functional.normalize(out, dim=-1)
+
+    return Vision(model).eval()
+
+
+def _text_module(model, with_mask: bool):
+    import torch
+
+    class Text(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask=None):
+            kw = {"input_ids": input_ids}
+            if with_mask:
+                kw["attention_mask"] = attention_mask
+            out = self.m.get_text_features(**kw)
+            out = out if isinstance(out, torch.Tensor) else out.pooler_output
+            return torch.nn.functional.normalize(out, dim=-1)
+
+    return Text(model).eval()
+
+
+def _export(module, args: tuple, names: list[str], dynamic: dict, target: Path, quantize: bool,
+            release: Callable[[], None] | None = None) -> None:
+    """Export to a temporary file beside `target`, quantize if asked, then rename into place (atomic). `release`
+    is called between the two (to free the torch weights before the quantizer loads the graph)."""
+    import gc
+
+    import torch
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
+        raw = Path(tmp) / "fp32.onnx"
+        final = raw
+        with torch.inference_mode(), onnx.quiet_export():
+            torch.onnx.export(module, args, str(raw), input_names=names, output_names=["embedding"],
+                              dynamic_axes={**dynamic, "embedding": {0: "batch"}}, opset_version=onnx.OPSET,
+                              dynamo=False, external_data=False)
+            if release is not None:
+                del module
+                release()
+                gc.collect()
+            if quantize:
+                final = Path(tmp) / "int8.onnx"
+                onnx.quantize(raw, final)
+        os.replace(final, target)
+
+
+
+def ort_towers(emb, precision: str, threads: int | None = None) -> tuple[Runner, Runner | None]:
+    """(image runner, text runner or None) for an HFEmbedder, exporting from its torch model what is not cached."""
+    folder = onnx.cache_folder(emb.model_id)
+    vision = folder / f"vision-{precision}.onnx"
+    if not vision.is_file():
+        if emb.model is None:
+            raise ModelError(f"the ONNX vision tower of {emb.name} is missing from {folder}")
+        log.info("exporting %s's vision tower to ONNX (%s, once; cached in %s)", emb.name, precision, folder)
+        import torch
+
+        s = emb.image_spec.size
+        try:
+            _export(_vision_module(emb.model), (torch.zeros(1, 3, s, s),), ["pixel_values"],
+                    {"pixel_values": {0: "batch"}}, vision, precision == "int8")
+        except Exception as exc:  # noqa: BLE001 - an exporter failure means: run the reference path
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelError(f"cannot export {emb.name} to ONNX: {first}") from exc
+    image = onnx.LazyTower(vision, threads)
+    # The text tower runs in fp32: dynamic int8 quantizes activations per batch, so a query's vector would depend
+    # on its batch-mates and padding; a single query in fp32 ONNX Runtime on one thread is fast and exact.
+    text = None
+    text_path = folder / "text-fp32.onnx"
+    try:
+        if not text_path.is_file():
+            _export_text(emb, text_path)
+        text = onnx.LazyTower(text_path, 1)  # one query at a time: one thread answers fastest
+    except Exception as exc:  # noqa: BLE001 - the text tower then stays on torch
+        log.info("text tower of %s stays on torch: %s", emb.name, exc)
+    if emb.model is not None and text is not None and not (folder / EMBEDDER_JSON).is_file():
+        _save_light(emb, folder)
+    return image, text
+
+
+def _text_names(emb) -> list[str]:
+    sample = emb.tokenizer(["a photo"], padding=emb.padding, truncation=True, max_length=emb.max_length)
+    with_mask = "attention_mask" in emb.text_inputs and "attention_mask" in sample
+    return ["input_ids", "attention_mask"] if with_mask else ["input_ids"]
+
+
+def _export_text(emb, target: Path) -> None:
+    import torch
+
+    names = _text_names(emb)
+    ids = torch.ones((2, 7), dtype=torch.long)
+    args = (ids, torch.ones_like(ids)) if len(names) == 2 else (ids,)
+    dyn = {n: {0: "batch", 1: "tokens"} for n in names}
+    _export(_text_module(emb.model, len(names) == 2), args, names, dyn, target, quantize=False)
+
+
+# -- running without torch and transformers ---------------------------------------------------------------------
+
+
+def _save_light(emb, folder: Path) -> None:
+    """What `light_embedder` needs: the embedder's facts and the fast tokenizer (slow tokenizers: not saved, so
+    such a model keeps loading through transformers)."""
+    backend = getattr(emb.tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return
+    spec = emb.image_spec
+    facts = {"model_id": emb.model_id, "dim": emb.dim, "padding": emb.padding, "max_length": emb.max_length,
+             "text_inputs": _text_names(emb), "pad_token": emb.tokenizer.pad_token,
+             "pad_id": emb.tokenizer.pad_token_id,
+             "image_spec": {"size": spec.size, "resize": spec.resize, "resample": spec.resample,
+                            "mean": list(spec.mean), "std": list(spec.std)}}
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".light-") as tmp:
+        backend.save(str(Path(tmp) / TOKENIZER_JSON))
+        (Path(tmp) / EMBEDDER_JSON).write_text(json.dumps(facts, indent=1))
+        os.replace(Path(tmp) / TOKENIZER_JSON, folder / TOKENIZER_JSON)
+        os.replace(Path(tmp) / EMBEDDER_JSON, folder / EMBEDDER_JSON)  # last: its presence means complete
+
+
+class FastTokenizer:
+    """The `tokenizers` library behind a transformers-style call: texts -> {"input_ids", "attention_mask"} arrays,
+    padded and truncated as the transformers tokenizer does."""
+
+    def __init__(self, path: Path, pad_token: str | None, pad_id: int | None):
+        from tokenizers import Tokenizer
+
+        self.tok = Tokenizer.from_file(str(path))
+        self.tok.no_padding()
+        self.tok.no_truncation()
+        self.pad_token, self.pad_id = pad_token, pad_id or 0
+
+    def __call__(self, texts, padding: str = "longest", truncation: bool = True, max_length: int = 77,
+                 return_tensors: str = "np") -> dict[str, np.ndarray]:
+        if truncation:
+            self.tok.enable_truncation(max_length)
+        length = max_length if padding == "max_length" else None
+        self.tok.enable_padding(pad_id=self.pad_id, pad_token=self.pad_token or "[PAD]", length=length)
+        enc = self.tok.encode_batch(list(texts))
+        return {"input_ids": np.asarray([e.ids for e in enc], dtype=np.int64),
+                "attention_mask": np.asarray([e.attention_mask for e in enc], dtype=np.int64)}
+
+
+def light_embedder(name: str, model_id: str, precision: str, auto: bool):
+    """An HFEmbedder that runs cached ONNX towers only: no torch, no transformers, no weights in memory."""
+    folder = onnx.cache_folder(model_id)
+    facts = json.loads((folder / EMBEDDER_JSON).read_text())
+    sp = facts["image_spec"]
+    spec = ImageSpec(sp["size"], sp["resize"], sp["resample"], tuple(sp["mean"]), tuple(sp["std"]))
+    tokenizer = FastTokenizer(folder / TOKENIZER_JSON, facts.get("pad_token"), facts.get("pad_id"))
+    dim = int(facts["dim"])
+    return HFEmbedder(name=name, model_id=model_id, dim=dim, image_spec=spec, spaces={MAIN: dim},
+                      image_query_space=MAIN, model=None, tokenizer=tokenizer, padding=facts["padding"],
+                      max_length=int(facts["max_length"]), text_inputs=tuple(facts["text_inputs"]),
+                      precision=precision, precision_auto=auto)
+
+
+def to_bf16(emb) -> None:
+    import torch
+
+    emb.model.to(torch.bfloat16)
+    emb.compute_dtype = "bfloat16"
+
+
+# -- the backend, as the registry sees it (models/base.py Backend) ---------------------------------------------------
+
+
+def spec_for(source: str) -> ModelSpec:
+    """`hf:SOURCE` -> its spec (SOURCE: a repo id)."""
+    return ModelSpec(f"hf:{source}", "hf", source, f"Hugging Face model {source}")
+
+
+def is_cached(spec: ModelSpec) -> bool:
+    """A local folder, or a repo whose config.json is in the local hub cache."""
+    return Path(spec.source).is_dir() or hub.cached_file(spec.source, "config.json") is not None
+
+
+BACKEND = Backend("hf", load, spec=spec_for, cached=is_cached, extra=TORCH[0])

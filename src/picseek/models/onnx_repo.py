@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from .base import MAIN, EmbedderBase, ImageSpec, l2_normalize, normalize
+from . import hub, onnx
+from .base import MAIN, Backend, EmbedderBase, ImageSpec, ModelSpec, l2_normalize, normalize
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,6 @@ def _triple(value, key: str) -> tuple[float, float, float]:
 def folder_revision(folder: Path) -> str:
     """A short, stable hash of a model folder: the small config files whole, every other file of the two towers
     (graphs, weight files beside them) by name, size and sampled chunks."""
-    from .hf import hash_sampled
-
     h = hashlib.sha256()
     for rel in _SMALL:
         if (folder / rel).is_file():
@@ -126,7 +125,7 @@ def folder_revision(folder: Path) -> str:
         for p in sorted((folder / sub).iterdir()) if (folder / sub).is_dir() else []:
             rel = f"{sub}/{p.name}"
             if p.is_file() and rel not in _SMALL and not p.name.endswith((".armnn", ".rknn")):
-                hash_sampled(h, p, rel)
+                hub.hash_sampled(h, p, rel)
     return h.hexdigest()[:12]
 
 
@@ -135,10 +134,8 @@ class _Tower:
     what its graph says about its inputs: names, element types, a batch fixed at 1."""
 
     def __init__(self, path: Path, threads: int | None, what: str):
-        from .onnx import LazyTower
-
         self.path, self.what = path, what
-        self.lazy = LazyTower(path, threads)
+        self.lazy = onnx.LazyTower(path, threads)
         self.inputs: list[tuple[str, Any]] = []
         self.one_at_a_time = False
 
@@ -196,8 +193,6 @@ class OnnxRepoEmbedder(EmbedderBase):
     def _vision_path(self) -> Path:
         """The graph the image tower runs: the downloaded one (fp32), or its int8 copy, quantized once into the
         cache (key: model id, onnx/onnxruntime versions)."""
-        from . import onnx, onnx_export
-
         source = self.folder / VISUAL
         if self.precision != "int8":
             return source
@@ -207,7 +202,7 @@ class OnnxRepoEmbedder(EmbedderBase):
         log.warning("first use of %s at int8: quantizing its image tower (once; cached in %s)", self.name,
                     target.parent)
         try:
-            onnx_export.quantize_in_child(source, target)
+            onnx.quantize_in_child(source, target)
         except Exception as exc:  # noqa: BLE001 - the quantizer raises many types; fp32 still runs the model
             if not self.precision_auto:
                 raise ModelError(f"cannot quantize the image tower of {self.name} to int8: {_first_line(exc)}; "
@@ -291,7 +286,7 @@ def _tokenizer(folder: Path, name: str, context_length: int):
 
 def _hub_snapshot(repo: str, local_files_only: bool) -> Path:
     """The repository's snapshot folder (towers, configs, tokenizer; not the other accelerators' copies). A cache
-    that lacks a file is an OSError, so that `hf._load_repo` goes on to download."""
+    that lacks a file is an OSError, so that `hub.load_repo` goes on to download."""
     from huggingface_hub import snapshot_download
 
     try:
@@ -299,7 +294,7 @@ def _hub_snapshot(repo: str, local_files_only: bool) -> Path:
                                         local_files_only=local_files_only))
     except OSError:
         raise
-    except Exception as exc:  # noqa: BLE001 - hub errors of every kind: hf._load_repo reports OSErrors in one line
+    except Exception as exc:  # noqa: BLE001 - hub errors of every kind: hub.load_repo reports OSErrors in one line
         raise OSError(_first_line(exc)) from exc
     missing = missing_files(folder)
     if missing and local_files_only:
@@ -311,7 +306,7 @@ def _hub_snapshot(repo: str, local_files_only: bool) -> Path:
 
 def _locate(name: str, source: str) -> tuple[Path, str, str]:
     """(folder, label, revision): a local folder as it is, a repo id from the local cache first, then the hub where
-    it answers (the offline handling of models/hf.py)."""
+    it answers (models/hub.py)."""
     folder = Path(source).expanduser()
     if folder.is_dir():
         missing = missing_files(folder)
@@ -319,15 +314,11 @@ def _locate(name: str, source: str) -> tuple[Path, str, str]:
             raise ModelError(f"model {name}: {folder} lacks {', '.join(missing)} (a ready-ONNX model folder holds "
                              f"{', '.join(REQUIRED)}, as immich publishes them)")
         return folder.resolve(), folder.resolve().name, folder_revision(folder)
-    from .hf import _load_repo
-
-    snapshot = _load_repo(source, _hub_snapshot)
+    snapshot = hub.load_repo(source, _hub_snapshot)
     return snapshot, source, snapshot.name  # the snapshot folder is named by its commit
 
 
 def _precision(name: str, precision: str | None, device: str) -> tuple[str, bool]:
-    from . import onnx
-
     asked = onnx.check_precision(precision)
     if device != "cpu":
         log.warning("%s runs in ONNX Runtime on the CPU (device %s is for torch models)", name, device)
@@ -366,3 +357,33 @@ def load(spec, device: str = "cpu", precision: str | None = None) -> OnnxRepoEmb
                            tokenizer=_tokenizer(folder, spec.name, context_length))
     log.debug("loaded %s (dim %d, %s, image tower %s)", emb.model_id, dim, image_spec, chosen)
     return emb
+
+
+# -- the backend, as the registry sees it (models/base.py Backend) ---------------------------------------------------
+
+
+def spec_for(source: str) -> ModelSpec:
+    """`onnx:SOURCE` -> its spec: SOURCE a repository id, or a folder (recorded as its absolute path, which resolves
+    back from anywhere)."""
+    name, source = f"onnx:{source}", source.strip()
+    if not source:
+        raise ModelError("onnx: needs a repository (onnx:ORG/NAME) or a folder")
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        return folder_spec(folder)
+    return ModelSpec(name, "onnx", source, f"ready ONNX model {source}")
+
+
+def folder_spec(folder: Path) -> ModelSpec:
+    """A folder in this layout -> its spec, named by its absolute path."""
+    return ModelSpec(str(folder.resolve()), "onnx", str(folder.resolve()), f"ready ONNX model folder {folder}")
+
+
+def is_cached(spec: ModelSpec) -> bool:
+    """A local folder, or a repository whose required files are all in the local hub cache."""
+    if Path(spec.source).expanduser().is_dir():
+        return True
+    return all(hub.cached_file(spec.source, rel) is not None for rel in REQUIRED)
+
+
+BACKEND = Backend("onnx", load, spec=spec_for, cached=is_cached)

@@ -1,39 +1,35 @@
-"""Named model specs and the one entry point that builds any model.
+"""Named model specs, the one table of backends, and the one entry point that builds any model.
 
 Model choice is data: a spec names its backend and where its weights come from; `load_embedder` looks the backend
-up in a table (extendable through the `picseek.backends` entry-point group) instead of an if/elif chain.
+up in one table instead of an if/elif chain. A backend (models/base.py `Backend`) says how it loads a spec, which
+`NAME:SOURCE` names it answers to, whether a spec's weights are here, and which extra it needs. The built-in ones are
+`builtin`, `hf` (models/hf.py) and `onnx` (models/onnx_repo.py); others come from installed packages (the
+`picseek.backends` entry-point group) or from `register_backend` in this process, and override a built-in one of the
+same name. This module sits on top of models/: it imports the backends (when one is first asked for), none of them
+imports it.
 Names a user can type: a short name from SPECS (or an older name in ALIASES), `builtin`, `auto`, `hf:org/name`,
-`org/name`, `onnx:org/name` (ready ONNX towers, models/onnx_repo.py), or a local folder (a Hugging Face one, or ready
-ONNX towers in immich's layout). The CLIP short names are ready-ONNX models (no torch); their `-hf` twins convert the
-Hugging Face weights through torch. A library's recorded model is reopened with `spec_for_record`.
+`org/name`, `onnx:org/name` (ready ONNX towers, models/onnx_repo.py), `NAME:SOURCE` of any other backend, or a local
+folder (a Hugging Face one, or ready ONNX towers in immich's layout). The CLIP short names are ready-ONNX models (no
+torch); their `-hf` twins convert the Hugging Face weights through torch. A library's recorded model is reopened with
+`spec_for_record`.
 """
 from __future__ import annotations
 
 import importlib
 import logging
-import os
-from dataclasses import dataclass
-from importlib.metadata import entry_points
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
 from importlib.util import find_spec
 from pathlib import Path
 
 from ..errors import ModelError
+from . import hub
+from .base import Backend, ModelSpec
 
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
 BUILTIN = "builtin"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    backend: str  # key into BACKENDS
-    source: str = ""  # repo id or local folder (hf, onnx); empty for builtin
-    description: str = ""
-    dim: int | None = None  # known up front for named specs; read from the weights otherwise
-    auto_rank: int | None = None  # preference when `auto` looks for a cached model (lower first)
-    size_mb: int | None = None  # what a download fetches, where known (`picseek models`)
 
 
 def _hf(name: str, repo: str, what: str, dim: int, rank: int, size_mb: int) -> ModelSpec:
@@ -75,19 +71,57 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in [
 # were `*-onnx` while the short names meant the torch conversion.
 ALIASES: dict[str, str] = {f"{name}-onnx": name for name, s in SPECS.items() if s.backend == "onnx"}
 
-# backend name -> "module:function" returning an Embedder for a spec
+# backend name -> "module:attribute" of its Backend, imported when the backend is first asked for
 BACKENDS: dict[str, str] = {
-    "builtin": "picseek.models.builtin:load",
-    "hf": "picseek.models.hf:load",
-    "onnx": "picseek.models.onnx_repo:load",
+    "builtin": "picseek.models.builtin:BACKEND",
+    "hf": "picseek.models.hf:BACKEND",
+    "onnx": "picseek.models.onnx_repo:BACKEND",
 }
+ENTRY_POINTS = "picseek.backends"  # name = the backend's name, value = "package.module:BACKEND" (or a loader)
 DEFAULT_DOWNLOAD = "clip-vit-b-32"
 
+_registered: dict[str, Backend] = {}  # register_backend
+_imported: dict[str, Backend] = {}  # BACKENDS and entry points, once imported
 
-def _plugin_backends() -> dict[str, str]:
-    found = {}
-    for ep in entry_points(group="picseek.backends"):
-        found[ep.name] = ep.value
+
+def register_backend(backend: Backend) -> Backend:
+    """Add a backend to this process's table (replacing one of the same name): its `NAME:SOURCE` names resolve,
+    its specs load, and `is_cached`, `extra_for` and `spec_for_record` ask it. An installed package registers its
+    backend instead under the `picseek.backends` entry-point group. Returns `backend`."""
+    _registered[backend.name] = backend
+    return backend
+
+
+@cache
+def _plugins() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINTS)}
+
+
+def backend(name: str) -> Backend | None:
+    """The backend called `name` (a ModelSpec's `backend`, a `NAME:` prefix): registered in this process, else an
+    installed plugin's, else a built-in one; None where there is none. A plugin's entry point may name a `Backend` or,
+    as older plugins do, just its loader (a backend with no names of its own)."""
+    if name in _registered:
+        return _registered[name]
+    if name in _imported:
+        return _imported[name]
+    ep = _plugins().get(name)
+    if ep is None and name not in BACKENDS:
+        return None
+    try:
+        if ep is not None:
+            found = ep.load()
+        else:
+            module, _, attr = BACKENDS[name].partition(":")
+            found = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ModelError(f"backend {name!r} cannot be loaded: {hub.first_line(exc)}") from exc
+    if not isinstance(found, Backend):
+        if not callable(found):
+            raise ModelError(f"backend {name!r} ({ep.value if ep else BACKENDS[name]}) is neither a Backend nor a "
+                             "loader")
+        found = Backend(name, found)
+    _imported[name] = found
     return found
 
 
@@ -99,23 +133,15 @@ def resolve(name: str) -> ModelSpec:
     name = ALIASES.get(name, name)
     if name in SPECS:
         return SPECS[name]
-    if name.startswith("hf:"):
-        repo = name[3:]
-        return ModelSpec(name, "hf", repo, f"Hugging Face model {repo}")
-    if name.startswith("onnx:"):
-        source = name[5:].strip()
-        if not source:
-            raise ModelError("onnx: needs a repository (onnx:ORG/NAME) or a folder")
-        folder = Path(source).expanduser()
-        if folder.is_dir():  # recorded as the absolute folder, which resolves back from anywhere
-            return ModelSpec(str(folder.resolve()), "onnx", str(folder.resolve()), f"ready ONNX model folder {folder}")
-        return ModelSpec(name, "onnx", source, f"ready ONNX model {source}")
+    prefix, colon, source = name.partition(":")
+    if colon and prefix and (kind := backend(prefix)) is not None and kind.spec is not None:
+        return kind.spec(source)  # hf:ORG/NAME, onnx:ORG/NAME or a folder, a plugin's NAME:SOURCE
     path = Path(name).expanduser()
     if path.is_dir():
-        from .onnx_repo import is_layout
+        from . import onnx_repo
 
-        if is_layout(path):
-            return ModelSpec(str(path.resolve()), "onnx", str(path.resolve()), f"ready ONNX model folder {path}")
+        if onnx_repo.is_layout(path):
+            return onnx_repo.folder_spec(path)
         if not (path / "config.json").is_file():
             raise ModelError(f"model folder {path} has no config.json; expected a Hugging Face model folder "
                              "(save_pretrained output)")
@@ -150,51 +176,20 @@ def name_for_record(name: str, model_id: str | None = None) -> str:
         return name
 
 
-def _backend(spec: ModelSpec):
-    table = {**BACKENDS, **_plugin_backends()}
-    target = table.get(spec.backend)
-    if target is None:
+def _loader(spec: ModelSpec):
+    kind = backend(spec.backend)
+    if kind is None:
         raise ModelError(f"model {spec.name!r} needs backend {spec.backend!r}, which is not installed")
-    module, _, func = target.partition(":")
-    return getattr(importlib.import_module(module), func)
+    return kind.load
 
 
 def is_cached(spec: ModelSpec) -> bool:
-    """True where the model's weights are on this machine (no download needed)."""
-    if spec.backend == "builtin":
-        return True
-    if spec.backend == "hf":
-        if Path(spec.source).is_dir():
-            return True
-        try:
-            from huggingface_hub import try_to_load_from_cache
-        except ImportError:  # pragma: no cover
-            return False
-        hit = try_to_load_from_cache(spec.source, "config.json")
-        return isinstance(hit, str)
-    if spec.backend == "onnx":
-        from .onnx_repo import REQUIRED
-
-        if Path(spec.source).expanduser().is_dir():
-            return True
-        from huggingface_hub import try_to_load_from_cache
-
-        return all(isinstance(try_to_load_from_cache(spec.source, rel), str) for rel in REQUIRED)
-    return False
-
-
-def hub_reachable(timeout: float = 2.0) -> bool:
-    """A quick check (no download) that the model hub answers; False when offline mode is set."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+    """True where the model's weights are on this machine (no download needed): its backend's answer; False for a
+    backend that is not installed."""
+    kind = backend(spec.backend)
+    if kind is None:
         return False
-    import httpx
-
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    try:
-        httpx.head(endpoint, timeout=timeout)
-        return True
-    except httpx.HTTPError:
-        return False
+    return True if kind.cached is None else bool(kind.cached(spec))
 
 
 def torch_installed() -> bool:
@@ -218,7 +213,7 @@ def resolve_auto() -> ModelSpec:
             unusable.append(spec.name)
     skipped = (f" that runs here (cached but needing the torch extra, pip install 'picseek[torch]': "
                f"{', '.join(unusable)})" if unusable else "")
-    if hub_reachable():
+    if hub.hub_reachable():
         spec = SPECS[DEFAULT_DOWNLOAD]
         log.warning("no CLIP model in the local cache%s: downloading %s (%s) once from the model hub",
                     skipped, spec.name, spec.source)
@@ -239,8 +234,8 @@ def load_embedder(name: str | ModelSpec, device: str = "cpu", precision: str | N
     else:
         spec = resolve(name)
     if precision is None:
-        return _backend(spec)(spec, device=device)
-    return _backend(spec)(spec, device=device, precision=precision)
+        return _loader(spec)(spec, device=device)
+    return _loader(spec)(spec, device=device, precision=precision)
 
 
 def list_models() -> list[dict]:
@@ -252,7 +247,7 @@ def list_models() -> list[dict]:
 
 
 def extra_for(spec: ModelSpec) -> str | None:
-    """The extra of picseek a model needs (`pip install 'picseek[EXTRA]'`), None for the default install."""
-    from ..extras import TORCH
-
-    return TORCH[0] if spec.backend == "hf" else None
+    """The extra of picseek a model needs (`pip install 'picseek[EXTRA]'`), None for the default install: its
+    backend's."""
+    kind = backend(spec.backend)
+    return kind.extra if kind is not None else None
