@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..errors import PicseekError, UsageError
+from ..ingest.paths import is_url
 from ..paths import to_text
 from ..store.values import field_number
 
@@ -231,13 +232,13 @@ def folder_prefixes(value: str, ctx: FilterContext) -> list[str]:
     """Absolute folders a `folder=` value names: an absolute or ~ path as is; ./ and ../ from the current
     folder; anything else below each indexed root."""
     v = value.strip()
-    if "://" in v:  # a URL root in object storage (ingest/remote.py): as the store keeps it
+    if is_url(v):  # a URL root in object storage (ingest/remote.py): as the store keeps it
         return [v.rstrip("/")]
     if v.startswith(("/", "~")):
         return [os.path.normpath(os.path.expanduser(v))]
     if v in (".", "..") or v.startswith(("./", "../")):
         return [os.path.normpath(os.path.join(ctx.cwd or os.getcwd(), v))]
-    return [f"{root.rstrip('/')}/{v.strip('/')}" if "://" in root else os.path.normpath(os.path.join(root, v))
+    return [f"{root.rstrip('/')}/{v.strip('/')}" if is_url(root) else os.path.normpath(os.path.join(root, v))
             for root in ctx.roots]
 
 
