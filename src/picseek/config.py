@@ -62,6 +62,11 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
 ]}
 
 
+def default(name: str) -> Any:
+    """A setting's declared default: what a function's own default for the same value takes (one copy, here)."""
+    return SETTINGS[name].default
+
+
 def env_name(name: str) -> str:
     return "PICSEEK_" + name.upper()
 

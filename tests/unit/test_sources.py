@@ -229,3 +229,49 @@ def test_cli_import_metadata_reports_and_fails_when_nothing_matches(lib, tmp_pat
     with pytest.raises(SystemExit) as done:
         main(["--library", str(lib.path), "import-metadata", str(bad)])
     assert done.value.code == 2 and "bad.jsonl line 2: not valid JSON" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- choosing a column
+
+
+def test_pick_column_asked_then_usual_names_then_cells():
+    from picseek.ingest.sources import pick_column
+
+    rows = [{"Image URL": "https://h/a.jpg", "Caption": "x"}, {"Image URL": "", "notes": "y"}]
+    assert pick_column(rows, "image-url") == "Image URL"  # matched through the names' normal form
+    assert pick_column(rows, None, ("caption", "image_url")) == "Caption"  # the first usual name present
+    assert pick_column(rows, None, ("notes",), header_rows=1, looks_right=lambda c: c.startswith("https://")) \
+        == "Image URL"  # (notes is only in the second row) the cells decide
+    with pytest.raises(UsageError, match=r"^no column 'src'; its columns: Image URL, Caption, notes$"):
+        pick_column(rows, "src")
+    with pytest.raises(UsageError, match=r"^f.csv: no column 'src' \(columns: Image URL, Caption, notes\)$"):
+        pick_column(rows, "src", source="f.csv", unknown="{source}: no column {asked!r} (columns: {columns})")
+    with pytest.raises(UsageError, match=r"^no such column \(looked for a, b; columns: Image URL, Caption, notes\)$"):
+        pick_column(rows, None, ("a", "b"))
+
+
+def test_spark_list_columns_keep_their_choices_and_messages():
+    from picseek.scale.spark import path_column
+
+    assert path_column([{"ID": 1, "Image": "a.jpg"}, {"ID": 2, "URL": "s3://b/x.jpg"}], None, "l.csv") == "URL"
+    assert path_column([{"id": 1, "where": "photos/a"}], None, "l.csv") == "where"  # a column of paths
+    assert path_column([{"id": 1, "where": "a.PNG"}], "WHERE ", "l.csv") == "where"
+    with pytest.raises(UsageError, match=r"^l.csv: no column 'nope'; its columns: id, where$"):
+        path_column([{"id": 1, "where": "a.jpg"}], "nope", "l.csv")
+    with pytest.raises(UsageError, match=r"^l.csv: no column of image paths or URLs found: name it with --url-column "
+                                         r"\(columns: id, n\)$"):
+        path_column([{"id": 1, "n": "x"}], None, "l.csv")
+
+
+def test_training_table_columns_keep_their_choices_and_messages():
+    from picseek.learn.data import CAPTION_COLUMNS, IMAGE_COLUMNS, _pick
+
+    row = {"File": "a.jpg", "Caption": "a cat", "other": 1}
+    assert _pick(row, None, IMAGE_COLUMNS, "image", Path("t.csv")) == "File"  # usual names in any case
+    assert _pick(row, None, CAPTION_COLUMNS, "caption", Path("t.csv")) == "Caption"
+    assert _pick(row, "other", CAPTION_COLUMNS, "caption", Path("t.csv")) == "other"
+    with pytest.raises(UsageError, match=r"^t.csv: no column 'caption' \(columns: File, Caption, other\)$"):
+        _pick(row, "caption", CAPTION_COLUMNS, "caption", Path("t.csv"))  # an asked column is named exactly
+    with pytest.raises(UsageError, match=r"^t.csv: no image column \(looked for image, path, file, filename, "
+                                         r"filepath, image_path, img; columns: Caption, other\)$"):
+        _pick({"Caption": "x", "other": 1}, None, IMAGE_COLUMNS, "image", Path("t.csv"))

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from ..ingest.paths import is_url
 from ..paths import raw_bytes, shown
 from ..request import SearchRequest
 from . import _open, cli
@@ -44,7 +45,7 @@ class _FolderOrUrl(click.Path):
     """An existing folder or file, or a URL (s3://, gs://, https://, file://, ...), checked when it is listed."""
 
     def convert(self, value, param, ctx):
-        return value if "://" in str(value) else super().convert(value, param, ctx)
+        return value if is_url(str(value)) else super().convert(value, param, ctx)
 
 
 @cli.command(epilog=EPILOG_INDEX)

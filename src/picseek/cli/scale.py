@@ -62,6 +62,7 @@ def check_spark_options(engine: str, master: str | None, shards: str | None, **l
 
 def index_on_spark_cli(ctx, folders, from_list, url_column, model, *, master, shards, batch_size, as_json) -> None:
     """`picseek index --engine spark`: FOLDERS or the --from-list inputs -> shards on Spark -> (merge)."""
+    from .. import config
     from ..scale.spark import index_on_spark, model_for_library
 
     inputs = from_list or (folders[0] if len(folders) == 1 else None)
@@ -71,8 +72,9 @@ def index_on_spark_cli(ctx, folders, from_list, url_column, model, *, master, sh
     name = model_for_library(lib, model)
     target = shards or tempfile.mkdtemp(prefix="spark-shards-", dir=lib.path)
     try:
-        report = index_on_spark(master, inputs, target, model=name, batch_size=batch_size or 16,
-                                column=url_column, precision=ctx.obj.get("precision"),
+        report = index_on_spark(master, inputs, target, model=name, batch_size=config.get("batch_size", batch_size),
+                                max_pixels=config.get("max_image_pixels"), column=url_column,
+                                precision=ctx.obj.get("precision"),
                                 skip=[str(lib.path)] if lib is not None else [])
         merged = lib.merge([target]) if shards is None else None
     finally:

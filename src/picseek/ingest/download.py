@@ -25,13 +25,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, config
 from ..errors import LibraryError, UsageError
 from ..models.base import ImageSpec
 from .images import DEFAULT_MAX_PIXELS, decode_file
-from .metadata import KEY_COLUMNS, ImportReport, normalize_name
+from .metadata import KEY_COLUMNS, ImportReport
 from .pipeline import IndexReport, Progress
-from .sources import read_rows
+from .sources import pick_column, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,17 @@ EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BM
 _CHECK_SPEC = ImageSpec(size=32, resize="squash")  # a full decode at reduced size: cheap, and proves the file
 _CHUNK = 64 * 1024
 EXAMPLES = 20
+# the usual names of a URL list's image column (a metadata import's url key), most likely first; Unsplash's
+# photo_url is a web page, not the image
+URL_COLUMNS = tuple(c for c in KEY_COLUMNS["url"] if c != "photo_url")
 
 
 @dataclass(frozen=True)
 class DownloadOptions:
-    concurrency: int = 8
-    timeout: float = 15.0  # seconds to connect, and between two reads
+    concurrency: int = config.default("download_concurrency")
+    timeout: float = config.default("url_timeout")  # seconds to connect, and between two reads
     deadline: float | None = None  # seconds for a whole attempt (default: 10 x timeout)
-    max_bytes: int = 50_000_000
+    max_bytes: int = config.default("url_max_bytes")
     retries: int = 3  # further attempts after a temporary failure
     backoff: float = 0.5  # seconds before the first retry; doubles each time (with jitter)
     max_redirects: int = 5
@@ -114,23 +117,11 @@ def read_url_list(path: str | os.PathLike, url_column: str | None = None) -> tup
     rows = list(read_rows(path))
     if not rows:
         raise UsageError(f"{path}: no rows")
-    columns: dict[str, str] = {}
-    for r in rows:
-        for k in r:
-            columns.setdefault(normalize_name(k), k)
-    if url_column is not None:
-        if normalize_name(url_column) not in columns:
-            raise UsageError(f"{path}: no column {url_column!r}; its columns: {', '.join(columns.values())}")
-        return rows, columns[normalize_name(url_column)]
-    for name in KEY_COLUMNS["url"]:
-        if name in columns and name != "photo_url":  # Unsplash's photo_url is a web page, not the image
-            return rows, columns[name]
-    for col in columns.values():
-        cells = [str(r.get(col) or "") for r in rows[:20]]
-        if any(cells) and all(c.startswith(("http://", "https://")) for c in cells if c):
-            return rows, col
-    raise UsageError(f"{path}: no column of URLs found: name it with --url-column "
-                     f"(columns: {', '.join(columns.values())})")
+    column = pick_column(rows, url_column, URL_COLUMNS, looks_right=lambda c: c.startswith(("http://", "https://")),
+                         source=path, unknown="{source}: no column {asked!r}; its columns: {columns}",
+                         not_found="{source}: no column of URLs found: name it with --url-column "
+                                   "(columns: {columns})")
+    return rows, column
 
 
 def cache_name(url: str) -> str:

@@ -13,7 +13,6 @@ untrusted files.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import os
 import re
@@ -25,26 +24,24 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError, features
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .. import config
 from ..errors import ImageError
 from ..models.base import ImageSpec, prepare_image
 from .exif import ImageInfo, exif_of, info_from, orientation_of
+from .paths import AVIF_SUPPORTED as _HAS_AVIF
+from .paths import HEIF_SUPPORTED as _HAS_HEIF
+from .paths import IMAGE_EXTENSIONS, PILLOW_AVIF
+from .paths import is_url as _is_url
 
 __all__ = ["IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS", "MAX_FILE_BYTES", "ImageInfo", "Decoded", "decode_file",
            "load_image", "read_info", "file_hash"]
 
-DEFAULT_MAX_PIXELS = 250_000_000  # bigger images are refused as possible decompression bombs
+# bigger images are refused as possible decompression bombs (the max_image_pixels setting's default)
+DEFAULT_MAX_PIXELS: int = config.default("max_image_pixels")
 MAX_FILE_BYTES = 2 * 1024**3  # files above this are not read into a worker's memory
-
-_HAS_HEIF = importlib.util.find_spec("pillow_heif") is not None
-_HAS_AVIF = _HAS_HEIF or features.check_module("avif")
-
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    [".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"]
-    + ([".heic", ".heif"] if _HAS_HEIF else [])
-    + ([".avif"] if _HAS_AVIF else [])
-)
+# IMAGE_EXTENSIONS (ingest/paths.py): the file names a scan hands to decode_file; HEIC/AVIF where a plugin reads them
 
 # The Pillow formats we open, in the order they are tried. MPO: a JPEG with extra pictures.
 _WANTED_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "AVIF", "GIF", "TIFF", "MPO", "BMP")
@@ -159,10 +156,6 @@ def _read_file(path: str) -> bytes:
         return f.read()
 
 
-def _is_url(path: str | os.PathLike) -> bool:
-    return isinstance(path, str) and re.match(r"[A-Za-z][A-Za-z0-9+.\-]*://", path) is not None  # as remote.is_url
-
-
 def _read_url(url: str) -> bytes:
     """An object in storage or on a web server (s3://, gs://, https://, file://, ...) through fsspec, with the
     same byte cap as files. Raises OSError (with a one-line strerror) or _FileTooLarge."""
@@ -221,7 +214,7 @@ def _register_heif() -> None:
     except Exception:  # noqa: BLE001 - a broken optional install only loses HEIC support
         return
     pillow_heif.register_heif_opener()
-    if not features.check_module("avif") and hasattr(pillow_heif, "register_avif_opener"):
+    if not PILLOW_AVIF and hasattr(pillow_heif, "register_avif_opener"):
         pillow_heif.register_avif_opener()
 
 

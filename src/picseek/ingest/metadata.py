@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
+from .sources import column_names, normalize_name, pick_column
 
 KEYS = ("auto", "path", "name", "id", "url")
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -122,10 +123,6 @@ class ImageLookup:
         return self._by_url.get(value, [])
 
 
-def normalize_name(column: str) -> str:
-    return re.sub(r"[\s\-]+", "_", str(column).strip().lower())
-
-
 def key_text(value: object) -> str | None:
     """A key cell as text (ids written as numbers in JSON/Parquet included); None when empty."""
     value = plain(value)
@@ -163,11 +160,9 @@ def choose_key(rows: list[dict], lookup: ImageLookup, key: str = "auto",
     """The (column, kind) that joins the most rows; ties go to the earlier candidate."""
     if key not in KEYS:
         raise UsageError(f"unknown key {key!r}: use one of {', '.join(KEYS)}")
-    columns = _columns(rows)
+    columns = column_names(rows)
     if column is not None:
-        if normalize_name(column) not in columns:
-            raise UsageError(f"no column {column!r} in the file; its columns: {', '.join(columns.values())}")
-        column = columns[normalize_name(column)]
+        column = pick_column(rows, column, unknown="no column {asked!r} in the file; its columns: {columns}")
     kinds = [k for k in KEYS[1:] if key in ("auto", k)]
     candidates = []
     for kind in kinds:
@@ -181,15 +176,6 @@ def choose_key(rows: list[dict], lookup: ImageLookup, key: str = "auto",
               for i, (c, kind) in enumerate(candidates)]
     _, _, col, kind = max(scored, key=lambda s: (s[0], -s[1]))
     return col, kind
-
-
-def _columns(rows: list[dict]) -> dict[str, str]:
-    """normalised name -> column as written, over all rows (JSON rows may differ in their keys)."""
-    out: dict[str, str] = {}
-    for r in rows:
-        for k in r:
-            out.setdefault(normalize_name(k), k)
-    return out
 
 
 def row_values(row: Mapping, key_column: str, key_kind: str) -> tuple[dict[str, object], list[str]]:

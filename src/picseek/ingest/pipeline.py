@@ -23,13 +23,16 @@ from multiprocessing import get_context
 
 import numpy as np
 
+from .. import config
 from ..models.base import ImageSpec
 from ..paths import within
 from ..store.base import ImageRecord, recorded_run
 from .images import DEFAULT_MAX_PIXELS, Decoded, decode_file
-from .scan import FileEntry, ScanResult, WalkProblem, diff, normalize_roots, walk
+from .paths import FileEntry, is_remote
+from .scan import ScanResult, WalkProblem, diff, normalize_roots, walk
 
 log = logging.getLogger(__name__)
+DEFAULT_BATCH_SIZE: int = config.default("batch_size")  # images per model call (the batch_size setting's default)
 
 
 @dataclass
@@ -178,8 +181,8 @@ def embed_batches(embedder, stream: Iterable[tuple[FileEntry, Decoded]], batch_s
         yield batch, records, bad
 
 
-def run_index(store, embedder, roots: Iterable[str], *, workers: int | None = None, batch_size: int = 16,
-              retry_errors: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+def run_index(store, embedder, roots: Iterable[str], *, workers: int | None = None,
+              batch_size: int = DEFAULT_BATCH_SIZE, retry_errors: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
               progress: Callable[[Progress], None] | None = None, skip: Sequence[str] = ()) -> IndexReport:
     """Bring the store in step with the files below `roots`. Returns what was done."""
     t0 = time.perf_counter()
@@ -217,8 +220,6 @@ def _emptied_roots(roots: Sequence[str], entries: Sequence[FileEntry], indexed: 
     """A root folder where no image is left although the library holds some below it is far more often a disk or
     share that is not mounted than a folder whose every photo was deleted: its images are kept (and it is reported,
     with how to forget them) instead of dropped."""
-    from .remote import is_remote
-
     out = []
     for root in roots:
         if is_remote(root) or not os.path.isdir(root) or any(within(e.path, [root]) for e in entries):

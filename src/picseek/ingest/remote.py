@@ -25,15 +25,21 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from ..errors import StorageError, UsageError
-from .images import IMAGE_EXTENSIONS
-from .scan import FileEntry
+from .paths import URL_PREFIX as _URL
+from .paths import FileEntry, canonical_url, file_url_path, has_image_extension, is_remote, is_url, store_path
+from .paths import fsspec_module as _fsspec
+from .paths import url_scheme as _scheme
+
+# (is_url, is_remote, file_url_path, canonical_url and store_path live in ingest/paths.py; kept importable from here)
+__all__ = ["is_url", "is_remote", "file_url_path", "canonical_url", "store_path", "normalize_root", "filesystem",
+           "list_entries", "change_marker", "read_url", "open_url", "RemoteReadError", "translate",
+           "parse_storage_options", "storage_options"]
 
 log = logging.getLogger(__name__)
 
-_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 # backend package and picseek extra that installs it, for the protocols people use most
 _BACKENDS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"),
              "http": ("aiohttp", "cloud"), "https": ("aiohttp", "cloud"), "az": ("adlfs", None),
@@ -50,49 +56,7 @@ _TIME_KEYS = ("LastModified", "last_modified", "Last-Modified", "updated", "mtim
 _INFO_THREADS = 16
 
 
-def is_url(path: str | os.PathLike) -> bool:
-    """True for `scheme://...` (file:// included)."""
-    return isinstance(path, str) and _URL.match(path) is not None
-
-
-def is_remote(path: str | os.PathLike) -> bool:
-    """A URL that is not a local file:// path."""
-    return is_url(path) and not path.lower().startswith("file://")
-
-
-def file_url_path(url: str) -> str:
-    """file:///a/b%20c -> /a/b c (file://localhost/... too)."""
-    parts = urlsplit(url)
-    if parts.netloc not in ("", "localhost"):
-        raise UsageError(f"file:// URLs name local files: {url} names host {parts.netloc!r}")
-    return unquote(parts.path) or "/"
-
-
-def store_path(path: str | os.PathLike) -> str:
-    """The form a path takes in the store: a canonical URL for a remote root, else an absolute local path."""
-    path = os.fspath(path)
-    if is_remote(path):
-        return canonical_url(path)
-    return os.path.abspath(os.path.expanduser(file_url_path(path) if is_url(path) else path))
-
-
 # ------------------------------------------------------------------------------------------ roots and listings
-
-
-def canonical_url(url: str) -> str:
-    """The form the store keeps: what fsspec's listings produce for the same place, without a trailing slash
-    (s3://bucket/prefix/ -> s3://bucket/prefix, memory://x -> memory:///x). Needs no network."""
-    scheme = _scheme(url)
-    try:
-        cls = _fsspec().get_filesystem_class(scheme)
-    except (ImportError, ValueError):
-        out = url
-    else:
-        protocols = cls.protocol if isinstance(cls.protocol, (tuple, list)) else (cls.protocol,)
-        stripped = cls._strip_protocol(url)
-        out = stripped if _URL.match(stripped) else f"{protocols[0]}://{stripped}"
-    rest = out.split("://", 1)[1]
-    return out.rstrip("/") if rest.strip("/") else out
 
 
 def normalize_root(url: str) -> str:
@@ -166,7 +130,7 @@ def _is_image(url: str, base: str) -> bool:
     parts = [p for p in rel.split("/") if p]
     if not parts or any(p.startswith(".") for p in parts):
         return False
-    return os.path.splitext(parts[-1])[1].lower() in IMAGE_EXTENSIONS
+    return has_image_extension(parts[-1])
 
 
 def _fill_missing_info(fs, entries: dict[str, dict]) -> None:
@@ -333,22 +297,6 @@ def storage_options(options: Mapping[str, Any] | None, roots: Iterable[str]) -> 
 
 def _env_key(scheme: str) -> str:
     return "FSSPEC_" + re.sub(r"[^A-Za-z0-9]", "_", scheme).upper()
-
-
-def _scheme(url: str) -> str:
-    m = _URL.match(url)
-    return m.group(1).lower() if m else ""
-
-
-def _fsspec():
-    try:
-        import fsspec
-        import fsspec.asyn
-        import fsspec.core
-        import fsspec.spec
-    except ImportError:
-        raise UsageError("indexing URLs needs fsspec: pip install 'picseek[cloud]'") from None
-    return fsspec
 
 
 def _missing_backend(scheme: str, exc: BaseException) -> str:

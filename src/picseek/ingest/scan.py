@@ -16,16 +16,13 @@ from typing import NamedTuple
 from ..errors import UsageError
 from ..paths import within
 from ..store.base import FileState
-from .images import IMAGE_EXTENSIONS, file_hash
+from .images import file_hash
+from .paths import IMAGE_EXTENSIONS, FileEntry, file_url_path, has_image_extension, is_remote, is_url
+
+__all__ = ["FileEntry", "ScanResult", "WalkProblem", "normalize_roots", "walk", "diff"]
 
 log = logging.getLogger(__name__)
 _NAME = operator.attrgetter("name")
-
-
-class FileEntry(NamedTuple):
-    path: str
-    size: int
-    mtime_ns: int
 
 
 @dataclass
@@ -41,14 +38,14 @@ class ScanResult:
 
 def normalize_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
     """Absolute folder/file paths, or canonical URLs for roots in object storage (ingest/remote.py)."""
-    from . import remote
-
     out = []
     for r in roots:
-        if remote.is_remote(r):
-            out.append(remote.normalize_root(r))
+        if is_remote(r):
+            from .remote import normalize_root  # fsspec and its backends are imported only for URL roots
+
+            out.append(normalize_root(r))
             continue
-        p = Path(remote.file_url_path(r) if remote.is_url(r) else r).expanduser()
+        p = Path(file_url_path(r) if is_url(r) else r).expanduser()
         if not p.exists():
             raise UsageError(f"folder not found: {r}")
         out.append(str(p.resolve()))
@@ -81,7 +78,7 @@ def walk(roots: Iterable[str], skip: Iterable[str] = (), problems: list[WalkProb
         follow_links = config.get("follow_links")
     problems = problems if problems is not None else []
     skip_real = {os.path.realpath(s) for s in skip}
-    real_roots = [os.path.realpath(r) for r in roots if r.startswith("/") or "://" not in r]
+    real_roots = [os.path.realpath(r) for r in roots if not is_url(r)]
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
 
@@ -112,7 +109,7 @@ def walk(roots: Iterable[str], skip: Iterable[str] = (), problems: list[WalkProb
         return None
 
     for root in roots:
-        if not root.startswith("/") and "://" in root:  # a URL root (normalize_roots keeps only remote ones)
+        if is_url(root):  # a URL root (normalize_roots keeps only remote ones)
             from .remote import list_entries
 
             for entry in list_entries(root):
@@ -174,7 +171,7 @@ def walk(roots: Iterable[str], skip: Iterable[str] = (), problems: list[WalkProb
 
 
 def _entry(path: str) -> FileEntry | None:
-    if os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS:
+    if not has_image_extension(path):
         return None
     st = os.stat(path)
     return FileEntry(path, st.st_size, st.st_mtime_ns)

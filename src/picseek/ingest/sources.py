@@ -1,16 +1,21 @@
-"""Row sources: metadata files and URL lists read into plain dict rows.
+"""Row sources: metadata files and URL lists read into plain dict rows, and the choice of a column among them.
 
 One reader per format (JSON, JSON Lines, CSV/TSV, Parquet, plain lists of URLs) and one dispatcher,
 `read_rows`, that picks the reader from the file's extension or, failing that, from its first bytes. Every
 reader yields `dict` rows keyed by column name. A file that cannot be read raises `UsageError` with the file
 and, where the format has them, the line (or row) that is wrong.
+
+`pick_column` is the one way a column is chosen (the URLs of a URL list, the paths of a Spark input list, the
+join column of a metadata import, the image and caption columns of a training table): the one asked for, else
+the first usual name present, else the first column whose cells look right.
 """
 from __future__ import annotations
 
 import csv
 import json
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import UsageError
@@ -143,6 +148,64 @@ def read_url_lines(path: Path) -> Iterator[dict]:
         url = line.strip()
         if url and not url.startswith("#"):
             yield {"url": url}
+
+
+# ---------------------------------------------------------------------------------------------- columns
+
+
+def normalize_name(column: str) -> str:
+    """A column name as matched: lower case, runs of spaces and dashes as `_` ("Image URL" -> "image_url")."""
+    return re.sub(r"[\s\-]+", "_", str(column).strip().lower())
+
+
+def column_names(rows: Iterable[Mapping], key: Callable[[str], str] = normalize_name) -> dict[str, str]:
+    """key(name) -> the column as written, over all `rows` (JSON rows may differ in their keys); the first
+    spelling of a name wins."""
+    out: dict[str, str] = {}
+    for r in rows:
+        for k in r:
+            out.setdefault(key(k), k)
+    return out
+
+
+def pick_column(rows: Sequence[Mapping], asked: str | None, candidates: Iterable[str] = (), *,
+                looks_right: Callable[[str], bool] | None = None, key: Callable[[str], str] = normalize_name,
+                header_rows: int | None = None, exact: bool = False, source: object = "",
+                unknown: str = "no column {asked!r}; its columns: {columns}",
+                not_found: str = "no such column (looked for {candidates}; columns: {columns})") -> str:
+    """The column of `rows` to read, as written in the rows:
+    - `asked` (matched through `key`, or as written with `exact`), else UsageError(`unknown`);
+    - else the first of `candidates` (names as `key` gives them) that is a column;
+    - else, with `looks_right`, the first column whose non-empty cells among the first 20 rows all pass it (and
+      that has one);
+    - else UsageError(`not_found`).
+    The column names come from the first `header_rows` rows (None: all). The messages are format strings with
+    {source}, {asked}, {columns} (the columns as written, comma-separated) and {candidates}."""
+    header = rows if header_rows is None else rows[:header_rows]
+    columns = column_names(header, key)
+    candidates = tuple(candidates)
+
+    def error(template: str) -> UsageError:
+        return UsageError(template.format(source=source, asked=asked, columns=", ".join(map(str, columns.values())),
+                                          candidates=", ".join(candidates)))
+
+    if asked is not None:
+        if exact:
+            found = asked if any(asked in r for r in header) else None
+        else:
+            found = columns.get(key(asked))
+        if found is None:
+            raise error(unknown)
+        return found
+    for name in candidates:
+        if name in columns:
+            return columns[name]
+    if looks_right is not None:
+        for col in columns.values():
+            cells = [str(r.get(col) or "") for r in rows[:20]]
+            if any(cells) and all(looks_right(c) for c in cells if c):
+                return col
+    raise error(not_found)
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from ..ingest.images import IMAGE_EXTENSIONS
-from ..ingest.sources import read_rows
+from ..ingest.paths import IMAGE_EXTENSIONS
+from ..ingest.sources import pick_column, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -167,15 +167,10 @@ def library_captions(library, field_name: str = "description") -> Dataset:
 
 
 def _pick(row: dict, asked: str | None, candidates: tuple[str, ...], what: str, path: Path) -> str:
-    if asked:
-        if asked not in row:
-            raise UsageError(f"{path}: no column {asked!r} (columns: {', '.join(row)})")
-        return asked
-    lower = {k.lower(): k for k in row}
-    for c in candidates:
-        if c in lower:
-            return lower[c]
-    raise UsageError(f"{path}: no {what} column (looked for {', '.join(candidates)}; columns: {', '.join(row)})")
+    """The column of the first row that `asked` names exactly, else the first of `candidates` in any case."""
+    return pick_column([row], asked or None, candidates, key=str.lower, exact=True, source=path,
+                       unknown="{source}: no column {asked!r} (columns: {columns})",
+                       not_found="{source}: no " + what + " column (looked for {candidates}; columns: {columns})")
 
 
 def _karpathy_path(row: dict) -> str:

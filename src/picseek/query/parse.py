@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ImageError, UsageError
+from ..ingest.paths import has_image_extension
 from ..request import ID, IMAGE, TAG, TEXT, URL, Query, Term
 from ..store.base import MAX_ID
 
 QUOTES = "\"'"
 MAX_PATH_WORDS = 32  # longest run of words tried as one file path (a path with spaces)
-_IMAGE_SUFFIX = re.compile(r"\.(jpe?g|png|webp|gif|bmp|tiff?|heic|heif|avif)$", re.IGNORECASE)
 _URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
 _NUMBERISH = re.compile(r"^[+-]?([0-9.]|(nan|inf|infinity)$)", re.IGNORECASE)  # (nan: and inf: are refused)
 
@@ -51,7 +51,7 @@ def _path_like(s: str) -> bool:
 
 def _image_file(s: str) -> str | None:
     """The resolved path when `s` names an existing file that looks like an image path, else None."""
-    if not s or "\0" in s or not (_IMAGE_SUFFIX.search(s) or _path_like(s)):
+    if not s or "\0" in s or not (has_image_extension(s) or _path_like(s)):
         return None
     try:
         p = Path(s).expanduser()
@@ -76,7 +76,7 @@ def _classify(s: str, query: str, pos: int, whole: bool) -> Term | None:
         return Term(IMAGE, path, pos=pos)
     if whole and _path_like(s) and _is_dir(s):
         raise QueryError(f"{s!r} is a folder, not an image: give one image file", query, pos)
-    if _IMAGE_SUFFIX.search(s) and (_path_like(s) or (whole and " " not in s)):
+    if has_image_extension(s) and (_path_like(s) or (whole and " " not in s)):
         raise QueryError(f"query image not found: {s}", query, pos)
     return None
 

@@ -5,7 +5,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from ..errors import UsageError
-from ..ingest.remote import store_path
+from ..ingest.paths import store_path
 from ..learn import zeroshot
 from ..models.base import MAIN
 from ..store.base import MAX_ID

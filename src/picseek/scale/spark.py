@@ -27,7 +27,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import PicseekError, UsageError
-from ..ingest.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from ..ingest.images import DEFAULT_MAX_PIXELS
+from ..ingest.paths import file_url_path, has_image_extension, is_remote, is_url, store_path
+from ..ingest.pipeline import DEFAULT_BATCH_SIZE
 from ..paths import to_text
 from .shards import SPARK_SCHEMA
 from .tasks import UNKNOWN, TaskSpec, embed_frames
@@ -77,27 +79,20 @@ def read_inputs(source, column: str | None = None, skip: Sequence[str] = ()) -> 
     worker can look them up (list inputs); folders and prefixes are walked here (the listing has them), leaving
     out the `skip` folders (a library inside the folder). Paths travel as paths.to_text (valid text for Spark's
     string columns, whatever the file name); the tasks and the shards turn them back."""
-    from ..ingest import remote
-
     if isinstance(source, (str, os.PathLike)):
         text = os.fspath(source)
-        if remote.is_remote(text) or Path(text).expanduser().is_dir() or _is_image_name(text):
+        if is_remote(text) or Path(text).expanduser().is_dir() or has_image_extension(text):
             from ..ingest.scan import normalize_roots, walk
 
             return [(to_text(e.path), e.size, e.mtime_ns) for e in walk(normalize_roots([text]), skip=skip)]
         paths = _list_paths(Path(text).expanduser(), column)
     else:
-        paths = [remote.store_path(str(p)) for p in source]
+        paths = [store_path(str(p)) for p in source]
     seen: dict[str, None] = dict.fromkeys(to_text(p) for p in paths if p)
     return [(p, UNKNOWN, UNKNOWN) for p in seen]
 
 
-def _is_image_name(text: str) -> bool:
-    return os.path.splitext(text)[1].lower() in IMAGE_EXTENSIONS
-
-
 def _list_paths(path: Path, column: str | None) -> list[str]:
-    from ..ingest import remote
     from ..ingest.sources import read_rows
 
     rows = list(read_rows(path))
@@ -111,29 +106,22 @@ def _list_paths(path: Path, column: str | None) -> list[str]:
         if value is None or not str(value).strip():
             continue
         text = str(value).strip()
-        if not remote.is_url(text):
+        if not is_url(text):
             text = str(base / Path(text).expanduser())  # relative paths are relative to the list
-        out.append(remote.store_path(text))
+        out.append(store_path(text))
     return out
 
 
 def path_column(rows: Sequence[dict], column: str | None, source: Path | str) -> str:
     """The column that holds the paths/URLs: `column`, else a usual name, else the first whose cells look like
     paths or URLs."""
-    columns = {str(k).strip().lower(): k for r in rows[:100] for k in r}
-    if column is not None:
-        if column.strip().lower() not in columns:
-            raise UsageError(f"{source}: no column {column!r}; its columns: {', '.join(map(str, columns.values()))}")
-        return columns[column.strip().lower()]
-    for name in PATH_COLUMNS:
-        if name in columns:
-            return columns[name]
-    for col in columns.values():
-        cells = [str(r.get(col) or "") for r in rows[:20]]
-        if any(cells) and all("/" in c or _is_image_name(c) for c in cells if c):
-            return col
-    raise UsageError(f"{source}: no column of image paths or URLs found: name it with --url-column "
-                     f"(columns: {', '.join(map(str, columns.values()))})")
+    from ..ingest.sources import pick_column
+
+    return pick_column(rows, column, PATH_COLUMNS, looks_right=lambda c: "/" in c or has_image_extension(c),
+                       key=lambda k: str(k).strip().lower(), header_rows=100, source=source,
+                       unknown="{source}: no column {asked!r}; its columns: {columns}",
+                       not_found="{source}: no column of image paths or URLs found: name it with --url-column "
+                                 "(columns: {columns})")
 
 
 def model_for_library(lib, asked: str | None) -> str:
@@ -212,9 +200,10 @@ def _one_line(exc: BaseException) -> str:
 
 
 def index_on_spark(spark_or_master, inputs, shards_dir: str | os.PathLike, *,
-                   model: str | Callable[[], object] = "auto", batch_size: int = 16, partitions: int | None = None,
-                   column: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, threads: int | None = None,
-                   precision: str | None = None, device: str = "cpu", skip: Sequence[str] = ()) -> SparkReport:
+                   model: str | Callable[[], object] = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
+                   partitions: int | None = None, column: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   threads: int | None = None, precision: str | None = None, device: str = "cpu",
+                   skip: Sequence[str] = ()) -> SparkReport:
     """Embed every input on Spark and write the shards to `shards_dir` (replaced if it holds earlier shards).
 
     spark_or_master: a SparkSession, or a master URL ("local[4]", "spark://host:7077", "yarn"; None: spark-submit's).
@@ -270,9 +259,9 @@ def _shards_target(shards_dir: str | os.PathLike) -> str:
     """A local folder becomes absolute; one that holds anything but earlier shards is refused (the writer would
     delete it). URLs (hdfs://, s3a://) are passed to Spark as they are."""
     text = os.fspath(shards_dir)
-    if "://" in text and not text.startswith("file://"):
+    if is_remote(text):
         return text
-    path = Path(text.removeprefix("file://")).expanduser().resolve()
+    path = Path(file_url_path(text) if is_url(text) else text).expanduser().resolve()
     if path.is_file():
         raise UsageError(f"shards folder {path} is a file")
     if path.is_dir():
@@ -302,7 +291,7 @@ def _remote_list(spark, url: str):
 
 def _distributed_list(inputs) -> bool:
     """A list file in distributed storage (hdfs://, s3a://, ...), which Spark reads."""
-    if not isinstance(inputs, str) or "://" not in inputs or inputs.startswith("file://"):
+    if not is_remote(inputs):
         return False
     return os.path.splitext(inputs.split("?", 1)[0])[1].lower() in _SPARK_LISTS
 

@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 
+from picseek import config
 from picseek.errors import PicseekError
 
 
@@ -31,7 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                          "folder must be readable here)")
     ap.add_argument("--master", help="Spark master when not run by spark-submit (e.g. local[4])")
     ap.add_argument("--column", help="the list's column of paths/URLs (default: path, url, file, ...)")
-    ap.add_argument("--batch-size", type=int, default=16, help="images per model call in a task (default 16)")
+    ap.add_argument("--batch-size", type=int, help="images per model call in a task (default: the batch_size "
+                                                   "setting: PICSEEK_BATCH_SIZE, the config file, else "
+                                                   f"{config.default('batch_size')})")
     ap.add_argument("--partitions", type=int, help="Spark partitions (default: one per 512 inputs, at least the "
                                                    "default parallelism)")
     ap.add_argument("--threads", type=int, help="model threads per task (default: spark.task.cpus)")
@@ -51,9 +54,10 @@ def run(args: argparse.Namespace) -> dict:
 
     lib = Library(args.library, create=True) if args.library else None
     model = model_for_library(lib, args.model)
-    report = index_on_spark(args.master, args.input, args.shards, model=model or "auto", batch_size=args.batch_size,
-                            partitions=args.partitions, column=args.column, threads=args.threads,
-                            precision=args.precision, device=args.device,
+    report = index_on_spark(args.master, args.input, args.shards, model=model or "auto",
+                            batch_size=config.get("batch_size", args.batch_size),
+                            max_pixels=config.get("max_image_pixels"), partitions=args.partitions,
+                            column=args.column, threads=args.threads, precision=args.precision, device=args.device,
                             skip=[str(lib.path)] if lib is not None else [])
     merged = lib.merge([report.shards]) if args.merge else None
     return {"spark": report.as_dict(), "merge": merged.as_dict() if merged else None}

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ..ingest.images import DEFAULT_MAX_PIXELS
-from ..ingest.pipeline import decode_stream, embed_batches
-from ..ingest.scan import FileEntry
+from ..ingest.paths import FileEntry, is_remote, store_path
+from ..ingest.pipeline import DEFAULT_BATCH_SIZE, decode_stream, embed_batches
 from ..paths import from_text
 from .shards import shard_rows
 
@@ -35,7 +35,7 @@ class TaskSpec:
     function that returns an Embedder, for models outside the registry), and batching settings."""
 
     model: str
-    batch_size: int = 16
+    batch_size: int = DEFAULT_BATCH_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
     threads: int | None = None  # model threads per task (default: the CPUs Spark gives a task, spark.task.cpus)
     factory: Callable[[], object] | None = None
@@ -105,11 +105,11 @@ def entry(path: str, size: int, mtime_ns: int) -> FileEntry:
     from ..ingest import remote
 
     try:
-        path = remote.store_path(path)  # file:// -> a local path; URLs in the form the store keeps (no network)
+        path = store_path(path)  # file:// -> a local path; URLs in the form the store keeps (no network)
     except Exception:  # noqa: BLE001 - a malformed URL is reported by decode_file
         pass
     try:
-        if remote.is_remote(path):
+        if is_remote(path):
             fs, inner = remote.filesystem(path)
             info = fs.info(inner)
             return FileEntry(path, int(info.get("size") or 0), remote.change_marker(info))

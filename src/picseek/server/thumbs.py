@@ -21,7 +21,8 @@ from PIL import Image, ImageOps, features
 from ..atomic import write_atomic
 from ..errors import ImageError, library_io_error
 from ..ingest.images import MAX_FILE_BYTES, load_image
-from ..ingest.remote import is_remote, read_url
+from ..ingest.paths import is_remote
+from ..ingest.remote import read_url
 from ..models.base import to_rgb
 from ..paths import shown
 

@@ -15,12 +15,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from ..errors import UsageError
+from ..ingest.paths import is_url
 from ..request import Filter
 from .values import field_number
-
-
-def is_url(text: str) -> bool:  # MERGE: the one rule is ingest/paths.is_url
-    return "://" in text
 
 OPS = ("<=", ">=", "!=", "~=", "=", "<", ">", "~")
 _FILTER = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(<=|>=|!=|~=|=|<|>|~)\s*(.*?)\s*$", re.S)

@@ -11,7 +11,7 @@ from typing import BinaryIO
 from fastapi import Request
 
 from ... import config
-from ...ingest.remote import is_remote
+from ...ingest.paths import is_remote
 from ...paths import shown, within
 from ..errors import ApiError
 from ..schemas import ErrorOut

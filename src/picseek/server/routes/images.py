@@ -12,7 +12,8 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from ... import config
 from ...errors import ImageError
-from ...ingest.remote import is_remote, open_url
+from ...ingest.paths import is_remote
+from ...ingest.remote import open_url
 from ...paths import shown
 from .. import thumbs
 from ..errors import ApiError
