@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import UsageError, one_line
 
 FORMATS = ("json", "jsonl", "csv", "parquet", "urls")
 _EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "csv",
@@ -134,7 +134,7 @@ def read_parquet(path: Path) -> Iterator[dict]:
                 yield item
     except (pa.ArrowException, OSError) as exc:
         where = f" after row {row}" if row else ""
-        raise UsageError(f"{path}: not a readable Parquet file{where}: {_first_line(exc)}") from None
+        raise UsageError(f"{path}: not a readable Parquet file{where}: {one_line(exc)}") from None
 
 
 def read_url_lines(path: Path) -> Iterator[dict]:
@@ -237,7 +237,3 @@ def _kind(value: object) -> str:
 def _show(delimiter: str) -> str:
     return {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}[delimiter]
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, one_line
 from ..extras import require
 from .base import MAIN, EmbedderBase, ImageSpec, l2_normalize, normalize
 
@@ -269,10 +269,6 @@ def _cache_revision(repo: str) -> str | None:
     return Path(hit).parent.name if isinstance(hit, str) else None
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0]
-
 
 @dataclass
 class _Parts:
@@ -334,7 +330,7 @@ def _load_repo(repo: str, load_parts: Callable[[str, bool], Any] = _load_parts) 
     try:
         return load_parts(repo, local_files_only=False)
     except OSError as e:
-        raise ModelError(f"could not get model {repo} from the hub: {_first_line(e)}") from e
+        raise ModelError(f"could not get model {repo} from the hub: {one_line(e)}") from e
 
 
 def load_source(name: str, source: str, load_parts: Callable[[str, bool], Any] = _load_parts) -> tuple[Any, str, str]:
@@ -349,9 +345,9 @@ def load_source(name: str, source: str, load_parts: Callable[[str, bool], Any] =
     except ModelError:
         raise
     except ImportError as e:
-        raise ModelError(f"model {name} needs a package that is not installed: {_first_line(e)}") from e
+        raise ModelError(f"model {name} needs a package that is not installed: {one_line(e)}") from e
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ModelError(f"cannot load model {name}: {_first_line(e)}") from e
+        raise ModelError(f"cannot load model {name}: {one_line(e)}") from e
 
 
 def load(spec, device: str = "cpu", precision: str | None = None) -> HFEmbedder:

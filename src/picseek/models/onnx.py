@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import config
-from ..errors import ModelError, UsageError
+from ..errors import ModelError, UsageError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -304,8 +304,7 @@ def ort_towers(emb, precision: str, threads: int | None = None) -> tuple[Runner,
             _export(_vision_module(emb.model), (torch.zeros(1, 3, s, s),), ["pixel_values"],
                     {"pixel_values": {0: "batch"}}, vision, precision == "int8")
         except Exception as exc:  # noqa: BLE001 - an exporter failure means: run the reference path
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ModelError(f"cannot export {emb.name} to ONNX: {first}") from exc
+            raise ModelError(f"cannot export {emb.name} to ONNX: {one_line(exc)}") from exc
     image = LazyTower(vision, threads)
     # The text tower runs in fp32: dynamic int8 quantizes activations per batch, so a query's vector would depend
     # on its batch-mates and padding; a single query in fp32 ONNX Runtime on one thread is fast and exact.
