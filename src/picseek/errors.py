@@ -115,3 +115,16 @@ def library_io_error(exc: BaseException, library: str | os.PathLike, file: str |
               "the same command again",
     }
     return LibraryIOError(messages[kind]) if kind else None
+
+
+def one_line(exc: BaseException, *, whole: bool = False, named: bool = False, limit: int = 0) -> str:
+    """The one rule for showing an exception inside a message: its first line (`whole`: all its lines, their
+    whitespace made single spaces: for messages whose first line says little, Java's), or its type's name when it
+    has no text; `named`: prefixed with the type's name where the text lacks it (not for OSError, whose text says
+    it); `limit`: at most that many characters, cut with '...'."""
+    text = str(exc).strip()
+    text = " ".join(text.split()) if whole else text.splitlines()[0] if text else ""
+    text = text or type(exc).__name__
+    if named and type(exc).__name__ not in text and not isinstance(exc, OSError):
+        text = f"{type(exc).__name__}: {text}"
+    return text if not limit or len(text) <= limit else text[:limit - 3] + "..."

@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import fcntl
 import functools
 import logging
 import os
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from . import config
+from ._fs import FileLock
 from .errors import LibraryError, ModelMismatchError, UsageError, library_io_error
 from .ingest import remote
 from .ingest.pipeline import IndexReport, Progress, run_index
@@ -258,7 +258,8 @@ class Library:
     def _index_lock(self) -> Iterator[None]:
         """Hold the one-run-at-a-time lock. A run the log still calls "running" then belongs to a process that
         died without recording its end (SIGKILL, power loss): it is recorded as interrupted first."""
-        with self._disk_errors(), _FileLock(self.path / "index.lock"):
+        busy = LibraryError(f"another index run is using {self.path}; wait for it to finish")
+        with self._disk_errors(), FileLock(self.path / "index.lock", busy=busy):
             last = self.store.last_run()
             if last and last["status"] == "running":
                 self.store.finish_run(last["id"], "interrupted", last.get("stats") or {})
@@ -269,7 +270,7 @@ class Library:
         killed: it is reported "interrupted" (the one rule for the CLI and /api/status; the next run records it
         so, a reader never writes)."""
         run = self.store.last_run()
-        if run and run["status"] == "running" and not _FileLock(self.path / "index.lock").held():
+        if run and run["status"] == "running" and not FileLock(self.path / "index.lock").held():
             again = self.store.last_run()  # it may have ended (or a new run begun) between the read and the probe
             if again and again["id"] == run["id"] and again["status"] == "running":
                 again = dict(again, status="interrupted")
@@ -437,40 +438,3 @@ class _LazyModel:
 
     def __getattr__(self, name: str):
         return getattr(self._load(), name)
-
-
-class _FileLock:
-    """One index run per library at a time (readers are never blocked)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.fh = None
-
-    def __enter__(self):
-        self.fh = open(self.path, "a+")
-        try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.fh.close()
-            raise LibraryError(f"another index run is using {self.path.parent}; wait for it to finish") from None
-        return self
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.fh, fcntl.LOCK_UN)
-        self.fh.close()
-
-    def held(self) -> bool:
-        """Whether some process holds the lock now, probed with a moment's shared lock (True when unsure)."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY)  # read-only: works on a read-only library too
-        except FileNotFoundError:
-            return False
-        except OSError:
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return False
-        except OSError:  # BlockingIOError: held
-            return True
-        finally:
-            os.close(fd)  # (releases the probe's lock)

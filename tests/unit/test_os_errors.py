@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from picseek import Library
+from picseek._fs import FileLock
 from picseek.cli import main
 from picseek.errors import LibraryIOError, library_io_error
-from picseek.library import _FileLock
 from picseek.server import thumbs
 from picseek.server.errors import picseek_status
 from picseek.store import sqlite as sqlite_store
@@ -138,14 +138,14 @@ def test_a_library_folder_that_cannot_be_reached_is_one_error(tmp_path, monkeypa
 
 
 def test_an_index_lock_without_permission_is_one_error(tmp_path, photos, monkeypatch):
-    import picseek.library as library_module
+    import picseek._fs as fs_module
 
     lib = Library(tmp_path / "lib", model=ColourEmbedder())
 
     def denied(path, *args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(library_module, "open", denied, raising=False)
+    monkeypatch.setattr(fs_module, "open", denied, raising=False)  # (the lock file's open)
     with pytest.raises(LibraryIOError, match=r"permission denied on library .* \(opening index.lock\)"):
         lib.index([photos], workers=0)
 
@@ -226,8 +226,20 @@ def test_a_run_that_died_without_its_end_shows_as_interrupted(tmp_path, photos):
     dead = lib.store.start_run([str(photos)])  # what a SIGKILLed run leaves
     assert lib.status()["last_run"]["status"] == "interrupted"
     assert lib.store.last_run()["status"] == "running"  # a reader never writes
-    with _FileLock(tmp_path / "lib" / "index.lock"):  # while a run holds the lock, its "running" is true
+    with FileLock(tmp_path / "lib" / "index.lock"):  # while a run holds the lock, its "running" is true
         assert lib.status()["last_run"]["status"] == "running"
     lib.index([photos], workers=0)  # the next run records the dead one
     statuses = {r["id"]: r["status"] for r in lib.store.read("SELECT id, status FROM runs")}
     assert statuses[dead] == "interrupted" and lib.status()["last_run"]["status"] == "completed"
+
+
+def test_one_line_is_the_one_rule_for_an_exception_in_a_message():
+    from picseek.errors import one_line
+
+    multi = ValueError("  first  line\nsecond line\n")
+    assert one_line(multi) == "first  line"
+    assert one_line(multi, whole=True) == "first line second line"
+    assert one_line(multi, whole=True, named=True) == "ValueError: first line second line"
+    assert one_line(OSError(5, "Input/output error"), named=True) == "[Errno 5] Input/output error"  # (no prefix)
+    assert one_line(KeyError()) == "KeyError" and one_line(RuntimeError(""), named=True) == "RuntimeError"
+    assert one_line(ValueError("x" * 500), limit=200) == "x" * 197 + "..."

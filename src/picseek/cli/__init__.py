@@ -14,6 +14,7 @@ import click
 from .. import __version__
 from ..errors import PicseekError
 from ..paths import shown, terminal_safe
+from .options import library_option, quiet_option, share_global_options, store_option, verbose_option
 
 
 class _Formatter(logging.Formatter):
@@ -88,12 +89,10 @@ def _open(ctx: click.Context, model: str | None = None, create: bool = False):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--library", "-L", metavar="PATH", help="Library folder (env PICSEEK_LIBRARY; default: user data dir).")
-@click.option("--store", metavar="URL", help="Keep vectors and metadata in ChromaDB instead of the built-in store: "
-              "chroma://HOST:PORT/COLLECTION or chroma:///PATH?collection=NAME (env PICSEEK_STORE; "
-              "docs/deployment.md).")
-@click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
-@click.option("--quiet", "-q", is_flag=True, help="Only errors on stderr.")
+@library_option
+@store_option
+@verbose_option
+@quiet_option
 @click.version_option(__version__, prog_name="picseek")
 @click.pass_context
 def cli(ctx: click.Context, library: str | None, store: str | None, verbose: int, quiet: bool) -> None:
@@ -105,19 +104,20 @@ def cli(ctx: click.Context, library: str | None, store: str | None, verbose: int
     ctx.obj = {"library": library, "store": store, "quiet": quiet, "verbose": verbose}
 
 
+def fail(message: str, code: int = 1, prefix: str = "error: "):
+    """The one way the CLI ends with a message: one line on stderr ('picseek: error: ...'), then exit `code`."""
+    click.echo(f"picseek: {prefix}{message}", err=True)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     _safe_streams()
     try:
         cli.main(args=argv, prog_name="picseek", standalone_mode=False)
     except PicseekError as exc:
-        click.echo(f"picseek: error: {shown(str(exc))}", err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("picseek: interrupted (run the same command again to continue)", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("picseek: interrupted (run the same command again to continue)", err=True)
-        sys.exit(130)
+        fail(shown(str(exc)), exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        fail("interrupted (run the same command again to continue)", 130, prefix="")
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -125,45 +125,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except OSError as exc:  # the last resort (library files are LibraryIOErrors by now; EPIPE is click's): one line
         name = f"{shown(os.fsdecode(exc.filename))}: " if isinstance(exc.filename, (str, bytes)) else ""
-        click.echo(f"picseek: error: {name}{exc.strerror or exc}", err=True)
-        sys.exit(1)
+        fail(f"{name}{exc.strerror or exc}")
 
 
+# Each module registers its commands, in the order docs/cli.md lists them (the search commands before learn's).
+from . import core, query  # noqa: E402,F401,I001
+from . import learn, metadata, scale, serve  # noqa: E402,F401,I001
 
-
-from . import core, learn, metadata, query, scale, serve  # noqa: E402,F401  (each module registers its commands)
-
-
-def _global_option(name: str):
-    """A copy of one of the group's options for a command, so `picseek index photos --library L` works like
-    `picseek --library L index photos`: a value given after the command wins."""
-    option = next(p for p in cli.params if p.name == name)
-
-    def keep(ctx: click.Context, param: click.Parameter, value):
-        obj = ctx.find_root().obj
-        if obj is None or value in (None, False, 0):
-            return
-        obj[name] = max(obj[name], value) if name == "verbose" else value
-        if name in ("verbose", "quiet"):
-            _setup_logging(obj["verbose"], obj["quiet"])
-
-    return click.Option(option.opts, count=option.count, is_flag=option.is_flag if not option.count else False,
-                        metavar=option.metavar, help=option.help, expose_value=False, callback=keep)
-
-
-def _share_global_options(group: click.Group) -> None:
-    """The global options declared once, on the group, and accepted after any command too."""
-    for command in group.commands.values():
-        if isinstance(command, click.Group):
-            _share_global_options(command)
-        taken = {opt for p in command.params for opt in getattr(p, "opts", ())}
-        for name in ("library", "store", "verbose", "quiet"):
-            shared = _global_option(name)
-            if not taken & set(shared.opts):
-                command.params.append(shared)
-
-
-_share_global_options(cli)
+share_global_options(cli, _setup_logging)  # (after the commands are registered)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 
 import click
 
@@ -12,6 +11,8 @@ from ..ingest.paths import is_url
 from ..paths import raw_bytes, shown
 from ..request import SearchRequest
 from . import _open, cli
+from .options import json_option, limit_option, model_option, threshold_option, where_option
+from .progress import Progress
 
 EPILOG_INDEX = """\b
 Examples:
@@ -55,7 +56,7 @@ class _FolderOrUrl(click.Path):
                    "cache, index them and import the list's other columns as metadata (instead of FOLDERS).")
 @click.option("--url-column", metavar="COL", help="The --from-list column that holds the image URLs (default: url, "
               "photo_image_url, image_url, ... or the first column of URLs; with --engine spark: paths or URLs).")
-@click.option("--model", "-m", help="Model for a new library (default auto). Existing libraries keep theirs.")
+@model_option()
 @click.option("--workers", type=click.IntRange(0, 64), help="Decode worker processes (0 = decode in-process).")
 @click.option("--batch-size", type=click.IntRange(1, 1024), help="Images per model batch.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "int8"]),
@@ -74,7 +75,7 @@ class _FolderOrUrl(click.Path):
               "spark://HOST:7077, yarn (default: Spark's own, local[*] unless spark-defaults.conf says otherwise).")
 @click.option("--shards", metavar="DIR", help="With --engine spark: write the shards to DIR (a folder the "
               "executors share, or hdfs://, s3a://) and stop; load them later with picseek merge DIR.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option("Print the summary as JSON.")
 @click.pass_context
 def index(ctx, folders, from_list, url_column, model, workers, batch_size, precision, retry_errors, rebuild,
           storage_option, engine, master, shards, as_json):
@@ -85,8 +86,6 @@ def index(ctx, folders, from_list, url_column, model, workers, batch_size, preci
 
     Safe to interrupt: run it again and it continues where it stopped.
     """
-    from tqdm import tqdm
-
     if bool(folders) == bool(from_list):
         raise click.UsageError("give FOLDERS to index, or --from-list FILE (not both)")
     if url_column and not from_list:
@@ -111,30 +110,15 @@ def index(ctx, folders, from_list, url_column, model, workers, batch_size, preci
                                retry_errors=retry_errors, rebuild=rebuild, as_json=as_json)
 
     lib = _open(ctx, model, create=True)
-    bar = None
+    with Progress.for_command(ctx, as_json) as shown_progress:  # (ends with the run: "done" comes on failure too)
+        def progress(p) -> None:
+            if p.phase == "scan":
+                shown_progress.note(f"Scanning {', '.join(folders)} ...")
+            elif p.phase == "embed":
+                shown_progress.update(p.done, p.total, "indexing", errors=p.errors)
 
-    def progress(p) -> None:
-        nonlocal bar
-        if ctx.obj["quiet"] or as_json:
-            return
-        if p.phase == "scan":
-            click.echo(f"Scanning {', '.join(folders)} ...", err=True)
-        elif p.phase == "embed":
-            if bar is None:
-                bar = tqdm(total=p.total, unit="img", dynamic_ncols=True, file=sys.stderr,
-                           disable=p.total == 0, smoothing=0.1)
-            bar.update(p.done - bar.n)
-            bar.set_postfix(errors=p.errors, refresh=False)
-        elif p.phase == "done" and bar is not None:
-            bar.close()
-
-    try:
         report = lib.index(folders, workers=workers, batch_size=batch_size, retry_errors=retry_errors,
-                           rebuild=rebuild, progress=progress,
-                           storage_options=storage_options)
-    finally:
-        if bar is not None:
-            bar.close()
+                           rebuild=rebuild, progress=progress, storage_options=storage_options)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return
@@ -162,8 +146,7 @@ def hit_output(command):
     """The output options of commands that print hits (search, similar): table, --json, --paths or --null,
     passed to the command as `output` ("table", "json", "paths" or "null")."""
     options = [
-        click.option("--json", "as_json", is_flag=True,
-                     help="JSON: id, path, score, width, height, taken_at, camera, fields, tags. A file name that "
+        json_option(help="JSON: id, path, score, width, height, taken_at, camera, fields, tags. A file name that "
                           "is not valid UTF-8 keeps its bytes as \\udcXX escapes (Python's surrogateescape)."),
         click.option("--paths", is_flag=True, help="Bare paths, one per line (for pipes); line breaks, control "
                      "characters and undecodable bytes in a name are escaped (\\n, \\x1b, \\xff)."),
@@ -184,11 +167,9 @@ def hit_output(command):
 
 @cli.command(epilog=EPILOG_SEARCH)
 @click.argument("query", nargs=-1, required=True)
-@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 100000), help="Hits to show.")
-@click.option("--threshold", "-t", type=float, help="Only hits with at least this score (cosine similarity).")
-@click.option("--where", "-w", "where", multiple=True, metavar="FILTER",
-              help="Only images that pass KEY OP VALUE (repeatable, all must hold), e.g. taken>=2021-06-01, "
-                   "camera~canon, folder=trips/, width>=1024, photographer='Alec Weir'. See docs/query.md.")
+@limit_option()
+@threshold_option()
+@where_option()
 @click.option("--sort", type=click.Choice(["score", "date", "newest"]), default="score", show_default=True,
               help="Order of the hits: by score, or the relevant hits by date taken (oldest or newest first; "
                    "images without a date last).")
@@ -207,7 +188,7 @@ def hit_output(command):
 @click.option("--exact", is_flag=True, help="Score every image, also in a library big enough for the approximate "
               "index (the ann_threshold setting; docs/query.md).")
 @hit_output
-@click.option("--model", "-m", help="Must match the library's model (it is read from the library).")
+@model_option("Must match the library's model (it is read from the library).")
 @click.pass_context
 def search(ctx, query, limit, threshold, where, sort, no_keywords, keyword_weight, soft_tags, adaptive, rerank,
            rerank_top, exact, output, model):
@@ -261,7 +242,7 @@ def _about(hit) -> str:
 
 @cli.command()
 @click.option("--errors", "show_errors", is_flag=True, help="List the files that could not be indexed, and why.")
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@json_option()
 @click.pass_context
 def status(ctx, show_errors, as_json):
     """Show the library: where it is, its model, how many images and errors, the last index run."""
@@ -313,7 +294,7 @@ def remove(ctx, paths):
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@json_option()
 def models(as_json):
     """List the models picseek knows and whether each is available offline (any hub repo or folder works too)."""
     from ..models.registry import list_models

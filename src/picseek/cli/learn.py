@@ -8,7 +8,8 @@ import click
 
 from ..paths import shown
 from . import _open, cli
-from .query import _progress
+from .options import json_option, model_option
+from .progress import Progress
 
 EPILOG_CLASSIFY = """\b
 Examples:
@@ -50,7 +51,7 @@ def _labels(labels: str | None, labels_file: str | None) -> list[str]:
               help="The labels, one per line (# comments and blank lines skipped).")
 @click.option("--template", "templates", multiple=True, metavar="TEXT", help="A prompt with {label} (repeatable; "
               "the prompts' vectors are averaged). Default: four 'a photo of a {label}.' variants.")
-@click.option("--model", "-m", help="Model for IMAGES (default: the library's model with -L, else auto).")
+@model_option("Model for IMAGES (default: the library's model with -L, else auto).")
 @click.option("--top", "-k", default=3, show_default=True, type=click.IntRange(1, 1000),
               help="Labels shown per image.")
 @click.option("--all", "use_library", is_flag=True, help="Classify every image of the library (--library PATH or "
@@ -59,7 +60,7 @@ def _labels(labels: str | None, labels_file: str | None) -> list[str]:
               "probability is at least --min-score (source 'classify'); search them with tag:NAME.")
 @click.option("--min-score", default=0.3, show_default=True, type=click.FloatRange(0, 1, min_open=True),
               help="Least probability for a stored tag.")
-@click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
+@json_option("Print the predictions as JSON.")
 @click.pass_context
 def classify(ctx, images, labels, labels_file, templates, model, top, use_library, store_tags, min_score, as_json):
     """Zero-shot classification: each image's most probable labels (softmax over the labels, CLIP's recipe).
@@ -74,8 +75,8 @@ def classify(ctx, images, labels, labels_file, templates, model, top, use_librar
         raise click.UsageError("give IMAGE files, or --all to classify the whole library (not both)")
     if store_tags and not use_library:
         raise click.UsageError("--store-tags needs --all")
-    update, close = _progress(ctx, as_json, "classifying")
-    try:
+    with Progress.for_command(ctx, as_json) as progress:
+        update = progress.callback("classifying")
         if use_library:
             report, preds = clf.classify_library(_open(ctx, model), names, templates=templates, top=top,
                                                  store_tags=store_tags, min_score=min_score, progress=update)
@@ -83,8 +84,6 @@ def classify(ctx, images, labels, labels_file, templates, model, top, use_librar
             clf.load_images_ok(list(images))
             report, preds = None, clf.classify_images(_embedder(ctx, model), list(images), names,
                                                       templates=templates, top=top, progress=update)
-    finally:
-        close()
     _echo_predictions(preds, report, as_json)
     if any(p.error for p in preds):
         sys.exit(1)
@@ -146,7 +145,7 @@ def _echo_predictions(preds, report, as_json: bool) -> None:
               help="bf16 autocast needs a CPU with native bf16; auto uses it only where it measures faster.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for the split, shuffling and init.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt after its last epoch.")
-@click.option("--json", "as_json", is_flag=True, help="Print the training report as JSON.")
+@json_option("Print the training report as JSON.")
 @click.pass_context
 def train(ctx, data, out, from_model, arch, train_mode, freeze_layers, epochs, batch_size, lr, holdout, image_size,
           template, image_root, precision, seed, resume, as_json):
@@ -164,11 +163,8 @@ def train(ctx, data, out, from_model, arch, train_mode, freeze_layers, epochs, b
     opts = TrainOptions(out=out, from_model=from_model, arch=arch, train=train_mode, freeze_layers=freeze_layers,
                         epochs=epochs, batch_size=batch_size, lr=lr, holdout=holdout, seed=seed,
                         image_size=image_size, precision=precision, resume=resume)
-    progress, close = _train_progress(ctx, as_json)
-    try:
-        report = run_train(ds, opts, progress)
-    finally:
-        close()
+    with Progress.for_command(ctx, as_json) as progress:
+        report = run_train(ds, opts, _train_progress(progress))
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return
@@ -180,30 +176,19 @@ def train(ctx, data, out, from_model, arch, train_mode, freeze_layers, epochs, b
                f"model folder: {report.out}" + (f"\nheld-out after epoch {last.epoch}: {held}" if held else ""))
 
 
-def _train_progress(ctx, as_json: bool):
-    """A tqdm bar per epoch with the running loss; one line per epoch with the held-out scores."""
-    if ctx.obj["quiet"] or as_json:
-        return None, lambda: None
-    from tqdm import tqdm
-
-    state = {"bar": None}
+def _train_progress(progress: Progress):
+    """A transient stage per epoch with the running loss; one line per epoch with the held-out scores."""
 
     def update(event) -> None:
-        bar = state["bar"]
         if hasattr(event, "held_out"):
-            if bar is not None:
-                bar.close()
-                state["bar"] = None
+            progress.finish()
             held = ", ".join(f"{k} {v:g}" for k, v in event.held_out.items())
-            click.echo(f"epoch {event.epoch}: loss {event.loss:.4f}  held-out: {held or '-'}", err=True)
+            progress.note(f"epoch {event.epoch}: loss {event.loss:.4f}  held-out: {held or '-'}")
             return
-        if bar is None:
-            bar = state["bar"] = tqdm(total=event.steps, desc=f"epoch {event.epoch}/{event.epochs}", unit="step",
-                                      file=sys.stderr, dynamic_ncols=True, leave=False)
-        bar.update(event.step - bar.n)
-        bar.set_postfix(loss=f"{event.loss:.4f}")
+        progress.update(event.step, event.steps, f"epoch {event.epoch}/{event.epochs}", unit="step", leave=False,
+                        loss=f"{event.loss:.4f}")
 
-    return update, lambda: state["bar"].close() if state["bar"] is not None else None
+    return update
 
 
 @cli.command("eval", epilog=EPILOG_EVAL)
@@ -217,7 +202,7 @@ def _train_progress(ctx, as_json: bool):
               "where there is one).")
 @click.option("--template", "templates", multiple=True, metavar="TEXT", help="Prompt with {label} for class "
               "folders (repeatable; averaged). Default: the classify templates.")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@json_option("Print the results as JSON.")
 @click.pass_context
 def eval_cmd(ctx, data, models, image_root, split_name, templates, as_json):
     """Score models on your own data: text->image and image->text recall@1/5/10 and mean rank, or zero-shot
@@ -230,12 +215,9 @@ def eval_cmd(ctx, data, models, image_root, split_name, templates, as_json):
     ds = load_dataset(data, image_root=image_root, split_name=split_name)
     results = []
     for name in models:
-        update, close = _progress(ctx, as_json, f"embedding ({name})")
-        try:
+        with Progress.for_command(ctx, as_json) as progress:
             results.append(evaluate(load_embedder(name), ds, templates=templates or DEFAULT_TEMPLATES,
-                                    progress=update))
-        finally:
-            close()
+                                    progress=progress.callback(f"embedding ({name})")))
     if as_json:
         click.echo(json.dumps({"data": data, "results": results}, indent=2))
         return

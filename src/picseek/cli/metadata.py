@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
 from ..paths import shown
 from . import _open, cli
+from .options import json_option
+from .progress import Progress
 
+_STAGES = {"download": "downloading", "embed": "indexing"}
 EPILOG_IMPORT = """\b
 Examples:
   picseek import-metadata photos.csv                  # join by path, file name, id or URL: the best match
@@ -24,7 +26,7 @@ Examples:
               help="How a row finds its image: file path, file name, id (= file name without extension), the URL "
                    "it was downloaded from, or auto (the column that matches the most rows).")
 @click.option("--column", metavar="COL", help="The column that holds the key (default: the usual column names).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option("Print the report as JSON.")
 @click.pass_context
 def import_metadata(ctx, file, key, column, as_json):
     """Import metadata for indexed images from FILE: JSON, JSON Lines, CSV/TSV or Parquet.
@@ -64,14 +66,16 @@ def _print_import(report) -> None:
 
 def index_from_list(ctx, source: str, url_column: str | None, model: str | None, *, workers, batch_size,
                     retry_errors: bool, rebuild: bool, as_json: bool) -> None:
-    """`picseek index --from-list FILE`: download, index, import; progress bars for the downloads and the index."""
+    """`picseek index --from-list FILE`: download, index, import; progress for the downloads and the index."""
     lib = _open(ctx, model, create=True)
-    bars = _Bars(enabled=not (ctx.obj["quiet"] or as_json))
-    try:
+    with Progress.for_command(ctx, as_json) as progress:
+        def update(p) -> None:
+            if p.phase in ("download", "embed"):
+                progress.update(p.done, p.total, _STAGES[p.phase], unit="url" if p.phase == "download" else "img",
+                                errors=p.errors)
+
         report = lib.index_urls(source, url_column=url_column, retry_errors=retry_errors, rebuild=rebuild,
-                                workers=workers, batch_size=batch_size, progress=bars.update)
-    finally:
-        bars.close()
+                                workers=workers, batch_size=batch_size, progress=update)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return
@@ -86,29 +90,3 @@ def index_from_list(ctx, source: str, url_column: str | None, model: str | None,
     if d.errors > 5:
         click.echo("  ... see all with: picseek status --errors", err=True)
 
-
-class _Bars:
-    """One tqdm bar per phase (download, embed), drawn on stderr."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.bar = None
-        self.phase = None
-
-    def update(self, p) -> None:
-        if not self.enabled or p.phase not in ("download", "embed"):
-            return
-        from tqdm import tqdm
-
-        if self.phase != p.phase:
-            self.close()
-            self.phase = p.phase
-            self.bar = tqdm(total=p.total, unit="url" if p.phase == "download" else "img", desc=p.phase,
-                            dynamic_ncols=True, file=sys.stderr, disable=p.total == 0, smoothing=0.1)
-        self.bar.update(p.done - self.bar.n)
-        self.bar.set_postfix(errors=p.errors, refresh=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
 from ..paths import shown
 from . import _open, cli
 from .core import echo_hits, hit_output
+from .options import json_option, limit_option, threshold_option, where_option
+from .progress import Progress
 
 EPILOG_TAG = """\b
 Examples:
@@ -30,23 +31,6 @@ Examples:
 """
 
 
-def _progress(ctx, as_json: bool, desc: str):
-    """A tqdm-backed callback (done, total), or None when quiet or printing JSON; and a close function."""
-    if ctx.obj["quiet"] or as_json:
-        return None, lambda: None
-    from tqdm import tqdm
-
-    bar = None
-
-    def update(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, unit="img", desc=desc, file=sys.stderr, dynamic_ncols=True, leave=False)
-        bar.update(done - bar.n)
-
-    return update, lambda: bar.close() if bar is not None else None
-
-
 @cli.group(invoke_without_command=True, epilog=EPILOG_TAG)
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
               help="Zero-shot tag every image with the labels of FILE (one per line) that score at least "
@@ -54,7 +38,7 @@ def _progress(ctx, as_json: bool, desc: str):
 @click.option("--threshold", type=float, help="Least score (cosine of image and 'a photo of LABEL') for an "
               "automatic tag (default: measured per model; builtin 0.45).")
 @click.option("--template", default="a photo of {label}", show_default=True, help="The prompt for each label.")
-@click.option("--json", "as_json", is_flag=True, help="Print the auto-tagging report as JSON.")
+@json_option("Print the auto-tagging report as JSON.")
 @click.pass_context
 def tag(ctx, labels, threshold, template, as_json):
     """Tags: add or remove them by hand, list them, or tag the whole library zero-shot with --labels.
@@ -70,11 +54,9 @@ def tag(ctx, labels, threshold, template, as_json):
     from ..learn.zeroshot import read_labels
 
     lib = _open(ctx)
-    update, close = _progress(ctx, as_json, "tagging")
-    try:
-        report = lib.auto_tag(read_labels(labels), threshold=threshold, template=template, progress=update)
-    finally:
-        close()
+    with Progress.for_command(ctx, as_json) as progress:
+        report = lib.auto_tag(read_labels(labels), threshold=threshold, template=template,
+                              progress=progress.callback("tagging"))
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return
@@ -105,7 +87,7 @@ def tag_remove(ctx, image, tags):
 
 
 @tag.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@json_option()
 @click.pass_context
 def tag_list(ctx, as_json):
     """Every tag in the library and how many images carry it."""
@@ -121,10 +103,9 @@ def tag_list(ctx, as_json):
 
 @cli.command(epilog=EPILOG_SIMILAR)
 @click.argument("image")
-@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 100000), help="Hits to show.")
-@click.option("--threshold", "-t", type=float, help="Only hits with at least this score (cosine similarity).")
-@click.option("--where", "where", multiple=True, metavar="FILTER", help="Only images that pass KEY OP VALUE "
-              "(repeatable), as in picseek search.")
+@limit_option()
+@threshold_option()
+@where_option()
 @hit_output
 @click.pass_context
 def similar(ctx, image, limit, threshold, where, output):
@@ -136,16 +117,13 @@ def similar(ctx, image, limit, threshold, where, output):
 @cli.command(epilog=EPILOG_DUPLICATES)
 @click.option("--threshold", "-t", default=0.95, show_default=True, type=click.FloatRange(0, 1, min_open=True),
               help="Least similarity (cosine, in the model's image space) of two near-duplicates.")
-@click.option("--json", "as_json", is_flag=True, help="Print the groups as JSON.")
+@json_option("Print the groups as JSON.")
 @click.pass_context
 def duplicates(ctx, threshold, as_json):
     """Groups of near-duplicate images (for cleaning a library); files are never touched."""
     lib = _open(ctx)
-    update, close = _progress(ctx, as_json, "comparing")
-    try:
-        groups = lib.duplicates(threshold, progress=update)
-    finally:
-        close()
+    with Progress.for_command(ctx, as_json) as progress:
+        groups = lib.duplicates(threshold, progress=progress.callback("comparing"))
     if as_json:
         click.echo(json.dumps([[h.as_dict() for h in g] for g in groups]))
         return

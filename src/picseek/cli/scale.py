@@ -9,6 +9,7 @@ import click
 
 from ..paths import shown
 from . import _open, cli
+from .options import json_option
 
 EPILOG_MERGE = """\b
 Examples:
@@ -20,7 +21,7 @@ The shards come from `picseek index --engine spark --shards DIR` or the spark-su
 
 @cli.command(epilog=EPILOG_MERGE)
 @click.argument("shards", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option("Print the report as JSON.")
 @click.pass_context
 def merge(ctx, shards, as_json):
     """Load the Parquet SHARDS (folders or files) that Spark indexing wrote into the library.

@@ -7,6 +7,7 @@ import click
 
 from ..errors import UsageError
 from . import _open, cli
+from .options import model_option
 
 EPILOG_SERVE = """\b
 Examples:
@@ -24,7 +25,7 @@ Examples:
                    "and needs PICSEEK_TOKEN.")
 @click.option("--port", "-p", default=8000, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port).")
-@click.option("--model", "-m", help="Model for a new library (default auto). Existing libraries keep theirs.")
+@model_option()
 @click.option("--token", envvar="PICSEEK_TOKEN", show_envvar=True,
               help="Bearer token for write operations (index, tags). Prefer the environment variable: a command "
                    "line is visible to other users.")

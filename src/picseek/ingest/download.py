@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import __version__, config
-from ..errors import LibraryError, UsageError
+from ..errors import LibraryError, UsageError, one_line
 from ..models.base import ImageSpec
 from .images import DEFAULT_MAX_PIXELS, decode_file
 from .metadata import KEY_COLUMNS, ImportReport
@@ -274,17 +274,17 @@ def _attempt(client, url: str, folder: Path, opts: DownloadOptions) -> Fetched:
         raise _Refused(f"more than {opts.max_redirects} redirects") from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         tmp.unlink(missing_ok=True)
-        raise _Refused(f"bad URL: {_one_line(exc)}") from None
+        raise _Refused(f"bad URL: {one_line(exc)}") from None
     except (httpx.TimeoutException, httpx.TransportError) as exc:
         tmp.unlink(missing_ok=True)
-        kind = "timed out" if isinstance(exc, httpx.TimeoutException) else f"connection failed ({_one_line(exc)})"
+        kind = "timed out" if isinstance(exc, httpx.TimeoutException) else f"connection failed ({one_line(exc)})"
         raise _Temporary(kind) from None
     except (_Refused, _Temporary):
         tmp.unlink(missing_ok=True)
         raise
     except httpx.HTTPError as exc:
         tmp.unlink(missing_ok=True)
-        raise _Refused(_one_line(exc)) from None
+        raise _Refused(one_line(exc)) from None
     return _keep(url, tmp, folder / name, size, opts)
 
 
@@ -337,7 +337,3 @@ def _keep(url: str, tmp: Path, final_stem: Path, size: int, opts: DownloadOption
     os.replace(tmp, final)
     return Fetched(url, path=str(final), size=size)
 
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

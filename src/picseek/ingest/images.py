@@ -12,6 +12,7 @@ untrusted files.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -27,13 +28,15 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .. import config
-from ..errors import ImageError
+from ..errors import ImageError, one_line
 from ..models.base import ImageSpec, prepare_image
 from .exif import ImageInfo, exif_of, info_from, orientation_of
 from .paths import AVIF_SUPPORTED as _HAS_AVIF
 from .paths import HEIF_SUPPORTED as _HAS_HEIF
 from .paths import IMAGE_EXTENSIONS, PILLOW_AVIF
 from .paths import is_url as _is_url
+
+_reason = functools.partial(one_line, whole=True, named=True, limit=200)  # (an image's or a URL's reason)
 
 __all__ = ["IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS", "MAX_FILE_BYTES", "ImageInfo", "Decoded", "decode_file",
            "load_image", "read_info", "file_hash"]
@@ -87,7 +90,7 @@ def decode_file(path: str, spec: ImageSpec, max_pixels: int = DEFAULT_MAX_PIXELS
     except ImageError as exc:
         return Decoded(path, None, None, digest, str(exc))
     except Exception as exc:  # noqa: BLE001 - MemoryError, ValueError, ...: recorded, never fatal
-        return Decoded(path, None, None, digest, _one_line(exc))
+        return Decoded(path, None, None, digest, _reason(exc))
     return Decoded(path, pixels, info, digest, None)
 
 
@@ -115,7 +118,7 @@ def load_image(source: str | os.PathLike | bytes | BinaryIO,
     except ImageError as exc:
         raise ImageError(f"{where}: {exc}") from None
     except Exception as exc:  # noqa: BLE001
-        raise ImageError(f"{where}: {_one_line(exc)}") from None
+        raise ImageError(f"{where}: {_reason(exc)}") from None
 
 
 def read_info(img: Image.Image) -> ImageInfo:
@@ -228,7 +231,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageError(_not_an_image_reason(data)) from None
     except Exception as exc:  # noqa: BLE001 - SyntaxError, struct.error, EOFError, ValueError from bad headers
         fmt = _sniff(data) or "image"
-        raise ImageError(f"corrupt or truncated {fmt} header ({_one_line(exc)})") from None
+        raise ImageError(f"corrupt or truncated {fmt} header ({_reason(exc)})") from None
     w, h = img.size
     if w * h > max_pixels:
         raise ImageError(f"image too large: {w}x{h} pixels (limit {max_pixels / 1e6:g} MP)")
@@ -260,9 +263,9 @@ def _load(img: Image.Image) -> None:
     except MemoryError:
         raise ImageError(f"out of memory decoding a {img.width}x{img.height} {fmt}") from None
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"image too large ({_one_line(exc)})") from None
+        raise ImageError(f"image too large ({_reason(exc)})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        msg = _one_line(exc)
+        msg = _reason(exc)
         if re.search(r"truncated|broken data stream|premature end|no data", msg, re.IGNORECASE):
             raise ImageError(f"truncated {fmt}") from None
         raise ImageError(f"corrupt {fmt} ({msg})") from None
@@ -357,17 +360,11 @@ def _looks_like_text(head: bytes) -> bool:
     return printable >= 0.95 * max(1, len(text))
 
 
-def _one_line(exc: BaseException) -> str:
-    msg = " ".join(str(exc).split()) or type(exc).__name__
-    if type(exc).__name__ not in msg and not isinstance(exc, OSError):
-        msg = f"{type(exc).__name__}: {msg}"
-    return msg if len(msg) <= 200 else msg[:197] + "..."
-
 
 def _os_reason(exc: BaseException) -> str:
     """"permission denied", not "[Errno 13] Permission denied: '/the/path/again'"."""
     strerror = getattr(exc, "strerror", None)
-    return strerror.lower() if isinstance(strerror, str) and strerror else _one_line(exc)
+    return strerror.lower() if isinstance(strerror, str) and strerror else _reason(exc)
 
 
 def _format_name(fmt: str | None) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import email.utils
+import functools
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote
 
-from ..errors import StorageError, UsageError
+from ..errors import StorageError, UsageError, one_line
 from .paths import URL_PREFIX as _URL
 from .paths import FileEntry, canonical_url, file_url_path, has_image_extension, is_remote, is_url, store_path
 from .paths import fsspec_module as _fsspec
@@ -39,6 +40,8 @@ __all__ = ["is_url", "is_remote", "file_url_path", "canonical_url", "store_path"
            "parse_storage_options", "storage_options"]
 
 log = logging.getLogger(__name__)
+
+_reason = functools.partial(one_line, whole=True, named=True, limit=200)  # (an image's or a URL's reason)
 
 # backend package and picseek extra that installs it, for the protocols people use most
 _BACKENDS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"),
@@ -77,9 +80,9 @@ def filesystem(url: str):
     except ValueError as exc:
         if "Protocol not known" in str(exc):
             raise UsageError(f"unknown storage protocol {scheme}:// in {url}") from None
-        raise UsageError(f"bad URL {url}: {_one_line(exc)}") from None
+        raise UsageError(f"bad URL {url}: {_reason(exc)}") from None
     except TypeError as exc:
-        raise UsageError(f"bad storage option for {scheme}://: {_one_line(exc)}") from None
+        raise UsageError(f"bad storage option for {scheme}://: {_reason(exc)}") from None
 
 
 def list_entries(root: str) -> list[FileEntry]:
@@ -144,7 +147,7 @@ def _fill_missing_info(fs, entries: dict[str, dict]) -> None:
         try:
             return url, fs.info(url)
         except Exception as exc:  # noqa: BLE001 - recorded as this object's error when it is read
-            log.warning("cannot read the metadata of %s: %s", url, _one_line(exc))
+            log.warning("cannot read the metadata of %s: %s", url, _reason(exc))
             return url, None
 
     with ThreadPoolExecutor(min(_INFO_THREADS, len(todo))) as pool:
@@ -225,10 +228,10 @@ def _read_reason(exc: BaseException, url: str) -> str:
     if isinstance(exc, FileNotFoundError) or status == 404:
         return "not found"
     if isinstance(exc, PermissionError) or status in (401, 403):
-        return f"access denied ({_one_line(exc)})"
+        return f"access denied ({_reason(exc)})"
     if _is_credentials(exc):
-        return f"no credentials ({_one_line(exc)})"
-    return _one_line(exc)
+        return f"no credentials ({_reason(exc)})"
+    return _reason(exc)
 
 
 # ------------------------------------------------------------------------------------------ errors and options
@@ -243,10 +246,10 @@ def translate(exc: BaseException, url: str, doing: str) -> Exception:
     if isinstance(exc, FileNotFoundError) or status == 404:
         return UsageError(f"not found: {url} (no such bucket, folder or object)")
     if isinstance(exc, PermissionError) or status in (401, 403):
-        return StorageError(f"access denied to {url} ({_one_line(exc)}): check the credentials ({hint})")
+        return StorageError(f"access denied to {url} ({_reason(exc)}): check the credentials ({hint})")
     if _is_credentials(exc):
-        return StorageError(f"no credentials for {url} ({_one_line(exc)}): {hint}")
-    return StorageError(f"cannot {doing} {url}: {_one_line(exc)}")
+        return StorageError(f"no credentials for {url} ({_reason(exc)}): {hint}")
+    return StorageError(f"cannot {doing} {url}: {_reason(exc)}")
 
 
 def parse_storage_options(pairs: Iterable[str]) -> dict[str, Any]:
@@ -305,15 +308,9 @@ def _missing_backend(scheme: str, exc: BaseException) -> str:
         return f"{scheme}:// needs the {package} package: pip install 'picseek[{extra}]' (or pip install {package})"
     if package:
         return f"{scheme}:// needs the {package} package: pip install {package}"
-    return f"{scheme}:// needs a package that is not installed ({_one_line(exc)})"
+    return f"{scheme}:// needs a package that is not installed ({_reason(exc)})"
 
 
 def _is_credentials(exc: BaseException) -> bool:
     return "credential" in type(exc).__name__.lower() or "credentials" in str(exc).lower()
 
-
-def _one_line(exc: BaseException) -> str:
-    msg = " ".join(str(exc).split()) or type(exc).__name__
-    if type(exc).__name__ not in msg and not isinstance(exc, OSError):
-        msg = f"{type(exc).__name__}: {msg}"
-    return msg if len(msg) <= 200 else msg[:197] + "..."

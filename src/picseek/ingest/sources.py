@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import UsageError, one_line
 
 FORMATS = ("json", "jsonl", "csv", "parquet", "urls")
 _EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "csv",
@@ -139,7 +139,7 @@ def read_parquet(path: Path) -> Iterator[dict]:
                 yield item
     except (pa.ArrowException, OSError) as exc:
         where = f" after row {row}" if row else ""
-        raise UsageError(f"{path}: not a readable Parquet file{where}: {_first_line(exc)}") from None
+        raise UsageError(f"{path}: not a readable Parquet file{where}: {one_line(exc)}") from None
 
 
 def read_url_lines(path: Path) -> Iterator[dict]:
@@ -300,7 +300,3 @@ def _kind(value: object) -> str:
 def _show(delimiter: str) -> str:
     return {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}[delimiter]
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

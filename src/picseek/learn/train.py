@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -30,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageError, UsageError
+from .._fs import write_atomic
+from ..errors import ImageError, UsageError, one_line
 from ..extras import require
 from ..ingest.images import load_image
 from ..models.base import ImageSpec, normalize, prepare_image
@@ -395,9 +395,7 @@ def _save_checkpoint(out: Path, model, optim, sched, epoch: int, report: TrainRe
     state = {"model": model.state_dict(), "optimizer": optim.state_dict(), "scheduler": sched.state_dict(),
              "epoch": epoch, "rng": _rng_state(), "options": _fingerprint(opts), "precision": report.precision,
              "history": [asdict(e) for e in report.epochs]}
-    tmp = out / (CHECKPOINT + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, out / CHECKPOINT)
+    write_atomic(out / CHECKPOINT, lambda f: torch.save(state, f), fsync=False)
 
 
 def _load_checkpoint(out: Path, opts: TrainOptions) -> dict | None:
@@ -412,7 +410,7 @@ def _load_checkpoint(out: Path, opts: TrainOptions) -> dict | None:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file: one clear line
-        raise UsageError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        raise UsageError(f"cannot read checkpoint {path}: {one_line(exc)}") from None
     saved = ckpt.get("options", {})
     asked = _fingerprint(opts)
     differ = [k for k in asked if k in saved and asked[k] != saved[k] and not (asked[k] is None and k in

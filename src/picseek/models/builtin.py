@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import write_atomic
+from .._fs import write_atomic
 from ..errors import ModelError
 from .base import MAIN, Backend, EmbedderBase, ImageSpec, l2_normalize
 

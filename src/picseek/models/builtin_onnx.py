@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_atomic
+from .._fs import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, one_line
 from ..extras import TORCH, require
 from . import hub, onnx
 from .base import MAIN, Backend, EmbedderBase, ImageSpec, ModelSpec, l2_normalize, normalize
@@ -326,9 +326,9 @@ def load_source(name: str, source: str, load_parts: Callable[[str, bool], Any] =
     except ModelError:
         raise
     except ImportError as e:
-        raise ModelError(f"model {name} needs a package that is not installed: {hub.first_line(e)}") from e
+        raise ModelError(f"model {name} needs a package that is not installed: {one_line(e)}") from e
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ModelError(f"cannot load model {name}: {hub.first_line(e)}") from e
+        raise ModelError(f"cannot load model {name}: {one_line(e)}") from e
 
 
 def load(spec, device: str = "cpu", precision: str | None = None) -> HFEmbedder:
@@ -483,8 +483,7 @@ def ort_towers(emb, precision: str, threads: int | None = None) -> tuple[Runner,
             _export(_vision_module(emb.model), (torch.zeros(1, 3, s, s),), ["pixel_values"],
                     {"pixel_values": {0: "batch"}}, vision, precision == "int8")
         except Exception as exc:  # noqa: BLE001 - an exporter failure means: run the reference path
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ModelError(f"cannot export {emb.name} to ONNX: {first}") from exc
+            raise ModelError(f"cannot export {emb.name} to ONNX: {one_line(exc)}") from exc
     image = onnx.LazyTower(vision, threads)
     # The text tower runs in fp32: dynamic int8 quantizes activations per batch, so a query's vector would depend
     # on its batch-mates and padding; a single query in fp32 ONNX Runtime on one thread is fast and exact.

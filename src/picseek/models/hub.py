@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import ModelError
+from ..errors import ModelError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,6 @@ def hub_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
-def first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0]
-
-
 def load_repo(repo: str, load: Callable[..., T]) -> T:
     """`load(repo, local_files_only=...)` from the local cache, else from the hub where it answers. `load` raises
     OSError for "not (completely) in the cache"; a failed download becomes a one-line ModelError."""
@@ -53,7 +48,7 @@ def load_repo(repo: str, load: Callable[..., T]) -> T:
     try:
         return load(repo, local_files_only=False)
     except OSError as e:
-        raise ModelError(f"could not get model {repo} from the hub: {first_line(e)}") from e
+        raise ModelError(f"could not get model {repo} from the hub: {one_line(e)}") from e
 
 
 def cached_file(repo: str, filename: str) -> str | None:

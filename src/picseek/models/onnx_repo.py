@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, one_line
 from . import hub, onnx
 from .base import MAIN, Backend, EmbedderBase, ImageSpec, ModelSpec, l2_normalize, normalize
 
@@ -143,7 +143,7 @@ class _Tower:
         try:
             tower = self.lazy.load()
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types: one line that names the file
-            raise ModelError(f"cannot load the {self.what} ({self.path}): {_first_line(exc)}") from exc
+            raise ModelError(f"cannot load the {self.what} ({self.path}): {one_line(exc)}") from exc
         if not self.inputs:
             args = tower.session.get_inputs()
             self.one_at_a_time = bool(args) and bool(args[0].shape) and args[0].shape[0] == 1
@@ -205,10 +205,10 @@ class OnnxRepoEmbedder(EmbedderBase):
             onnx.quantize_in_child(source, target)
         except Exception as exc:  # noqa: BLE001 - the quantizer raises many types; fp32 still runs the model
             if not self.precision_auto:
-                raise ModelError(f"cannot quantize the image tower of {self.name} to int8: {_first_line(exc)}; "
+                raise ModelError(f"cannot quantize the image tower of {self.name} to int8: {one_line(exc)}; "
                                  "use --precision fp32") from exc
             log.warning("cannot quantize the image tower of %s to int8 (%s): running it in fp32", self.name,
-                        _first_line(exc))
+                        one_line(exc))
             self.precision = "fp32"
             return source
         return target
@@ -244,16 +244,12 @@ class OnnxRepoEmbedder(EmbedderBase):
         return np.concatenate(rows)
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0]
-
 
 def _read_json(folder: Path, rel: str, name: str) -> Any:
     try:
         return json.loads((folder / rel).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"model {name}: cannot read {rel}: {_first_line(exc)}") from exc
+        raise ModelError(f"model {name}: cannot read {rel}: {one_line(exc)}") from exc
 
 
 def _pad_token(folder: Path, name: str) -> str:
@@ -275,7 +271,7 @@ def _tokenizer(folder: Path, name: str, context_length: int):
     try:
         tok = Tokenizer.from_file(str(folder / TOKENIZER))
     except Exception as exc:  # noqa: BLE001 - the tokenizers library raises plain Exceptions
-        raise ModelError(f"model {name}: cannot read {TOKENIZER}: {_first_line(exc)}") from exc
+        raise ModelError(f"model {name}: cannot read {TOKENIZER}: {one_line(exc)}") from exc
     pad_id = tok.token_to_id(pad)
     if pad_id is None:
         raise ModelError(f"model {name}: the pad token {pad!r} is not in {TOKENIZER}")
@@ -295,7 +291,7 @@ def _hub_snapshot(repo: str, local_files_only: bool) -> Path:
     except OSError:
         raise
     except Exception as exc:  # noqa: BLE001 - hub errors of every kind: hub.load_repo reports OSErrors in one line
-        raise OSError(_first_line(exc)) from exc
+        raise OSError(one_line(exc)) from exc
     missing = missing_files(folder)
     if missing and local_files_only:
         raise FileNotFoundError(f"{repo}: {', '.join(missing)} not in the local cache")

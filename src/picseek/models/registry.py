@@ -22,7 +22,7 @@ from importlib.metadata import EntryPoint, entry_points
 from importlib.util import find_spec
 from pathlib import Path
 
-from ..errors import ModelError
+from ..errors import ModelError, one_line
 from . import hub
 from .base import Backend, ModelSpec
 
@@ -115,7 +115,7 @@ def backend(name: str) -> Backend | None:
             module, _, attr = BACKENDS[name].partition(":")
             found = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
-        raise ModelError(f"backend {name!r} cannot be loaded: {hub.first_line(exc)}") from exc
+        raise ModelError(f"backend {name!r} cannot be loaded: {one_line(exc)}") from exc
     if not isinstance(found, Backend):
         if not callable(found):
             raise ModelError(f"backend {name!r} ({ep.value if ep else BACKENDS[name]}) is neither a Backend nor a "

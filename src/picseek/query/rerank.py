@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from PIL import Image
 
-from ..errors import ModelError, UsageError
+from ..errors import ModelError, UsageError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,7 @@ def rerank_hits(hits: Sequence[H], query_text: str, reranker: str | Any, top_n: 
         try:
             loaded.append((h, load_image(h)))
         except Exception as exc:  # noqa: BLE001 - one unreadable image must not stop the search
-            log.warning("re-ranking skipped %s: %s", getattr(h, "path", h), str(exc).splitlines()[0] if str(exc)
-                        else type(exc).__name__)
+            log.warning("re-ranking skipped %s: %s", getattr(h, "path", h), one_line(exc))
             skipped.append(h)
     scores = model.score([img for _, img in loaded], query_text) if loaded else []
     order = sorted(range(len(loaded)), key=lambda i: -float(scores[i]))  # stable: ties keep their order

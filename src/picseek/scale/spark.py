@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import PicseekError, UsageError
+from ..errors import PicseekError, UsageError, one_line
 from ..ingest.images import DEFAULT_MAX_PIXELS
 from ..ingest.paths import file_url_path, has_image_extension, is_remote, is_url, store_path
 from ..ingest.pipeline import DEFAULT_BATCH_SIZE
@@ -162,7 +162,8 @@ def spark_session(spark_or_master=None, app_name: str = "picseek-index",
     try:
         spark = builder.getOrCreate()
     except Exception as exc:  # noqa: BLE001 - py4j/JVM start-up failures come in many types
-        raise SparkError(f"cannot start Spark ({master or 'master from spark-submit'}): {_one_line(exc)}; "
+        raise SparkError(f"cannot start Spark ({master or 'master from spark-submit'}): "
+                         f"{one_line(exc, whole=True, limit=300)}; "
                          "is a Java 17+ runtime installed (java on PATH or JAVA_HOME)?") from None
     try:
         yield spark
@@ -187,13 +188,9 @@ def job_failure(exc: BaseException) -> str:
     found = [m for m in _PY_ERROR.finditer(str(exc)) if not m.group(1).startswith(("org.", "java.", "scala."))]
     if found:
         name, msg = found[-1].group(1).rsplit(".", 1)[-1], found[-1].group(2).strip()
-        return _one_line(RuntimeError(f"{name}: {msg}"))
-    return _one_line(exc)
+        return one_line(RuntimeError(f"{name}: {msg}"), whole=True, limit=300)
+    return one_line(exc, whole=True, limit=300)
 
-
-def _one_line(exc: BaseException) -> str:
-    msg = " ".join(str(exc).split()) or type(exc).__name__
-    return msg if len(msg) <= 300 else msg[:297] + "..."
 
 
 # ---------------------------------------------------------------------------------------------- the job

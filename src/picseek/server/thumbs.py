@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from PIL import Image, ImageOps, features
 
-from ..atomic import write_atomic
+from .._fs import write_atomic
 from ..errors import ImageError, library_io_error
 from ..ingest.images import MAX_FILE_BYTES, load_image
 from ..ingest.paths import is_remote

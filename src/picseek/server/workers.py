@@ -13,7 +13,6 @@ variable: `export_spec` writes it in the parent, `app_from_env` (the factory uvi
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
+from .._fs import FileLock, write_atomic
 from .app import create_app
 from .indexer import BackgroundIndexer
 from .settings import ServerSettings
@@ -119,19 +119,13 @@ class SharedIndexer(BackgroundIndexer):
         self._publish(force=True)  # before answering: any worker asked next must see this run
         return True
 
-    def _try_claim(self):
-        fh = open(self._lock_path, "a+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            return None
-        return fh
+    def _try_claim(self) -> FileLock | None:
+        claim = FileLock(self._lock_path)
+        return claim if claim.acquire(wait=False) else None
 
     @staticmethod
-    def _release(fh) -> None:
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        fh.close()
+    def _release(claim: FileLock) -> None:
+        claim.release()
 
     def _run(self) -> None:
         try:
@@ -156,10 +150,8 @@ class SharedIndexer(BackgroundIndexer):
         self._published = now
         with self._publishing:  # snapshots reach the file in the order they were taken
             data = {"boot_id": self.boot_id, "pid": os.getpid(), "state": super().state()}
-            tmp = self._state_path.with_name(f".{STATE_NAME}.{os.getpid()}.tmp")
             try:
-                tmp.write_text(json.dumps(data))
-                os.replace(tmp, self._state_path)
+                write_atomic(self._state_path, lambda f: f.write(json.dumps(data).encode()), fsync=False)
             except OSError as exc:
                 log.warning("cannot share the index run's progress with the other workers: %s", exc)
 

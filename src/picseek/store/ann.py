@@ -13,9 +13,7 @@ build time): benchmarks/query_latency.py.
 """
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import re
 import threading
 import time
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._fs import FileLock, atomic_path
 from .vectorcache import CACHE_DIR, VectorTable
 
 log = logging.getLogger(__name__)
@@ -157,12 +156,8 @@ class _Files:
     @contextmanager
     def lock(self):
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with FileLock(self.lock_path):
+            yield
 
     def read(self, mapped: bool) -> AnnIndex | None:
         """The saved index; `mapped`: memory-mapped (opens at once, shared through the page cache, read-only)."""
@@ -178,17 +173,14 @@ class _Files:
         return AnnIndex(index, _ids_of(index), nlist, 0, mapped=mapped, lineage=self.lineage)
 
     def save(self, ann: AnnIndex) -> None:
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         try:
-            with ann.lock:
+            with atomic_path(self.path) as tmp, ann.lock:
                 faiss_module().write_index(ann.index, str(tmp))
-            os.replace(tmp, self.path)
             ann.unsaved = 0
             for old in self.dir.glob(f"{self.stem}-*.faiss"):  # indexes of vector tables that are gone
                 if old != self.path:
                     old.unlink(missing_ok=True)
         except (OSError, RuntimeError) as exc:
-            tmp.unlink(missing_ok=True)
             log.warning("cannot save the approximate index to %s: %s", self.path, exc)
 
 

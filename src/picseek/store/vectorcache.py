@@ -12,7 +12,6 @@ truth: files that disagree with it are rebuilt, and a folder that cannot be writ
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -25,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .._fs import FileLock, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -168,13 +169,8 @@ class VectorFiles:
         return meta if isinstance(meta, dict) and keys <= meta.keys() else None
 
     def _write_meta(self, gen: int, rows: int, dim: int, epoch: int, lineage: str) -> None:
-        tmp = self.dir / f"{self.stem}.json.{os.getpid()}.tmp"
-        try:
-            tmp.write_text(json.dumps({"gen": gen, "rows": rows, "dim": dim, "epoch": epoch, "lineage": lineage}))
-            os.replace(tmp, self.meta_path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
+        meta = json.dumps({"gen": gen, "rows": rows, "dim": dim, "epoch": epoch, "lineage": lineage}).encode()
+        write_atomic(self.meta_path, lambda f: f.write(meta), fsync=False)
 
     def open(self, meta: dict | None) -> VectorTable | None:
         """Map the rows `meta` names (None when the files are missing or too short)."""
@@ -199,12 +195,8 @@ class VectorFiles:
     @contextmanager
     def _lock(self):
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / f"{self.stem}.lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with FileLock(self.dir / f"{self.stem}.lock"):
+            yield
 
     def _write(self, gen: int, start: int, dim: int, blocks: Iterable[Block]) -> tuple[int, int]:
         """Write blocks from row `start` of generation `gen` (new files when start is 0: a process that maps an
