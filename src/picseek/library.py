@@ -30,6 +30,7 @@ from .query.parse import parse
 from .query.rank import date_key
 from .query.search import SearchOptions
 from .request import ID, IMAGE, Query, SearchRequest, Term
+from .store.base import clean_tags
 from .store.filters import parse_filters
 from .store.select import open_store
 
@@ -316,7 +317,7 @@ class Library:
         returned (None: the first page). Returns (hits, the next page's cursor or None); hits have no score."""
         if limit < 1:
             raise UsageError("limit must be at least 1")
-        tags = tagging.clean_tags(tags) if tags else []
+        tags = clean_tags(tags) if tags else []
         selection = self.store.select(parse_filters(where), tags, (), os.getcwd())
         page = self.store.browse(selection, limit, after)
         return self.hits((i, None) for i, _ in page.items), page.next

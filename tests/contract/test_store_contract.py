@@ -590,3 +590,21 @@ def test_any_file_name_the_os_allows_is_indexed_kept_and_followed(url, tmp_path)
     assert {h.path for h in lib.search("red", limit=50)} == expected - {gone, moved_from} | {moved_to}
     assert lib.errors() == [], "the error row of a file that is gone goes too"
     assert lib.similar(moved_to, limit=1), "an odd path names its image"
+
+
+def test_every_store_implements_the_whole_protocol(url, tmp_path):
+    """Each store has every member of the Store protocol, with the protocol's parameters (names and order)."""
+    import inspect
+
+    from picseek.store.base import Store
+
+    store = open_store(url, tmp_path / "lib")
+    members = {n for n in dir(Store) if not n.startswith("_")} | set(Store.__annotations__)
+    assert len(members) >= 40
+    for name in sorted(members):
+        assert hasattr(store, name), name
+        wanted = getattr(Store, name, None)
+        if callable(wanted):
+            params = list(inspect.signature(wanted).parameters)[1:]
+            assert list(inspect.signature(getattr(store, name)).parameters) == params, name
+    assert isinstance(store.label, str) and store.url in ("built-in", url)

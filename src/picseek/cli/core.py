@@ -10,7 +10,7 @@ import click
 from ..ingest.paths import is_url
 from ..paths import raw_bytes, shown
 from ..request import SearchRequest
-from . import _open, cli
+from .group import _open, cli
 from .options import json_option, limit_option, model_option, threshold_option, where_option
 from .progress import Progress
 

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..paths import shown
-from . import _open, cli
+from .group import _open, cli
 from .options import json_option, model_option
 from .progress import Progress
 

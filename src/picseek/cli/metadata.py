@@ -6,7 +6,7 @@ import json
 import click
 
 from ..paths import shown
-from . import _open, cli
+from .group import _open, cli
 from .options import json_option
 from .progress import Progress
 

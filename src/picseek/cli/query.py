@@ -6,8 +6,8 @@ import json
 import click
 
 from ..paths import shown
-from . import _open, cli
 from .core import echo_hits, hit_output
+from .group import _open, cli
 from .options import json_option, limit_option, threshold_option, where_option
 from .progress import Progress
 

@@ -8,7 +8,7 @@ import tempfile
 import click
 
 from ..paths import shown
-from . import _open, cli
+from .group import _open, cli
 from .options import json_option
 
 EPILOG_MERGE = """\b

@@ -6,7 +6,7 @@ import os
 import click
 
 from ..errors import UsageError
-from . import _open, cli
+from .group import _open, cli
 from .options import model_option
 
 EPILOG_SERVE = """\b

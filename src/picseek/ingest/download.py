@@ -25,7 +25,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import __version__, config
+from .. import config
+from .._version import __version__
 from ..errors import LibraryError, UsageError, one_line
 from ..models.base import ImageSpec
 from .images import DEFAULT_MAX_PIXELS, decode_file

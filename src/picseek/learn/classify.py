@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ImageError, UsageError
 from ..models.base import MAIN
-from ..query.tags import clean_tags
+from ..store.base import clean_tags
 from . import zeroshot
 from .evaluate import embed_images
 

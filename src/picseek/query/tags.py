@@ -8,7 +8,7 @@ from ..errors import UsageError
 from ..ingest.paths import store_path
 from ..learn import zeroshot
 from ..models.base import MAIN
-from ..store.base import MAX_ID
+from ..store.base import MAX_ID, clean_tags
 
 USER = "user"
 BLOCK = 4096  # images scored per matrix product
@@ -24,13 +24,6 @@ class AutoTagReport:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def clean_tags(tags: Sequence[str]) -> list[str]:
-    out = list(dict.fromkeys(" ".join(str(t).split()).lower() for t in tags))
-    if not out or any(not t for t in out):
-        raise UsageError("give at least one tag (empty tags are not allowed)")
-    return out
 
 
 def resolve_image(store, ref: int | str) -> int:

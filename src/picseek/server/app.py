@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from .. import __version__
+from .._version import __version__
 from . import errors
 from .indexer import BackgroundIndexer
 from .query import ensure_model

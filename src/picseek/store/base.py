@@ -73,6 +73,19 @@ class Page:
     next: str | None
 
 
+def normalize_tag(text: object) -> str:
+    """A tag as every store keeps and compares it: words separated by single spaces, lower case."""
+    return " ".join(str(text).split()).lower()
+
+
+def clean_tags(tags: Sequence[str]) -> list[str]:
+    """Tags as given by a user, normalized and without repeats; a UsageError when none is left or one is empty."""
+    out = list(dict.fromkeys(normalize_tag(t) for t in tags))
+    if not out or any(not t for t in out):
+        raise UsageError("give at least one tag (empty tags are not allowed)")
+    return out
+
+
 def make_cursor(key: str, image_id: int) -> str:
     """The cursor of the page after the item (key, image id) of a browse."""
     return f"{key}|{int(image_id)}"

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from ..errors import LibraryError, UsageError
 from ..models.base import MAIN
 from ..paths import from_text, to_text
-from .select import ChromaLocation
+from .location import ChromaLocation
 
 PAGE = 2000  # records per get/upsert call (ChromaDB caps a batch at about 5000)
 STATE = "state"

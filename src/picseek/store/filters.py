@@ -17,6 +17,7 @@ from datetime import datetime
 from ..errors import UsageError
 from ..ingest.paths import is_url
 from ..request import Filter
+from .base import normalize_tag
 from .values import field_number
 
 OPS = ("<=", ">=", "!=", "~=", "=", "<", ">", "~")
@@ -79,7 +80,7 @@ def check_text_op(f: Filter, what: str = "") -> None:
 def tag_value(f: Filter) -> str:
     """A tag filter's value as tags are kept (trimmed, single spaces, lower case)."""
     check_text_op(f, "tags take =, != or ~ (contains)")
-    return " ".join(f.value.split()).lower()
+    return normalize_tag(f.value)
 
 
 def no_contains_for_numbers(f: Filter) -> None:

@@ -15,6 +15,7 @@ from ...errors import ImageError
 from ...ingest.paths import is_remote
 from ...ingest.remote import open_url
 from ...paths import shown
+from ...store.base import normalize_tag
 from .. import thumbs
 from ..errors import ApiError
 from ..schemas import ImageOut, TagsIn, TagsOut
@@ -139,7 +140,7 @@ def thumbnail(request: Request, image_id: ImageId,
 def _clean_tags(tags: list[str]) -> list[str]:
     out = []
     for tag in tags:
-        t = " ".join(tag.split()).lower()
+        t = normalize_tag(tag)
         if not t or len(t) > 64 or not t.isprintable() or '"' in t:
             raise ApiError(422, "bad_tag", f"tag {tag!r} must be 1 to 64 printable characters without double quotes")
         out.append(t)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from ... import __version__
+from ..._version import __version__
 from ...paths import shown_all
 from ..errors import ApiError
 from ..schemas import IndexStartOut, ModelsOut, StatusOut

@@ -78,13 +78,12 @@ def search_post(request: Request,
     """Search with text, an uploaded example image, or both (multipart/form-data), plus tags and filters."""
     t0 = time.perf_counter()
     settings = request.app.state.settings
-    data = img = None
+    img = None
     if image is not None and (image.filename or image.size):
         data = image.file.read(settings.max_upload_bytes + 1)
         img = q.load_upload(data, settings.max_upload_bytes, settings.max_upload_pixels)
     require_images(request)
-    label, hits, note = q.run(library_of(request), q.compose(text, tags), image=img, image_bytes=data,
-                              image_weight=image_weight,
+    label, hits, note = q.run(library_of(request), q.compose(text, tags), image=img, image_weight=image_weight,
                               request=_options(limit, threshold, where, sort, soft_tags, keywords, adaptive))
     return _answer(label, hits, t0, note)
 
