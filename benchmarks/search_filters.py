@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,9 +24,12 @@ import numpy as np
 
 from picseek import Library
 from picseek.models.base import MAIN, EmbedderBase, ImageSpec, l2_normalize
-from picseek.query import allowed
+from picseek.store import allowed
 from picseek.store.base import ImageRecord
 from picseek.store.sqlite import SQLiteStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stress import cpu  # noqa: E402  (CPU model name and SIMD flags)
 
 VOCAB = 2000
 BATCH = 5000
@@ -85,6 +90,8 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=40)
     args = ap.parse_args()
+    name, flags = cpu()
+    print(f"# search filters; {time.strftime('%Y-%m-%d %H:%M')}; {name}; CPU flags: {flags}; nproc {os.cpu_count()}")
     with tempfile.TemporaryDirectory() as tmp:
         build(Path(tmp), args.n, args.dim)
         lib = Library(tmp, model=StandIn(args.dim))

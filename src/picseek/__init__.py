@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING
 
 from ._version import __version__
 
-__all__ = ["Library", "Hit", "IndexReport", "PicseekError", "__version__"]
+__all__ = ["Library", "Hit", "IndexReport", "SearchRequest", "PicseekError", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .errors import PicseekError
     from .library import Hit, IndexReport, Library
+    from .request import SearchRequest
 
 
 def __getattr__(name: str):
@@ -25,6 +26,10 @@ def __getattr__(name: str):
         from . import library
 
         return getattr(library, name)
+    if name == "SearchRequest":
+        from .request import SearchRequest
+
+        return SearchRequest
     if name == "PicseekError":
         from .errors import PicseekError
 

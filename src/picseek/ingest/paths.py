@@ -21,7 +21,8 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import UsageError
 
-__all__ = ["FileEntry", "IMAGE_EXTENSIONS", "HEIF_SUPPORTED", "PILLOW_AVIF", "AVIF_SUPPORTED", "has_image_extension",
+__all__ = ["FileEntry", "IMAGE_EXTENSIONS", "KNOWN_IMAGE_EXTENSIONS",
+           "HEIF_SUPPORTED", "PILLOW_AVIF", "AVIF_SUPPORTED", "has_image_extension",
            "is_url", "is_remote", "url_scheme", "file_url_path", "canonical_url", "store_path", "fsspec_module"]
 
 
@@ -55,6 +56,9 @@ _AVIF = (".avif",)
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     _ALWAYS + (_HEIF if HEIF_SUPPORTED else ()) + (_AVIF if AVIF_SUPPORTED else ()))
+# Every photo extension picseek knows, decodable here or not (what names an image file, e.g. in a query a server
+# must not open).
+KNOWN_IMAGE_EXTENSIONS: tuple[str, ...] = _ALWAYS + _HEIF + _AVIF
 
 
 def has_image_extension(name: str) -> bool:

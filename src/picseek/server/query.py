@@ -13,11 +13,12 @@ from PIL import Image
 
 from ..errors import NoMatchError
 from ..ingest.images import load_image
+from ..ingest.paths import KNOWN_IMAGE_EXTENSIONS
 from ..query.parse import parse
 from ..request import IMAGE, URL, Query, SearchRequest, Term
 from .errors import ApiError
 
-_IMAGE_SUFFIX = r"\.(?:jpe?g|jpe|png|webp|gif|bmp|tiff?|heic|heif|avif)"
+_IMAGE_SUFFIX = r"\.(?:" + "|".join(e[1:] for e in KNOWN_IMAGE_EXTENSIONS) + ")"
 # Anything the parser could take for a file or a URL: a slash or backslash anywhere (paths, URLs), a word that
 # starts with "~" or "." (not a number like .5), or a file name with an image suffix.
 _PATHLIKE = re.compile(r"[/\\]|(?:^|[\s\"'+:(-])(?:~|\.(?!\d))|" + _IMAGE_SUFFIX + r"(?=$|[\s\"')+-])", re.IGNORECASE)

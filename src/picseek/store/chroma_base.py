@@ -191,9 +191,6 @@ class ChromaCollections:
         for chunk in chunks(ids):
             state.delete(ids=list(chunk))
 
-    def refuse(self, what: str):
-        raise UsageError(f"{what}: not available with {self.label}; use the built-in store (leave out --store) for it")
-
     def _runs(self) -> list[dict]:
         runs = [dict(m) for m in self._all_metadatas(self._col(STATE), {"kind": "run"})]
         return sorted(runs, key=lambda r: r["run"])
