@@ -137,8 +137,7 @@ def top_ids(hits) -> list[int]:
 def bench_warm(folder: Path, n: int, synth: Synth, text_model, queries: int) -> dict:
     from picseek import Library, config
     from picseek.cli.core import echo_hits
-    from picseek.store import ann
-    from picseek.store import vectorcache
+    from picseek.store import ann, vectorcache
 
     out: dict = {"n": n}
     text_model.embed_texts(["warm up the text tower"])

@@ -94,3 +94,7 @@ def test_the_checks_see_upward_and_cyclic_imports():
     assert "picseek.query.rerank" in graph["picseek.library"]  # an import inside a method
     assert _layer("picseek.ingest.paths") == len(LAYERS) - 1 and _layer("picseek.ingest.scan") == 6
     assert _layer("picseek.scale.spark") < _layer("picseek.library") < _layer("picseek.scale.merge")
+
+
+def test_the_query_as_data_imports_nothing_from_picseek():
+    assert _graph()["picseek.request"] == set()
