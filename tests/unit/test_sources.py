@@ -173,6 +173,17 @@ def test_join_by_relative_absolute_and_tail_paths(lib, tmp_path):
     assert "path" not in got[ids["trip_000.jpg"]]  # the key column is the image's own path: not a field
 
 
+def test_bare_file_names_in_a_path_column_join_in_auto_mode(lib, tmp_path):
+    src = write(tmp_path / "m.csv", "path,note\ntrip_000.jpg,a\nhome_001.jpg,b\ntrip_002,c\nnope.jpg,d\n")
+    report = lib.import_metadata(src)
+    assert (report.column, report.key, report.matched, report.unmatched) == ("path", "path", 3, 1)
+    only_paths = write(tmp_path / "p.csv", "path,note\ntrip_000.jpg,a\nhome_001.jpg,b\ntrips/trip_002.jpg,c\n")
+    report = lib.import_metadata(only_paths)
+    assert (report.column, report.key, report.matched) == ("path", "path", 3)
+    ids = ids_by_name(lib)
+    assert lib.store.get_fields([ids["trip_002.jpg"]])[ids["trip_002.jpg"]]["note"] == "c"
+
+
 def test_join_by_name_with_explicit_key_and_column_and_tags(lib, tmp_path):
     rows = [{"File Name": "home_000.jpg", "Caption": "kitchen", "keywords": "Indoor, home;cosy"},
             {"File Name": "home_001", "Caption": "garden", "tags": ["outdoor", "green"]}]

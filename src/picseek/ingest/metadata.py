@@ -1,7 +1,8 @@
 """Imported metadata: join rows (from `sources.read_rows`) to indexed images and write them as fields and tags.
 
 A row joins to images by one column read as one kind of key:
-  path  a file path: absolute, relative to the metadata file's folder, or the tail of an indexed path
+  path  a file path: absolute, relative to the metadata file's folder, or the tail of an indexed path; a bare
+        file name joins as a `name` does (many tables put `IMG_1.jpg` in their `path` column)
   name  a file name, with or without its extension (`IMG_1.jpg` or `IMG_1`)
   id    an external id that names the file without its extension (Unsplash `photo_id` -> `<photo_id>.jpg`)
   url   the `url` field of an image downloaded from a URL list (`picseek index --from-list`)
@@ -29,7 +30,7 @@ from .sources import column_names, normalize_name, pick_column
 KEYS = ("auto", "path", "name", "id", "url")
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "path": ("path", "filepath", "file_path", "file", "filename", "file_name", "image_path", "image", "name"),
-    "name": ("filename", "file_name", "file", "name", "image"),  # a `path` column is joined as a path only
+    "name": ("filename", "file_name", "file", "name", "image"),
     "id": ("photo_id", "image_id", "id", "uid", "key"),
     "url": ("url", "photo_image_url", "image_url", "img_url", "photo_url", "src"),
 }
@@ -103,8 +104,8 @@ class ImageLookup:
             if hit is not None:
                 return [hit]
         parts = [x for x in p.replace(os.sep, "/").split("/") if x not in ("", ".", "..")]
-        if len(parts) < 2:
-            return []  # a bare file name: that is the `name` key
+        if len(parts) < 2:  # a bare file name (many tables put `IMG_1.jpg` in their path column): as a name
+            return self._match_name(parts[0]) if parts else []
         tail = "/" + "/".join(parts)
         return [i for i in self._by_name.get(parts[-1], []) if self._paths[i].endswith(tail)]
 
