@@ -124,12 +124,15 @@ def library_path(value: str | os.PathLike | None = None) -> Path:
     return Path(chosen).expanduser() if chosen else default_library_path()
 
 
-def command_for(library: str | os.PathLike, args: str) -> str:
-    """A picseek command line for hints: with --library (quoted) unless `library` is the one used without it."""
+def command_for(library: str | os.PathLike, args: str, store: str | None = None) -> str:
+    """A picseek command line for hints: with --library (quoted) unless `library` is the one used without it, and
+    with --store where `store` (a store URL) is not the one used without it."""
     import shlex
 
     path = Path(library).expanduser().resolve()
     where = "" if path == library_path(None).expanduser().resolve() else f"--library {shlex.quote(str(library))} "
+    if store and store != (get("store") or ""):
+        where += f"--store {shlex.quote(store)} "
     return f"picseek {where}{args}"
 
 

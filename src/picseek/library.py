@@ -393,7 +393,7 @@ class Library:
     # -- status ---------------------------------------------------------------------------------------------------
     def command(self, args: str) -> str:
         """A picseek command line for this library, for hints (config.command_for)."""
-        return config.command_for(self.path, args)
+        return config.command_for(self.path, args, None if self.store.url == "built-in" else self.store.url)
 
     @_on_disk
     def status(self) -> dict:

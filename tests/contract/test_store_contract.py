@@ -592,6 +592,12 @@ def test_any_file_name_the_os_allows_is_indexed_kept_and_followed(url, tmp_path)
     assert lib.similar(moved_to, limit=1), "an odd path names its image"
 
 
+def test_the_empty_library_hint_names_the_store(chroma_url, tmp_path):
+    lib = Library(tmp_path / "lib", model=ColourEmbedder(), store=chroma_url)
+    with pytest.raises(LibraryError, match="has no images yet: run picseek --library .* --store .*chroma.* index"):
+        lib.search("red")
+
+
 def test_every_store_implements_the_whole_protocol(url, tmp_path):
     """Each store has every member of the Store protocol, with the protocol's parameters (names and order)."""
     import inspect

@@ -207,3 +207,14 @@ def test_an_emptied_root_keeps_its_images_until_removed(tmp_path):
     r = lib.index([photos], workers=0)
     assert (r.unchanged, r.removed, lib.errors()) == (3, 0, [])
     assert lib.remove([photos]) == 3
+
+
+def test_hints_repeat_the_library_and_store_the_user_gave(tmp_path, monkeypatch):
+    from picseek import config
+
+    monkeypatch.delenv("PICSEEK_STORE", raising=False)
+    hint = config.command_for(tmp_path / "my lib", "index FOLDER", "chroma://127.0.0.1:8000/photos")
+    assert hint == f"picseek --library '{tmp_path / 'my lib'}' --store chroma://127.0.0.1:8000/photos index FOLDER"
+    assert "--store" not in config.command_for(tmp_path, "index FOLDER")
+    monkeypatch.setenv("PICSEEK_STORE", "chroma://127.0.0.1:8000/photos")  # the store used without the option
+    assert "--store" not in config.command_for(tmp_path, "index FOLDER", "chroma://127.0.0.1:8000/photos")
