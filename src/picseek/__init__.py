@@ -12,20 +12,25 @@ from typing import TYPE_CHECKING
 
 from ._version import __version__
 
-__all__ = ["Library", "Hit", "IndexReport", "SearchRequest", "PicseekError", "__version__"]
+__all__ = ["Library", "Hit", "Hits", "IndexReport", "SearchRequest", "PicseekError", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .errors import PicseekError
-    from .library import Hit, IndexReport, Library
+    from .hits import Hit, Hits
+    from .library import IndexReport, Library
     from .request import SearchRequest
 
 
 def __getattr__(name: str):
-    # Lazy: `import picseek` stays cheap; torch and friends load only when a model is needed.
-    if name in ("Library", "Hit", "IndexReport"):
+    # Lazy: `import picseek` stays cheap; models and stores load only when a Library is used.
+    if name in ("Library", "IndexReport"):
         from . import library
 
         return getattr(library, name)
+    if name in ("Hit", "Hits"):
+        from . import hits
+
+        return getattr(hits, name)
     if name == "SearchRequest":
         from .request import SearchRequest
 
@@ -34,4 +39,9 @@ def __getattr__(name: str):
         from .errors import PicseekError
 
         return PicseekError
-    raise AttributeError(name)
+    raise AttributeError(f"module 'picseek' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # dir(picseek) and tab completion list the lazy exports too (a module's default dir() only knows what is loaded)
+    return sorted(set(globals()) | set(__all__))

@@ -2,7 +2,7 @@
 
     lib = Library("~/picseek-library")          # or Library() for the default location
     report = lib.index(["~/Pictures"])
-    hits = lib.search("a dog running on the beach", limit=10)
+    hits = lib.search("a dog running on the beach", limit=10)   # Hits: a list of Hit (hits.py)
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +19,8 @@ from PIL import Image
 
 from . import config
 from ._fs import FileLock
-from .errors import LibraryError, ModelMismatchError, UsageError, library_io_error
+from .errors import LibraryError, ModelMismatchError, NoMatchError, UsageError, library_io_error
+from .hits import Hit, Hits
 from .ingest import remote
 from .ingest.pipeline import IndexReport, Progress, run_index
 from .models import registry
@@ -37,28 +37,11 @@ from .store.select import open_store
 if TYPE_CHECKING:  # pragma: no cover
     from .ingest.download import DownloadOptions, UrlIndexReport
     from .ingest.metadata import ImportReport
+    from .learn.classify import ClassifyReport, Prediction
     from .scale.merge import MergeProgress, MergeReport
 
 log = logging.getLogger(__name__)
-__all__ = ["Library", "Hit", "IndexReport", "Progress", "SearchRequest"]
-
-
-@dataclass
-class Hit:
-    id: int
-    path: str
-    score: float | None  # cosine similarity to the query (None: browsing, no query)
-    width: int | None = None
-    height: int | None = None
-    taken_at: str | None = None
-    camera_make: str | None = None
-    camera_model: str | None = None
-    fields: dict = field(default_factory=dict)  # imported fields: description, photographer, url, ...
-    tags: list = field(default_factory=list)  # {"tag", "source" (user, import, auto), "score"}
-    rerank_score: float | None = None  # set when the hits were re-ranked
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+__all__ = ["Library", "Hit", "Hits", "IndexReport", "Progress", "SearchRequest"]
 
 
 @contextmanager
@@ -284,13 +267,13 @@ class Library:
     # -- search ---------------------------------------------------------------------------------------------------
     @_on_disk
     def search(self, query: str | os.PathLike | Image.Image | bytes | Query | SearchRequest,
-               /, **options) -> list[Hit]:
+               /, **options) -> Hits:
         """Best hits first for a query (docs/query.md): words, example images (file, URL, `id:N`, a PIL image or
         image bytes), tags, combined with + and - and weighted with N:; or a whole SearchRequest.
 
         options: the fields of SearchRequest (limit, threshold, where, sort, keywords, soft_tags, rerank,
         rerank_top, adaptive, exact), e.g. `lib.search("a red car", limit=5, where=["taken>=2021"])`.
-        Filters that match nothing raise NoMatchError."""
+        Filters or tags that match no image give no hits, with the reason in `hits.note`."""
         req = query.replace(**options) if isinstance(query, SearchRequest) else SearchRequest(query, **options)
         opts = SearchOptions(max_pixels=config.get("max_image_pixels"), url_max_bytes=config.get("url_max_bytes"),
                              url_timeout=config.get("url_timeout"))
@@ -299,11 +282,15 @@ class Library:
             raise LibraryError(f"library {self.path} has no images yet: run {self.command('index FOLDER')} first")
         spaces = list((self.recorded_model or {}).get("spaces", {"main": 0}))
         parsed = _as_query(req.query)
-        hits = self.hits(engine.rank(self.store, self.embedder, spaces, parsed, plan))
+        try:
+            ranked = engine.rank(self.store, self.embedder, spaces, parsed, plan)
+        except NoMatchError as exc:  # not an error: an honest "nothing", with the reason
+            return Hits(note=str(exc))
+        hits = self.hits(ranked)
         if req.rerank:
             from .query.rerank import rerank_hits
 
-            hits = rerank_hits(hits, parsed.words, req.rerank, req.rerank_top, self._hit_image)
+            hits = Hits(rerank_hits(hits, parsed.words, req.rerank, req.rerank_top, Hit.open))
         hits = hits[:req.limit]
         if req.sort in ("date", "newest"):
             hits.sort(key=lambda h: date_key(h.taken_at, req.sort == "newest"))
@@ -311,7 +298,7 @@ class Library:
 
     @_on_disk
     def browse(self, *, where: Iterable[str] = (), tags: Iterable[str] = (), limit: int = 50,
-               after: str | None = None) -> tuple[list[Hit], str | None]:
+               after: str | None = None) -> tuple[Hits, str | None]:
         """The library newest first (date taken, else file time), `limit` hits per page, optionally filtered
         (`where`, as for search) and to images with every tag in `tags`. `after`: the cursor the previous page
         returned (None: the first page). Returns (hits, the next page's cursor or None); hits have no score."""
@@ -322,31 +309,28 @@ class Library:
         page = self.store.browse(selection, limit, after)
         return self.hits((i, None) for i, _ in page.items), page.next
 
-    def hits(self, ranked: Iterable[tuple[int, float | None]]) -> list[Hit]:
-        """(image id, score) pairs -> Hits with the image's facts, fields and tags (ids no longer there dropped;
-        scores clipped to [-1, 1]: stored float16 vectors can make a cosine a hair above 1)."""
-        ranked = list(ranked)
-        ids = [i for i, _ in ranked]
+    def hits(self, ranked: Iterable[tuple]) -> Hits:
+        """(image id, score) or (image id, score, via) tuples (engine.Ranked) -> Hits with the image's facts,
+        fields and tags (ids no longer there dropped; scores clipped to [-1, 1]: stored float16 vectors can make a
+        cosine a hair above 1)."""
+        ranked = [(r[0], r[1], r[2] if len(r) > 2 else None) for r in ranked]
+        ids = [i for i, _, _ in ranked]
         rows, fields, tags = self.store.get_images(ids), self.store.get_fields(ids), self.store.get_tags(ids)
-        return [Hit(i, r["path"], None if s is None else round(min(max(s, -1.0), 1.0), 6), r["width"], r["height"],
-                    r["taken_at"], r["camera_make"], r["camera_model"], fields.get(i, {}), tags.get(i, []))
-                for i, s in ranked if (r := rows.get(i))]
-
-    def _hit_image(self, hit: Hit) -> Image.Image:
-        from .ingest.images import load_image
-
-        return load_image(hit.path, config.get("max_image_pixels"))
+        return Hits(Hit(i, r["path"], None if s is None else round(min(max(s, -1.0), 1.0), 6), r["width"],
+                        r["height"], r["taken_at"], r["camera_make"], r["camera_model"], fields.get(i, {}),
+                        tags.get(i, []), via=via)
+                    for i, s, via in ranked if (r := rows.get(i)))
 
     def similar(self, image: int | str, *, limit: int = 20, where: Iterable[str] = (),
-                threshold: float | None = None, sort: str | None = None) -> list[Hit]:
+                threshold: float | None = None, sort: str | None = None) -> Hits:
         """More like an indexed image (an id or the path of an indexed file); the image itself is left out."""
         image_id = tagging.resolve_image(self.store, image)
         hits = self.search(Query((Term(ID, str(image_id)),)), limit=limit + 1, where=tuple(where),
                            threshold=threshold, sort=sort, keywords=False)
-        return [h for h in hits if h.id != image_id][:limit]
+        return Hits((h for h in hits if h.id != image_id), hits.note)[:limit]
 
     def duplicates(self, threshold: float = 0.95, *,
-                   progress: Callable[[int, int], None] | None = None) -> list[list[Hit]]:
+                   progress: Callable[[int, int], None] | None = None) -> list[Hits]:
         """Groups of near-duplicate images (cosine similarity >= threshold in the model's image-query space),
         biggest groups first; each hit's score is its similarity to the group's first image."""
         from .query.duplicates import duplicate_groups
@@ -376,14 +360,42 @@ class Library:
                                 threshold=threshold, template=template or tagging.zeroshot.DEFAULT_TEMPLATE,
                                 progress=progress)
 
-    def classify(self, labels: Iterable[str], *, store_tags: bool = False, min_score: float = 0.3, top: int = 3,
-                 templates: Iterable[str] | None = None, progress: Callable[[int, int], None] | None = None):
+    def classify(self, images=None, labels: Iterable[str] | str | None = None, *, top: int = 3,
+                 templates: Iterable[str] | None = None, progress: Callable[[int, int], None] | None = None,
+                 store_tags: bool = False, min_score: float = 0.3):
+        """Zero-shot classification: each image's most probable `labels` (softmax over them, CLIP's recipe).
+
+        `lib.classify(images, labels)`: one Prediction per image, in order. Images are files (paths), PIL images,
+        ids of indexed images (classified from their stored vectors, nothing decoded), or a mix; one may be given
+        alone. An image that cannot be read gets `error` instead of labels.
+        `lib.classify(labels)` (or `classify(labels=...)`): every image of the library, as `classify_all(labels)`
+        (report, predictions). `labels`: a list, or one string of comma-separated labels."""
+        if images is None and labels is None:
+            raise UsageError("give the labels to classify between: classify(images, labels) or classify(labels)")
+        if images is None or labels is None:
+            return self.classify_all(labels if images is None else images, top=top, templates=templates,
+                                     progress=progress, store_tags=store_tags, min_score=min_score)
+        if store_tags:
+            raise UsageError("store_tags goes with classifying the whole library: classify_all(labels, "
+                             "store_tags=True)")
+        from .learn import classify as learn_classify
+
+        if isinstance(images, (str, os.PathLike, Image.Image, int)):
+            images = [images]
+        return learn_classify.classify_images(
+            self.embedder(), list(images), _labels(labels), templates=tuple(templates or
+                                                                            learn_classify.DEFAULT_TEMPLATES),
+            top=top, progress=progress, store=self.store, max_pixels=config.get("max_image_pixels"))
+
+    def classify_all(self, labels: Iterable[str] | str, *, store_tags: bool = False, min_score: float = 0.3,
+                     top: int = 3, templates: Iterable[str] | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> tuple[ClassifyReport, list[Prediction]]:
         """Zero-shot classification of every image (as `picseek classify --all`): (report, predictions).
         With `store_tags`, labels whose probability reaches `min_score` become tags with source "classify"."""
         from .learn import classify as learn_classify
 
         return learn_classify.classify_library(
-            self, list(labels), templates=tuple(templates or learn_classify.DEFAULT_TEMPLATES), top=top,
+            self, _labels(labels), templates=tuple(templates or learn_classify.DEFAULT_TEMPLATES), top=top,
             store_tags=store_tags, min_score=min_score, progress=progress)
 
     def tag_counts(self) -> dict[str, int]:
@@ -420,6 +432,11 @@ class Library:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _labels(labels: Iterable[str] | str) -> list[str]:
+    """Labels as a list; one string is comma-separated labels ("cat, dog")."""
+    return labels.split(",") if isinstance(labels, str) else list(labels)
 
 
 def _as_query(query) -> Query:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image
 
-from picseek.errors import LibraryError, ModelMismatchError, NoMatchError, UsageError
+from picseek.errors import LibraryError, ModelMismatchError, UsageError
 from picseek.library import Library
 from picseek.store.base import ImageRecord
 from picseek.store.select import open_store
@@ -307,8 +307,8 @@ def test_search_with_filters(url, tmp_path):
     assert [Path(h.path).name for h in hits] == ["canon_a.jpg", "canon_b.jpg"]
     assert [Path(h.path).name for h in lib.similar(str(photos / "trips" / "canon_a.jpg"), where=["folder=trips"],
                                                   limit=3)] != []
-    with pytest.raises(NoMatchError, match="width>5000"):
-        lib.search("red", where=["width>5000"])
+    nothing = lib.search("red", where=["width>5000"])
+    assert nothing == [] and "width>5000" in nothing.note
 
 
 # -- ChromaDB: the same answers as the built-in store -----------------------------------------
@@ -328,9 +328,8 @@ def test_chroma_filters_select_what_the_builtin_store_selects(chroma_url, tmp_pa
         lib.index([photos], workers=0)
 
     def answer(lib, where):
-        try:
-            hits = lib.search("orange", limit=50, where=list(where), keywords=False)
-        except NoMatchError:
+        hits = lib.search("orange", limit=50, where=list(where), keywords=False)
+        if hits.note:
             return "no match"
         return [(Path(h.path).name, round(h.score, 2)) for h in hits]
 
@@ -372,10 +371,9 @@ def test_tags_and_fields_filter_alike_on_every_store(chroma_url, tmp_path):
         _annotate(lib, photos, tmp_path)
 
     def answer(lib, where, query="orange"):
-        try:
-            hits = lib.search(query, limit=50, where=list(where), keywords=False)
-        except NoMatchError as exc:
-            return f"no match: {exc}"
+        hits = lib.search(query, limit=50, where=list(where), keywords=False)
+        if hits.note:
+            return f"no match: {hits.note}"
         return sorted((Path(h.path).name, round(h.score, 2)) for h in hits)
 
     for where in TAG_AND_FIELD_FILTERS:

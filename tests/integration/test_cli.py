@@ -64,7 +64,7 @@ def test_index_search_status_with_tiny_clip(tmp_path, env, tiny_clip):
     paths = run("-L", lib, "search", "a red car", "--paths", "-n", "4", env=env).stdout.splitlines()
     assert len(paths) == 4 and all(Path(p).is_file() for p in paths)
     table = run("-L", lib, "search", "a red car", "-n", "2", env=env).stdout.splitlines()
-    assert table[0].split() == ["rank", "score", "path"] and len(table) == 3
+    assert table[0].split() == ["rank", "score", "via", "path"] and len(table) == 3
     status = json.loads(run("-L", lib, "status", "--json", "--errors", env=env).stdout)
     assert status["images"] > 6 and status["errors"] == len(status["error_list"]) > 0
     assert status["last_run"]["status"] == "completed"

@@ -74,7 +74,8 @@ def test_tags_metadata_table_and_tag_filters(library, env):
                      (names["img_002.jpg"],))
     conn.close()
     table = run("-L", lib, "search", "dog", "--where", "photographer=Alec Weir", env=env).stdout.splitlines()
-    assert table[0].split() == ["rank", "score", "path"]
+    assert table[0].split() == ["rank", "score", "via", "path"]
+    assert table[1].split()[2] == "vector+keyword"  # "dog" is in its description too
     assert "A dog on the beach" in table[2] and "by Alec Weir" in table[2] and "#beach" in table[2]
     removed = run("-L", lib, "tag", "remove", names["img_001.jpg"], "sunset", "nope", env=env).stdout
     assert "Removed 1 tag from" in removed

@@ -1,6 +1,8 @@
 """examples/quickstart.ipynb runs from top to bottom in a fresh kernel (this venv's Python) and shows what it says:
-the built-in model finds the cat by words, by an example image, and with words added to the image; each search
-draws an image grid. The kernel inherits this test's environment (private cache and config, hub off, TMPDIR)."""
+the built-in model finds the cat by words, by an example image, and with words added to the image; each search's
+hits draw themselves as a grid of thumbnails (Hits._repr_html_), one hit as its thumbnail, and a filter that
+matches nothing gives no hits and a note. The kernel inherits this test's environment (private cache and config,
+hub off, TMPDIR)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,13 +23,18 @@ def _hit_names(cell) -> list[str]:
     return [line.split()[-1] for line in text.splitlines() if line[:1].isdigit()]
 
 
+def _html(cell) -> str:
+    return "".join(o.get("data", {}).get("text/html", "") for o in cell.outputs
+                   if o.output_type in ("display_data", "execute_result"))
+
+
 def _has_png(cell) -> bool:
     return any("image/png" in o.get("data", {}) for o in cell.outputs if o.output_type == "display_data")
 
 
 @pytest.mark.slow
 def test_quickstart_notebook_runs_and_finds_the_cat(tmp_path, monkeypatch):
-    for module in ("nbclient", "nbformat", "ipykernel", "matplotlib", "skimage"):
+    for module in ("nbclient", "nbformat", "ipykernel", "skimage"):
         need_module(module)
     import nbformat
     from nbclient import NotebookClient
@@ -47,6 +54,13 @@ def test_quickstart_notebook_runs_and_finds_the_cat(tmp_path, monkeypatch):
     assert _hit_names(_cell(nb, "image-search"))[0] == "cat.jpg"
     assert set(_hit_names(_cell(nb, "image-text-search"))[:2]) == {"cat.jpg", "coffee.jpg"}
     for tag in ("text-search", "text-search-2", "image-search", "image-text-search"):
-        assert _has_png(_cell(nb, tag)), f"the {tag} cell drew no image grid"
+        grid = _html(_cell(nb, tag))
+        assert "picseek-hits" in grid and grid.count('<img src="data:image/jpeg;base64,') == 4, \
+            f"the {tag} cell drew no image grid"
         assert len(_hit_names(_cell(nb, tag))) == 4
+    assert _has_png(_cell(nb, "image-search"))  # the query image
+    one = _html(_cell(nb, "one-hit"))
+    assert one.count('<img src="data:image/jpeg;base64,') == 1
+    assert _hit_names(_cell(nb, "image-text-search"))[0] in one  # the best hit of the cell before
+    assert "0 hits: no image has camera~leica" in "".join(o.get("text", "") for o in _cell(nb, "no-match").outputs)
     assert list(tmp_path.glob("picseek-quickstart-*/library/picseek.db"))

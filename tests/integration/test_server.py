@@ -166,6 +166,22 @@ def test_where_filters_and_sort_by_date_go_through_library_search(client, lib):
     assert_json_error(client.get("/api/search", params={"q": "red", "where": "no operator"}), 400)
 
 
+def test_hits_say_which_ranking_found_them(client, lib):
+    hits = client.get("/api/search", params={"q": "red", "limit": 6}).json()["hits"]
+    # "red" is in two file names: found by both rankings; the rest by the vectors alone
+    assert {Path(h["path"]).name: h["via"] for h in hits} == {
+        "red_square.jpg": "vector+keyword", "red_circle.jpg": "vector+keyword", "blue_circle.jpg": "vector",
+        "green_square.jpg": "vector", "yellow_square.png": "vector", "purple_circle.jpg": "vector"}
+    plain = client.get("/api/search", params={"q": "red", "keywords": "false"}).json()["hits"]
+    assert {h["via"] for h in plain} == {"vector"}
+    similar = client.get(f"/api/images/{id_of(lib, 'red_square.jpg')}/similar", params={"limit": 2}).json()
+    assert [h["via"] for h in similar["hits"]] == ["vector", "vector"]
+    nothing = client.get(f"/api/images/{id_of(lib, 'red_square.jpg')}/similar", params={"where": "camera~leica"})
+    assert nothing.json()["count"] == 0 and nothing.json()["note"] == "no image has camera~leica"
+    via = client.get("/openapi.json").json()["components"]["schemas"]["HitOut"]["properties"]["via"]
+    assert "vector+keyword" in via["description"]
+
+
 def test_tags_added_through_the_api_filter_searches(client, lib):
     blue = id_of(lib, "blue_circle.jpg")
     assert client.post(f"/api/images/{blue}/tags", json={"tags": ["Holiday"]}).status_code == 200

@@ -7,10 +7,11 @@ import os
 
 import click
 
+from ..errors import NoMatchError
 from ..ingest.paths import is_url
 from ..paths import raw_bytes, shown
 from ..request import SearchRequest
-from .group import _open, cli
+from .group import _open, cli, fail
 from .options import json_option, limit_option, model_option, threshold_option, where_option
 from .progress import Progress
 
@@ -146,8 +147,8 @@ def hit_output(command):
     """The output options of commands that print hits (search, similar): table, --json, --paths or --null,
     passed to the command as `output` ("table", "json", "paths" or "null")."""
     options = [
-        json_option(help="JSON: id, path, score, width, height, taken_at, camera, fields, tags. A file name that "
-                          "is not valid UTF-8 keeps its bytes as \\udcXX escapes (Python's surrogateescape)."),
+        json_option(help="JSON: id, path, score, via, width, height, taken_at, camera, fields, tags. A file name "
+                          "that is not valid UTF-8 keeps its bytes as \\udcXX escapes (Python's surrogateescape)."),
         click.option("--paths", is_flag=True, help="Bare paths, one per line (for pipes); line breaks, control "
                      "characters and undecodable bytes in a name are escaped (\\n, \\x1b, \\xff)."),
         click.option("--null", "-0", "null", is_flag=True, help="Bare paths exactly as on disk, each ended by a NUL "
@@ -172,7 +173,7 @@ def hit_output(command):
 @where_option()
 @click.option("--sort", type=click.Choice(["score", "date", "newest"]), default="score", show_default=True,
               help="Order of the hits: by score, or the relevant hits by date taken (oldest or newest first; "
-                   "images without a date last).")
+                   "images without a date last; the table then shows the date).")
 @click.option("--no-keywords", is_flag=True, help="Rank by vectors only (no keyword match on names, descriptions, "
               "tags).")
 @click.option("--keyword-weight", type=click.FloatRange(0), metavar="W",
@@ -205,12 +206,16 @@ def search(ctx, query, limit, threshold, where, sort, no_keywords, keyword_weigh
                                     keywords=keywords, soft_tags=soft_tags, rerank=rerank, rerank_top=rerank_top,
                                     adaptive=adaptive, exact=exact))
     echo_hits(hits, output, "No results" + (f" at or above threshold {threshold}" if threshold is not None
-                                            else "") + ".")
+                                            else "") + ".", dates=sort in ("date", "newest"))
 
 
-def echo_hits(hits, output: str = "table", empty: str = "No results.") -> None:
-    """Print hits as JSON, bare paths (escaped, or raw and NUL-ended), or a table (with description,
-    photographer and tags when present)."""
+def echo_hits(hits, output: str = "table", empty: str = "No results.", dates: bool = False) -> None:
+    """Print hits as JSON, bare paths (escaped, or raw and NUL-ended), or a table of rank, score, via (which
+    ranking found the hit), the date taken (`dates`: when sorted by date) and path, with description,
+    photographer and tags under it when present. Filters that matched no image (`hits.note`) are an error line
+    and exit 1."""
+    if not hits and getattr(hits, "note", None):
+        fail(shown(hits.note), NoMatchError.exit_code)
     if output == "json":
         click.echo(json.dumps([h.as_dict() for h in hits], indent=None))  # (ASCII: \udcXX keeps every byte)
     elif output == "paths":
@@ -222,12 +227,23 @@ def echo_hits(hits, output: str = "table", empty: str = "No results.") -> None:
     elif not hits:
         click.echo(empty)
     else:
-        click.echo(f"{'rank':>4}  {'score':>6}  path")
+        via = max(3, *(len(h.via or "") for h in hits))
+        date = f"  {'taken':<{DATE_WIDTH}}" if dates else ""
+        click.echo(f"{'rank':>4}  {'score':>6}  {'via':<{via}}{date}  path")
         for rank, h in enumerate(hits, 1):
-            click.echo(f"{rank:>4}  {h.score:6.3f}  {shown(h.path)}")
+            date = f"  {_date(h.taken_at):<{DATE_WIDTH}}" if dates else ""
+            click.echo(f"{rank:>4}  {h.score:6.3f}  {h.via or '-':<{via}}{date}  {shown(h.path)}")
             about = _about(h)
-            if about:
-                click.echo(f"{'':14}{about}")
+            if about:  # under the path
+                click.echo(f"{'':{16 + via + (DATE_WIDTH + 2 if dates else 0)}}{about}")
+
+
+DATE_WIDTH = 16  # YYYY-MM-DD HH:MM
+
+
+def _date(taken_at: str | None) -> str:
+    """The date taken as the table shows it (local time of the photo, to the minute); "-" when unknown."""
+    return taken_at[:DATE_WIDTH].replace("T", " ") if taken_at else "-"
 
 
 def _about(hit) -> str:

@@ -95,8 +95,10 @@ def decode_file(path: str, spec: ImageSpec, max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 def load_image(source: str | os.PathLike | bytes | BinaryIO,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """A query image: fully loaded, EXIF-oriented, first frame. Raises ImageError with a one-line reason."""
+               max_pixels: int = DEFAULT_MAX_PIXELS, *, draft: int | None = None) -> Image.Image:
+    """A query image: fully loaded, EXIF-oriented, first frame. Raises ImageError with a one-line reason.
+    `draft`: a JPEG may decode at a reduced scale (1/2 to 1/8) no smaller than `draft` pixels on either side (for
+    thumbnails); None decodes at full size."""
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     where = f"cannot read image {name}" if name else "cannot read image"
     try:
@@ -113,6 +115,8 @@ def load_image(source: str | os.PathLike | bytes | BinaryIO,
     try:
         with _quiet():
             img = _open(data, max_pixels)
+            if draft:
+                img.draft("RGB", (draft, draft))
             _load(img)
             return _orient(img, orientation_of(exif_of(img)))
     except ImageError as exc:

@@ -101,20 +101,42 @@ def parse_labels(text: str) -> list[str]:
     return clean_labels(text.split(","))
 
 
-def classify_images(embedder, paths: Sequence[str | os.PathLike], labels: Sequence[str], *,
+def classify_images(embedder, images: Sequence, labels: Sequence[str], *,
                     templates: Sequence[str] = DEFAULT_TEMPLATES, top: int = 3,
-                    progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
-    """Image files -> one Prediction each, in order; a file that cannot be read gets `error` (never raises)."""
+                    progress: Callable[[int, int], None] | None = None, store=None,
+                    max_pixels: int | None = None) -> list[Prediction]:
+    """Images -> one Prediction each, in order; one that cannot be read gets `error` (never raises). An image is a
+    file (a path), a PIL image (its Prediction has no path), or with `store` the id (an int) of an indexed image,
+    classified from its stored vector. `max_pixels`: the decoding limit for files (None: load_image's default)."""
     clf = Classifier(embedder, labels, templates)
-    paths = [os.fspath(p) for p in paths]
-    vecs, ok, errors = embed_images(embedder, paths, progress)
-    out = [Prediction(p) for p in paths]
-    for i, best in zip(ok, clf.top(clf.probabilities(vecs), top) if len(ok) else []):
-        out[i].labels = best
-    bad = [i for i in range(len(paths)) if i not in set(ok)]
-    for i, reason in zip(bad, errors):
-        out[i].error = reason
+    images = list(images)
+    ids = {n: int(x) for n, x in enumerate(images) if isinstance(x, (int, np.integer)) and not isinstance(x, bool)}
+    if ids and store is None:
+        raise UsageError("image ids need the library they belong to: Library.classify(ids, labels)")
+    decoded = [n for n in range(len(images)) if n not in ids]
+    out = [Prediction(_path_of(images[n])) for n in range(len(images))]
+    vecs, ok, errors = embed_images(embedder, [images[n] for n in decoded], progress, max_pixels=max_pixels)
+    for i, reason in zip([i for i in range(len(decoded)) if i not in set(ok)], errors):
+        out[decoded[i]].error = reason
+    rows = [decoded[i] for i in ok]
+    if ids:
+        found = store.get_images(list(ids.values()))
+        for n, image_id in ids.items():
+            out[n].id = image_id
+            vec = store.vector_of(image_id, MAIN) if image_id in found else None
+            if vec is None:
+                out[n].error = f"{image_id} is not an indexed image"
+                continue
+            out[n].path = found[image_id]["path"]
+            vecs = np.concatenate([vecs, np.asarray(vec, np.float32)[None]])
+            rows.append(n)
+    for n, best in zip(rows, clf.top(clf.probabilities(vecs), top) if rows else []):
+        out[n].labels = best
     return out
+
+
+def _path_of(image) -> str:
+    return os.fspath(image) if isinstance(image, (str, os.PathLike)) else ""
 
 
 def classify_library(library, labels: Sequence[str], *, templates: Sequence[str] = DEFAULT_TEMPLATES,

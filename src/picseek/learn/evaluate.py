@@ -17,9 +17,10 @@ import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from ..errors import ImageError, UsageError
-from ..ingest.images import load_image
+from ..ingest.images import DEFAULT_MAX_PIXELS, load_image
 from ..models.base import MAIN, prepare_image
 from . import zeroshot
 from .data import Dataset
@@ -76,9 +77,10 @@ def accuracy_metrics(sim: np.ndarray, labels: np.ndarray, ks: Sequence[int] = (1
     return {f"top{k}": round(float((ranks <= k).mean()), 6) for k in ks}
 
 
-def embed_images(embedder, paths: Sequence[str], progress: Callable[[int, int], None] | None = None,
-                 batch: int = BATCH) -> tuple[np.ndarray, list[int], list[str]]:
-    """Unit vectors of the readable images -> (vectors, indices of those images, one error line per bad file)."""
+def embed_images(embedder, paths: Sequence, progress: Callable[[int, int], None] | None = None,
+                 batch: int = BATCH, max_pixels: int | None = None) -> tuple[np.ndarray, list[int], list[str]]:
+    """Unit vectors of the readable images (files, or PIL images as they are) -> (vectors, indices of those
+    images, one error line per bad file). `max_pixels`: load_image's limit (None: its default)."""
     vecs, ok, errors = [], [], []
     pending: list[np.ndarray] = []
 
@@ -89,7 +91,8 @@ def embed_images(embedder, paths: Sequence[str], progress: Callable[[int, int], 
 
     for i, path in enumerate(paths):
         try:
-            pending.append(prepare_image(load_image(path), embedder.image_spec))
+            img = path if isinstance(path, Image.Image) else load_image(path, max_pixels or DEFAULT_MAX_PIXELS)
+            pending.append(prepare_image(img, embedder.image_spec))
             ok.append(i)
         except ImageError as exc:
             errors.append(str(exc))

@@ -1,6 +1,7 @@
 """One search, start to end, for every store: the request checked and turned into a Plan; tags split from the
 terms; the store's selection (filters and hard tags); the query vector; the store's best allowed images (exact
-or approximate); keyword matches fused with them (reciprocal rank fusion); threshold and adaptive cut-off.
+or approximate); keyword matches fused with them (reciprocal rank fusion); threshold and adaptive cut-off. Each
+ranked id says which rankings put it there (`Ranked.via`: vector, keyword, both, or tag).
 
 The stores answer through the Store protocol (store/base.py); nothing here knows how a store keeps its data.
 `Library.search` is the only caller (the CLI and the REST API go through it); it adds re-ranking, hits and sorting.
@@ -11,6 +12,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,7 +21,7 @@ from ..request import ID, SORTS, TAG, TEXT, Filter, Query, SearchRequest, Term
 from ..store.base import Store
 from ..store.filters import parse_filters
 from .parse import QueryError
-from .rank import ADAPTIVE_DEFAULT, adaptive_cut, fuse
+from .rank import ADAPTIVE_DEFAULT, VIA_TAG, VIA_VECTOR, adaptive_cut, found_by, fuse
 from .search import SearchOptions, query_vector
 
 MIN_CANDIDATES = 100  # each ranking (vector, keyword) hands at least this many candidates to fusion
@@ -38,6 +40,14 @@ class Plan:
     candidates: int  # how many ranked ids to return (>= limit; more when re-ranking follows)
     opts: SearchOptions
     ann_threshold: int  # spaces with at least this many vectors use the approximate index (0: always exact)
+
+
+class Ranked(NamedTuple):
+    """One ranked image: its id, its cosine score, and which rankings put it there (rank.found_by)."""
+
+    id: int
+    score: float
+    via: str
 
 
 def make_plan(req: SearchRequest, opts: SearchOptions, default_keyword_weight: float, ann_threshold: int) -> Plan:
@@ -62,16 +72,17 @@ def make_plan(req: SearchRequest, opts: SearchOptions, default_keyword_weight: f
                 ann_threshold=0 if req.exact else max(0, int(ann_threshold)))
 
 
-def _split_tags(query: Query, soft: bool) -> Query:
+def _split_tags(query: Query, soft: bool) -> tuple[Query, bool]:
     """The query to embed: soft tags become text terms; hard tags filter (the store's selection), and rank by
-    their own words when the query has nothing else to rank by."""
+    their own words when the query has nothing else to rank by. Also whether they do (the vector ranking is then
+    the tags' ranking: via "tag")."""
     if soft:
-        return query.with_soft_tags()
+        return query.with_soft_tags(), False
     vector_query = query.without_tags()
     if not any(t.weight > 0 for t in vector_query.vector_terms):
-        vector_query = vector_query.plus(*(Term(TEXT, t.value, t.weight, t.pos) for t in query.terms
-                                           if t.kind == TAG and t.weight > 0))
-    return vector_query
+        tag_words = [Term(TEXT, t.value, t.weight, t.pos) for t in query.terms if t.kind == TAG and t.weight > 0]
+        return vector_query.plus(*tag_words), bool(tag_words)
+    return vector_query, False
 
 
 def _check_ids(store: Store, query: Query) -> None:
@@ -80,12 +91,12 @@ def _check_ids(store: Store, query: Query) -> None:
             raise QueryError(f"id:{t.value} is not an indexed image", query.text, t.pos if query.text else None)
 
 
-def rank(store: Store, get_embedder: Callable, spaces: list[str], query: Query, plan: Plan) -> list[tuple[int, float]]:
-    """(image id, cosine score) best first: at most `plan.candidates` of them. `get_embedder()` gives the model
-    (loaded only once the query and the filters are known to be good)."""
+def rank(store: Store, get_embedder: Callable, spaces: list[str], query: Query, plan: Plan) -> list[Ranked]:
+    """(image id, cosine score, via) best first: at most `plan.candidates` of them. `get_embedder()` gives the
+    model (loaded only once the query and the filters are known to be good)."""
     cwd = os.getcwd()
     tags, excluded = ((), ()) if plan.soft_tags else (query.tags, query.excluded_tags)
-    vector_query = _split_tags(query, plan.soft_tags)
+    vector_query, by_tags = _split_tags(query, plan.soft_tags)
     selection = store.select(plan.where, tags, excluded, cwd)
 
     def no_match() -> NoMatchError:
@@ -99,8 +110,9 @@ def rank(store: Store, get_embedder: Callable, spaces: list[str], query: Query, 
     found = store.nearest(space, q, pool, selection, plan.ann_threshold)
     if found.allowed == 0 and not selection.everything:
         raise no_match()
-    score_of = dict(zip(found.ids.tolist(), found.scores.tolist()))
-    order = found.ids.tolist()
+    vector_ids = found.ids.tolist()
+    score_of = dict(zip(vector_ids, found.scores.tolist()))
+    order, keyword_ids = vector_ids, []
     # Keywords join only text-only queries: with an example image the words modify a picture ("this, but at
     # night"), and a keyword hit would outrank much closer pictures (fusion favours items in both rankings).
     text_only = all(t.kind == TEXT for t in vector_query.terms)
@@ -112,4 +124,5 @@ def rank(store: Store, get_embedder: Callable, spaces: list[str], query: Query, 
     floor = -np.inf if plan.threshold is None else plan.threshold
     if plan.adaptive:
         floor = max(floor, adaptive_cut(found.scores, plan.adaptive, found.typical()))
-    return [(i, score_of[i]) for i in order if score_of[i] >= floor][:plan.candidates]
+    via = found_by(vector_ids, keyword_ids, VIA_TAG if by_tags else VIA_VECTOR)
+    return [Ranked(i, score_of[i], via[i]) for i in order if score_of[i] >= floor][:plan.candidates]

@@ -1,4 +1,5 @@
-"""Ranking rules: reciprocal rank fusion of the vector and keyword rankings, the adaptive cut-off, date order."""
+"""Ranking rules: reciprocal rank fusion of the vector and keyword rankings, which rankings found a hit (`via`),
+the adaptive cut-off, date order."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -9,6 +10,9 @@ from ..store.values import field_number
 
 RRF_K = 60  # the usual constant of reciprocal rank fusion (Cormack et al. 2009)
 ADAPTIVE_DEFAULT = 0.5  # the ratio `--adaptive` uses when given without a value
+# What put a hit where it is (Hit.via): the vector ranking (of the query's terms, or of the words of hard tags when
+# the query had nothing else to rank by), the keyword ranking, both (fused), or a re-ranking model.
+VIA_VECTOR, VIA_KEYWORD, VIA_TAG, VIA_RERANK = "vector", "keyword", "tag", "rerank"
 
 
 def fuse(vector_ids: Sequence[int], keyword_ids: Sequence[int], keyword_weight: float,
@@ -22,6 +26,14 @@ def fuse(vector_ids: Sequence[int], keyword_ids: Sequence[int], keyword_weight: 
         fused[int(i)] = fused.get(int(i), 0.0) + keyword_weight / (k + rank)
     order = {int(i): n for n, i in enumerate(vector_ids)}
     return sorted(fused, key=lambda i: (-fused[i], order.get(i, len(order))))
+
+
+def found_by(vector_ids: Sequence[int], keyword_ids: Sequence[int], vector: str = VIA_VECTOR) -> dict[int, str]:
+    """Which of the rankings that `fuse` fused hold each id (Hit.via): `vector` (VIA_VECTOR, or VIA_TAG when the
+    vector ranking was the words of hard tags), VIA_KEYWORD, or both ("vector+keyword", "tag+keyword")."""
+    keyword = {int(i) for i in keyword_ids}
+    via = {int(i): f"{vector}+{VIA_KEYWORD}" if int(i) in keyword else vector for i in vector_ids}
+    return {**{i: VIA_KEYWORD for i in keyword}, **via}
 
 
 def adaptive_cut(scores: np.ndarray, ratio: float, typical: float | None = None) -> float:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from PIL import Image
 
 from ..errors import ModelError, UsageError, one_line
+from .rank import VIA_RERANK
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ def rerank_hits(hits: Sequence[H], query_text: str, reranker: str | Any, top_n: 
     """Re-order the first `top_n` hits by how well their images match `query_text` (highest first); the hits
     after them keep their order. A hit whose image cannot be loaded is logged and placed after the scored ones,
     in its old order. `reranker`: a name (see RERANKERS) or a loaded object with `score(images, text)`.
-    `load_image(hit)` gives the hit's image. Hits that are dataclasses with a `rerank_score` field get it set."""
+    `load_image(hit)` gives the hit's image. Hits that are dataclasses with a `rerank_score` field get it set (and
+    a `via` field "rerank")."""
     if top_n < 1:
         raise UsageError("the number of hits to re-rank must be at least 1")
     if not query_text or not query_text.strip():
@@ -106,6 +108,8 @@ def rerank_hits(hits: Sequence[H], query_text: str, reranker: str | Any, top_n: 
 
 
 def _with_score(hit: H, score: float) -> H:
-    if dataclasses.is_dataclass(hit) and any(f.name == "rerank_score" for f in dataclasses.fields(hit)):
-        return dataclasses.replace(hit, rerank_score=round(score, 6))
+    names = {f.name for f in dataclasses.fields(hit)} if dataclasses.is_dataclass(hit) else set()
+    if "rerank_score" in names:
+        via = {"via": VIA_RERANK} if "via" in names else {}
+        return dataclasses.replace(hit, rerank_score=round(score, 6), **via)
     return hit

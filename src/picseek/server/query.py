@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from ..errors import NoMatchError
 from ..ingest.images import load_image
 from ..ingest.paths import KNOWN_IMAGE_EXTENSIONS
 from ..query.parse import parse
@@ -75,10 +74,8 @@ def run(library, text: str, *, image: Image.Image | None = None, image_weight: f
     ensure_model(library)
     label = text if image is None else " + ".join(
         [text] * bool(text) + [f"{image_weight:g}:<uploaded image>" if image_weight != 1.0 else "<uploaded image>"])
-    try:
-        return label, library.search(request.replace(query=query)), None
-    except NoMatchError as exc:  # not a bad request: an honest "nothing", with the reason
-        return label, [], str(exc)
+    hits = library.search(request.replace(query=query))
+    return label, hits, hits.note  # (no hits and a note: filters matched nothing; not a bad request)
 
 
 def _parsed(text: str) -> Query:

@@ -34,6 +34,9 @@ class HitOut(BaseModel):
     fields: dict[str, Any] = Field(default_factory=dict, description="imported metadata (description, ...)")
     tags: list[TagOut] = Field(default_factory=list)
     rerank_score: float | None = None
+    via: str | None = Field(None, description="which ranking put the hit where it is: vector, keyword, "
+                            "vector+keyword (found by both, fused), tag (hard tags ranked by their words; "
+                            "tag+keyword), rerank")
     image_url: str = Field(description="the original image")
     thumbnail_url: str = Field(description="a small cached WebP/JPEG")
 

@@ -98,9 +98,5 @@ def similar(request: Request, image_id: ImageId, limit: Limit = 20, threshold: T
     library = library_of(request)
     opts = _options(limit, threshold, where, sort)
     q.ensure_model(library)
-    try:
-        hits, note = library.similar(image_id, limit=limit, where=opts.where, threshold=threshold,
-                                     sort=opts.sort), None
-    except q.NoMatchError as exc:
-        hits, note = [], str(exc)
-    return _answer(f"id:{image_id}", hits, t0, note)
+    hits = library.similar(image_id, limit=limit, where=opts.where, threshold=threshold, sort=opts.sort)
+    return _answer(f"id:{image_id}", hits, t0, hits.note)
