@@ -4,6 +4,7 @@ from pathlib import Path
 import click
 
 from picseek import config
+from picseek.errors import EXIT_CODES
 from picseek.cli import cli
 
 
@@ -28,8 +29,13 @@ def render() -> str:
     for s in config.SETTINGS.values():
         out.append(f"| `{s.name}` | `{config.env_name(s.name)}` | `{s.default}` | {s.help} |")
     out += ["", "## Exit codes", "",
-            "0 success; 1 a picseek error (missing library, model problem, unreadable query image);",
-            "2 a usage error (bad option, empty query); 130 interrupted (run the same command again to continue)."]
+            "The same in every command (grep's rule; `picseek.errors.EXIT_CODES`). A script can tell \"nothing",
+            "found\" (1) from a mistake (2) and from a library or model that cannot be used (3):", "",
+            "| status | meaning |", "|---|---|"]
+    out += [f"| {code} | {meaning} |" for code, meaning in EXIT_CODES.items()]
+    out += ["", "`index` exits 0 when its run completed, also where some files could not be read (they are skipped",
+            "and listed by `picseek status --errors`); `status`, `models`, `serve`, `merge`, `train` and `eval` exit",
+            "0 on success."]
     return "\n".join(out) + "\n"
 
 

@@ -4,17 +4,32 @@ from __future__ import annotations
 import errno
 import os
 
+# The CLI's exit statuses, the same in every command (grep's rule; docs/cli.md lists this table).
+FOUND, NOTHING_FOUND, USAGE, CANNOT_GO_ON, INTERNAL, INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_CODES = {
+    FOUND: "done; for commands that find things (search, similar, duplicates, tag list, remove, import-metadata), "
+           "at least one was found",
+    NOTHING_FOUND: "nothing found: no hit (a threshold, filters or tags that match nothing, --adaptive), no "
+                   "near-duplicate group, no tag, no image to remove, no metadata row that joined",
+    USAGE: "a usage or input error: a bad option, query or filter, a file or image that cannot be read, a model the "
+           "library refuses, a missing extra",
+    CANNOT_GO_ON: "picseek cannot go on: no library there, a disk that refuses writes, a model that is not "
+                  "available, object storage or a ChromaDB server that cannot be reached",
+    INTERNAL: "an internal error (a bug: run again with -v for the traceback, and please report it)",
+    INTERRUPTED: "interrupted (Ctrl-C; run the same command again to continue)",
+}
+
 
 class PicseekError(Exception):
     """Base class: a problem the user can act on. The message is one clear line that says what to do."""
 
-    exit_code = 1
+    exit_code = CANNOT_GO_ON
 
 
 class UsageError(PicseekError):
     """Bad input from the user: an empty query, an unreadable query image, a bad option value."""
 
-    exit_code = 2
+    exit_code = USAGE
 
 
 class ModelError(PicseekError):
@@ -24,6 +39,8 @@ class ModelError(PicseekError):
 class ModelMismatchError(PicseekError):
     """The library's vectors were made by another model than the one asked for."""
 
+    exit_code = USAGE
+
 
 class LibraryError(PicseekError):
     """A library that is missing, unreadable or from a newer picseek."""
@@ -32,15 +49,19 @@ class LibraryError(PicseekError):
 class ImageError(PicseekError):
     """One image that cannot be read. During indexing it is recorded and skipped, never fatal."""
 
+    exit_code = USAGE
+
 
 class MissingExtraError(PicseekError):
     """A feature asked for whose optional packages are not installed; the message names the extra to install."""
 
-    exit_code = 2
+    exit_code = USAGE
 
 
 class NoMatchError(PicseekError):
     """Filters (or tags) that no image in the library satisfies: an honest "nothing", with the reason."""
+
+    exit_code = NOTHING_FOUND
 
 
 class StorageError(PicseekError):

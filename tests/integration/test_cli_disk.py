@@ -1,6 +1,6 @@
 """The CLI on a hostile machine (issue 13), as a user runs it (a subprocess, the built-in model): a run killed with
 SIGKILL leaves no process behind and shows as interrupted until the next run; a full, read-only or vanished library
-disk is one line on stderr (exit 1), and the library stays intact for the run after it. The disks are real: small
+disk is one line on stderr (exit 3), and the library stays intact for the run after it. The disks are real: small
 tmpfs mounts and read-only bind mounts (root; without it these tests skip, or fail under PICSEEK_TEST_STRICT)."""
 from __future__ import annotations
 
@@ -89,8 +89,8 @@ def same_index(a: Path, b: Path) -> None:
 
 
 def one_error_line(proc: subprocess.CompletedProcess, *words: str) -> str:
-    """The run failed with exit 1 and stderr is one line, no traceback, with every one of `words`."""
-    assert proc.returncode == 1, proc.stderr
+    """The run failed with exit 3 (cannot go on) and stderr is one line, no traceback, with every one of `words`."""
+    assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("picseek: error: ") and all(w in proc.stderr for w in words), proc.stderr
     return proc.stderr

@@ -1,5 +1,5 @@
 """What `picseek search` and `similar` print about each hit (issue 17): a via column (which ranking put the hit
-there) in the table and in --json, a date column when sorting by date, and the reason (exit 1, as before) when
+there) in the table and in --json, a date column when sorting by date, and the reason (exit 1: nothing found) when
 filters match no image. In-process (CliRunner) on the ColourEmbedder test double."""
 from __future__ import annotations
 
@@ -79,10 +79,10 @@ def test_a_filter_that_matches_nothing_prints_the_reason(lib):
     for output in ([], ["--json"], ["--paths"]):
         result = _invoke("-L", lib, "search", "red", "--where", "camera~leica", *output, code=1)
         assert result.stdout == ""
-        assert result.stderr == "picseek: error: no image has camera~leica\n"
+        assert result.stderr == "picseek: no match: no image has camera~leica\n"
     result = _invoke("-L", lib, "similar", "1", "--where", "folder=nowhere", code=1)
     assert "below the indexed folders" in result.stderr and result.stdout == ""
-    high = _invoke("-L", lib, "search", "red", "--threshold", "1.01")  # a threshold: no hits, no error
+    high = _invoke("-L", lib, "search", "red", "--threshold", "1.01", code=1)  # a threshold: no hits, no message
     assert high.stdout == "No results at or above threshold 1.01.\n"
 
 

@@ -40,7 +40,7 @@ def test_classify_images_and_library(tmp_path, env):
     assert all(abs(sum(x["probability"] for x in p["labels"]) - 1) < 1e-3 for p in preds)
     text = run("classify", photos / "img_000.jpg", tmp_path / "missing.jpg", "--labels", "cat,dog", "--model", tiny,
                "--top", "1", env=env, check=False)
-    assert text.returncode == 1 and "img_000.jpg: " in text.stdout and "missing.jpg: error" in text.stderr
+    assert text.returncode == 2 and "img_000.jpg: " in text.stdout and "missing.jpg: error" in text.stderr
     lib = tmp_path / "lib"
     run("-L", lib, "index", photos, "--model", tiny, "--workers", "0", env=env)
     (tmp_path / "labels.txt").write_text("cat\ndog\ncar\n")

@@ -170,7 +170,7 @@ def test_the_cli_shows_any_other_os_error_as_one_line(tmp_path, monkeypatch, cap
     monkeypatch.setattr(Library, "status", broken)
     with pytest.raises(SystemExit) as info:
         main(["-L", str(tmp_path / "lib"), "status"])
-    assert info.value.code == 1
+    assert info.value.code == 3
     assert capsys.readouterr().err == "picseek: error: /etc/picseek/config.toml: Input/output error\n"
 
 

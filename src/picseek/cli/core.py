@@ -7,11 +7,11 @@ import os
 
 import click
 
-from ..errors import NoMatchError
+from ..errors import NOTHING_FOUND
 from ..ingest.paths import is_url
 from ..paths import raw_bytes, shown
 from ..request import SearchRequest
-from .group import _open, cli, fail
+from .group import _open, cli, fail, nothing_found
 from .options import json_option, limit_option, model_option, threshold_option, where_option
 from .progress import Progress
 
@@ -212,10 +212,10 @@ def search(ctx, query, limit, threshold, where, sort, no_keywords, keyword_weigh
 def echo_hits(hits, output: str = "table", empty: str = "No results.", dates: bool = False) -> None:
     """Print hits as JSON, bare paths (escaped, or raw and NUL-ended), or a table of rank, score, via (which
     ranking found the hit), the date taken (`dates`: when sorted by date) and path, with description,
-    photographer and tags under it when present. Filters that matched no image (`hits.note`) are an error line
-    and exit 1."""
+    photographer and tags under it when present. No hits ends the command with status 1 (nothing found), after
+    "No results" (or `[]` with --json); filters that matched no image (`hits.note`) say why on stderr."""
     if not hits and getattr(hits, "note", None):
-        fail(shown(hits.note), NoMatchError.exit_code)
+        fail(shown(hits.note), NOTHING_FOUND, prefix="no match: ")
     if output == "json":
         click.echo(json.dumps([h.as_dict() for h in hits], indent=None))  # (ASCII: \udcXX keeps every byte)
     elif output == "paths":
@@ -236,6 +236,8 @@ def echo_hits(hits, output: str = "table", empty: str = "No results.", dates: bo
             about = _about(h)
             if about:  # under the path
                 click.echo(f"{'':{16 + via + (DATE_WIDTH + 2 if dates else 0)}}{about}")
+    if not hits:
+        nothing_found()
 
 
 DATE_WIDTH = 16  # YYYY-MM-DD HH:MM
@@ -307,6 +309,8 @@ def remove(ctx, paths):
     lib = _open(ctx)
     n = lib.remove(paths)
     click.echo(f"Removed {n} images from {lib.path}.")
+    if not n:
+        nothing_found()
 
 
 @cli.command()

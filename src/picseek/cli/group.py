@@ -10,6 +10,7 @@ import sys
 import click
 
 from .._version import __version__
+from ..errors import CANNOT_GO_ON, NOTHING_FOUND
 from ..paths import shown, terminal_safe
 from .options import library_option, quiet_option, store_option, verbose_option
 
@@ -101,7 +102,12 @@ def cli(ctx: click.Context, library: str | None, store: str | None, verbose: int
     ctx.obj = {"library": library, "store": store, "quiet": quiet, "verbose": verbose}
 
 
-def fail(message: str, code: int = 1, prefix: str = "error: "):
+def nothing_found() -> None:
+    """End a command that found nothing (grep's rule: status 1; errors.EXIT_CODES)."""
+    sys.exit(NOTHING_FOUND)
+
+
+def fail(message: str, code: int = CANNOT_GO_ON, prefix: str = "error: "):
     """The one way the CLI ends with a message: one line on stderr ('picseek: error: ...'), then exit `code`."""
     click.echo(f"picseek: {prefix}{message}", err=True)
     sys.exit(code)

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..errors import USAGE
 from ..paths import shown
 from .group import _open, cli
 from .options import json_option, model_option
@@ -86,7 +87,7 @@ def classify(ctx, images, labels, labels_file, templates, model, top, use_librar
                                                       templates=templates, top=top, progress=update)
     _echo_predictions(preds, report, as_json)
     if any(p.error for p in preds):
-        sys.exit(1)
+        sys.exit(USAGE)  # (an image that could not be read: an input error, as a missing file is)
 
 
 def _embedder(ctx, model: str | None):

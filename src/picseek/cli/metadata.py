@@ -5,8 +5,9 @@ import json
 
 import click
 
+from ..errors import NOTHING_FOUND
 from ..paths import shown
-from .group import _open, cli
+from .group import _open, cli, fail
 from .options import json_option
 from .progress import Progress
 
@@ -41,8 +42,8 @@ def import_metadata(ctx, file, key, column, as_json):
     else:
         _print_import(report)
     if report.rows and not report.matched:
-        raise click.ClickException(f"no row matched an indexed image (joined {report.column!r} as {report.key}); "
-                                   "choose the join with --key and --column")
+        fail(f"no row matched an indexed image (joined {report.column!r} as {report.key}); choose the join with "
+             "--key and --column", NOTHING_FOUND)
 
 
 def _print_import(report) -> None:

@@ -7,7 +7,7 @@ import click
 
 from ..paths import shown
 from .core import echo_hits, hit_output
-from .group import _open, cli
+from .group import _open, cli, nothing_found
 from .options import json_option, limit_option, threshold_option, where_option
 from .progress import Progress
 
@@ -94,11 +94,12 @@ def tag_list(ctx, as_json):
     counts = _open(ctx).tag_counts()
     if as_json:
         click.echo(json.dumps(counts, indent=2))
-        return
-    if not counts:
+    elif not counts:
         click.echo("No tags yet (picseek tag add ID TAG, or picseek tag --labels FILE).")
-    for name, n in counts.items():
+    for name, n in counts.items() if not as_json else ():
         click.echo(f"{n:6d}  {name}")
+    if not counts:
+        nothing_found()
 
 
 @cli.command(epilog=EPILOG_SIMILAR)
@@ -126,9 +127,11 @@ def duplicates(ctx, threshold, as_json):
         groups = lib.duplicates(threshold, progress=progress.callback("comparing"))
     if as_json:
         click.echo(json.dumps([[h.as_dict() for h in g] for g in groups]))
-        return
-    if not groups:
+    elif not groups:
         click.echo(f"No near-duplicates at similarity {threshold:g} or more.")
+    if as_json or not groups:
+        if not groups:
+            nothing_found()
         return
     for n, group in enumerate(groups, 1):
         click.echo(f"group {n} ({len(group)} images)")
