@@ -49,15 +49,20 @@ class Hit:
     # which ranking put the hit where it is: "vector", "keyword", "vector+keyword" (fused: found by both), "tag"
     # (hard tags ranked by their words; "tag+keyword" with keywords), "rerank"; None: browsing, duplicates
     via: str | None = None
+    # where the image came from when that is not its file: the URL of an image downloaded from a URL list
+    # (`picseek index --from-list`; the file in <library>/downloads is a copy)
+    source: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     @property
     def name(self) -> str:
-        """The file name (the last part of the path or URL), in its shown form."""
-        name = self.path.rstrip("/").rsplit("/", 1)[-1]  # (a URL's too)
-        return shown((os.path.basename(name) if os.sep != "/" else name) or self.path)
+        """The file name (the last part of the path, or of the URL a downloaded image came from), in its shown
+        form."""
+        where = self.source or self.path
+        name = where.rstrip("/").rsplit("/", 1)[-1]  # (a URL's too)
+        return shown((os.path.basename(name) if os.sep != "/" else name) or where)
 
     def open(self) -> Image.Image:
         """The image, read from its file (or URL) as a query image is: EXIF-oriented, first frame, refused above

@@ -22,6 +22,7 @@ from ._fs import FileLock
 from .errors import LibraryError, ModelMismatchError, NoMatchError, UsageError, library_io_error
 from .hits import Hit, Hits
 from .ingest import remote
+from .ingest.paths import DOWNLOADS
 from .ingest.pipeline import IndexReport, Progress, run_index
 from .models import registry
 from .query import engine
@@ -316,9 +317,11 @@ class Library:
         ranked = [(r[0], r[1], r[2] if len(r) > 2 else None) for r in ranked]
         ids = [i for i, _, _ in ranked]
         rows, fields, tags = self.store.get_images(ids), self.store.get_fields(ids), self.store.get_tags(ids)
+        downloads = str(self.path.resolve() / DOWNLOADS) + os.sep
         return Hits(Hit(i, r["path"], None if s is None else round(min(max(s, -1.0), 1.0), 6), r["width"],
                         r["height"], r["taken_at"], r["camera_make"], r["camera_model"], fields.get(i, {}),
-                        tags.get(i, []), via=via)
+                        tags.get(i, []), via=via,
+                        source=fields.get(i, {}).get("url") if r["path"].startswith(downloads) else None)
                     for i, s, via in ranked if (r := rows.get(i)))
 
     def similar(self, image: int | str, *, limit: int = 20, where: Iterable[str] = (),

@@ -211,6 +211,7 @@ def test_library_index_urls_downloads_indexes_and_imports_metadata(site, tmp_pat
     assert (report.metadata.matched, report.metadata.unmatched, report.metadata.key) == (2, 1, "url")
     hit = lib.search("something red", limit=1)[0]
     assert Path(hit.path).parent == (tmp_path / "lib" / "downloads").resolve()
+    assert hit.source == f"{site.base}/red.jpg" and hit.name == "red.jpg"  # shown as where it came from
     fields = lib.store.get_fields([hit.id])[hit.id]
     assert fields == {"photo_id": "a", "url": f"{site.base}/red.jpg", "description": "a red thing",
                       "photographer": "Alec Weir"}
@@ -232,6 +233,12 @@ def test_cli_index_from_list_and_status_errors(site, tmp_path, capsys, monkeypat
     assert out["downloads"]["error_samples"] == [[f"{site.base}/page.html", "not an image (content-type text/html)"]]
     main(["--library", str(lib), "status", "--errors"])
     assert f"{site.base}/page.html: not an image (content-type text/html)" in capsys.readouterr().out
+    main(["--library", str(lib), "search", "red", "-n", "1"])
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].endswith(f"  {site.base}/red.jpg"), table  # the URL, not the hash-named copy
+    main(["--library", str(lib), "search", "red", "-n", "1", "--json"])
+    hit = json.loads(capsys.readouterr().out)[0]
+    assert hit["source"] == f"{site.base}/red.jpg" and "/downloads/" in hit["path"]
     with pytest.raises(SystemExit) as done:
         main(["--library", str(lib), "index", str(tmp_path), "--from-list", str(lst)])
     assert done.value.code == 2 and "not both" in capsys.readouterr().err

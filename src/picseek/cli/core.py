@@ -232,7 +232,7 @@ def echo_hits(hits, output: str = "table", empty: str = "No results.", dates: bo
         click.echo(f"{'rank':>4}  {'score':>6}  {'via':<{via}}{date}  path")
         for rank, h in enumerate(hits, 1):
             date = f"  {_date(h.taken_at):<{DATE_WIDTH}}" if dates else ""
-            click.echo(f"{rank:>4}  {h.score:6.3f}  {h.via or '-':<{via}}{date}  {shown(h.path)}")
+            click.echo(f"{rank:>4}  {h.score:6.3f}  {h.via or '-':<{via}}{date}  {shown(h.source or h.path)}")
             about = _about(h)
             if about:  # under the path
                 click.echo(f"{'':{16 + via + (DATE_WIDTH + 2 if dates else 0)}}{about}")

@@ -137,5 +137,5 @@ def duplicates(ctx, threshold, as_json):
         click.echo(f"group {n} ({len(group)} images)")
         for h in group:
             size = f"{h.width}x{h.height}" if h.width else "?"
-            click.echo(f"  {h.score:6.3f}  {size:>11}  {shown(h.path)}")
+            click.echo(f"  {h.score:6.3f}  {size:>11}  {shown(h.source or h.path)}")
     click.echo(f"{len(groups)} groups, {sum(len(g) for g in groups)} images.")

@@ -31,12 +31,13 @@ from ..errors import LibraryError, UsageError, one_line
 from ..models.base import ImageSpec
 from .images import DEFAULT_MAX_PIXELS, decode_file
 from .metadata import KEY_COLUMNS, ImportReport
+from .paths import DOWNLOADS
 from .pipeline import IndexReport, Progress
 from .sources import pick_column, read_rows
 
 log = logging.getLogger(__name__)
 
-FOLDER = "downloads"
+FOLDER = DOWNLOADS
 PERMANENT, TEMPORARY = 0, 1  # errors.mtime_ns of a URL's error row
 URL_ROOTS = ("http:", "https:")  # every URL-keyed error row sorts below one of these
 RETRY_STATUS = frozenset({408, 429})

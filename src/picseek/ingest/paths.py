@@ -59,6 +59,7 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 # Every photo extension picseek knows, decodable here or not (what names an image file, e.g. in a query a server
 # must not open).
 KNOWN_IMAGE_EXTENSIONS: tuple[str, ...] = _ALWAYS + _HEIF + _AVIF
+DOWNLOADS = "downloads"  # the folder of a library that holds the images downloaded from URL lists
 
 
 def has_image_extension(name: str) -> bool:

@@ -37,6 +37,8 @@ class HitOut(BaseModel):
     via: str | None = Field(None, description="which ranking put the hit where it is: vector, keyword, "
                             "vector+keyword (found by both, fused), tag (hard tags ranked by their words; "
                             "tag+keyword), rerank")
+    source: str | None = Field(None, description="where the image came from when that is not its file: the URL "
+                               "of an image downloaded from a URL list (`index --from-list`)")
     image_url: str = Field(description="the original image")
     thumbnail_url: str = Field(description="a small cached WebP/JPEG")
 
