@@ -29,7 +29,8 @@ def render() -> str:
         out.append(f"| `{s.name}` | `{config.env_name(s.name)}` | `{s.default}` | {s.help} |")
     out += ["", "## Exit codes", "",
             "0 success; 1 a picseek error (missing library, model problem, unreadable query image);",
-            "2 a usage error (bad option, empty query); 130 interrupted (run the same command again to continue)."]
+            "2 a usage error (bad option, empty query); 130 interrupted (run the same command again to continue;",
+            "`picseek watch` ends so on Ctrl+C)."]
     return "\n".join(out) + "\n"
 
 
