@@ -35,7 +35,7 @@ def render() -> str:
     out += [f"| {code} | {meaning} |" for code, meaning in EXIT_CODES.items()]
     out += ["", "`index` exits 0 when its run completed, also where some files could not be read (they are skipped",
             "and listed by `picseek status --errors`); `status`, `models`, `serve`, `merge`, `train` and `eval` exit",
-            "0 on success."]
+            "0 on success; `picseek watch` runs until Ctrl+C and then exits 130."]
     return "\n".join(out) + "\n"
 
 

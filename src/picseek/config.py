@@ -57,6 +57,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("cache_dir", None, "cache folder for derived data such as class embeddings (default: user cache)"),
     Setting("keyword_weight", 0.5, "weight of the keyword ranking (file names, descriptions, tags) against the vector "
             "ranking in reciprocal rank fusion; 0 turns keyword matching off", float),
+    Setting("watch_debounce", 1.0, "picseek watch and serve --watch: seconds without new file events before a batch "
+            "of changes is indexed", float),
+    Setting("watch_rescan", 600.0, "picseek watch and serve --watch: seconds between full re-scans of the watched "
+            "folders, the safety net for events that never arrive (network mounts); 0 = never", float),
     Setting("ann_threshold", 100_000, "spaces with at least this many vectors are searched through an approximate "
             "index (FAISS IVF, recall@10 >= 0.95) when a search has no filter or a broad one; 0 = always exact", int),
 ]}

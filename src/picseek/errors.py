@@ -46,6 +46,10 @@ class LibraryError(PicseekError):
     """A library that is missing, unreadable or from a newer picseek."""
 
 
+class IndexBusyError(LibraryError):
+    """Another index run holds the library's one-run-at-a-time lock (a watcher waits and tries again)."""
+
+
 class ImageError(PicseekError):
     """One image that cannot be read. During indexing it is recorded and skipped, never fatal."""
 

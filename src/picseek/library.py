@@ -19,7 +19,7 @@ from PIL import Image
 
 from . import config
 from ._fs import FileLock
-from .errors import LibraryError, ModelMismatchError, NoMatchError, UsageError, library_io_error
+from .errors import IndexBusyError, LibraryError, ModelMismatchError, NoMatchError, UsageError, library_io_error
 from .hits import Hit, Hits
 from .ingest import remote
 from .ingest.paths import DOWNLOADS
@@ -38,6 +38,7 @@ from .store.select import open_store
 if TYPE_CHECKING:  # pragma: no cover
     from .ingest.download import DownloadOptions, UrlIndexReport
     from .ingest.metadata import ImportReport
+    from .ingest.watch import WatchEvent
     from .learn.classify import ClassifyReport, Prediction
     from .scale.merge import MergeProgress, MergeReport
 
@@ -149,17 +150,21 @@ class Library:
     def index(self, roots: Iterable[str | os.PathLike], *, workers: int | None = None,
               batch_size: int | None = None, retry_errors: bool = False, rebuild: bool = False,
               progress: Callable[[Progress], None] | None = None,
-              storage_options: dict | None = None) -> IndexReport:
+              storage_options: dict | None = None, scope: Iterable[str | os.PathLike] | None = None) -> IndexReport:
         """Add new and changed images below `roots`, follow moved ones, drop vanished ones. Safe to interrupt:
         the next call continues where this one stopped. Roots may be URLs (s3://bucket/prefix, gs://...,
-        https://host/dir/; docs/deployment.md); `storage_options` go to their fsspec backends for this run."""
+        https://host/dir/; docs/deployment.md); `storage_options` go to their fsspec backends for this run.
+        `scope`: the folders `roots` are subfolders of (a watcher's; ingest/pipeline.run_index). Raises
+        IndexBusyError while another run holds the library."""
         roots = list(roots)
         with self._index_lock(), remote.storage_options(storage_options, [os.fspath(r) for r in roots]):
             return self._index_locked(roots, workers=workers, batch_size=batch_size,
-                                      retry_errors=retry_errors, rebuild=rebuild, progress=progress)
+                                      retry_errors=retry_errors, rebuild=rebuild, progress=progress,
+                                      scope=None if scope is None else [os.fspath(r) for r in scope])
 
     def _index_locked(self, roots: list, *, workers: int | None, batch_size: int | None, retry_errors: bool,
-                      rebuild: bool, progress: Callable[[Progress], None] | None) -> IndexReport:
+                      rebuild: bool, progress: Callable[[Progress], None] | None,
+                      scope: list[str] | None = None) -> IndexReport:
         if rebuild:
             rec = self.recorded_model
             name = self._model_arg or self.model_name()
@@ -175,13 +180,35 @@ class Library:
         report = run_index(self.store, emb, [os.fspath(r) for r in roots],
                            workers=config.get("workers", workers), batch_size=config.get("batch_size", batch_size),
                            retry_errors=retry_errors, max_pixels=config.get("max_image_pixels"),
-                           progress=progress, skip=[str(self.path)])
+                           progress=progress, skip=[str(self.path)], scope=scope)
         if report.embedded and hasattr(emb, "prepare"):
             emb.prepare()  # e.g. export the fast text tower now, so the first search does not wait for it
         if report.embedded or report.removed:  # e.g. a large library's approximate index, in step now
             self.store.prepare_search(list((self.recorded_model or {}).get("spaces", {"main": 0})),
                                       config.get("ann_threshold"))
         return report
+
+    def watch(self, roots: Iterable[str | os.PathLike], *, debounce: float | None = None,
+              rescan: float | None = None, initial: bool = True, workers: int | None = None,
+              batch_size: int | None = None, on_event: Callable[[WatchEvent], None] | None = None,
+              stop=None, run: Callable | None = None) -> None:
+        """Keep the library in step with `roots` (local folders) until `stop` (a threading.Event) is set or Ctrl-C:
+        an incremental index run first (unless `initial=False`), then one for each batch of file events (new,
+        changed, moved, deleted images; `debounce` seconds of quiet, default: the `watch_debounce` setting) and a
+        full one every `rescan` seconds (`watch_rescan`; 0 = never). `on_event(WatchEvent)` hears about every run.
+        `run`: what indexes (default: this library's `index`; the server passes its indexer's)."""
+        from .ingest.watch import Watcher
+
+        def index(folders, *, workers=None, scope=None):
+            return self.index(folders, workers=workers, batch_size=batch_size, scope=scope)
+
+        def warm() -> None:  # the first batch of events should not wait for the model to load
+            if self.recorded_model:
+                self.embedder()
+
+        Watcher(roots, run or index, skip=[str(self.path)], debounce=config.get("watch_debounce", debounce),
+                rescan=config.get("watch_rescan", rescan), initial=initial, workers=workers, on_event=on_event,
+                stop=stop, after_initial=None if run else warm).run_forever()
 
     def remove(self, paths: Iterable[str | os.PathLike]) -> int:
         """Forget the images at or below `paths` (which may no longer exist). Files on disk are never touched.
@@ -243,7 +270,7 @@ class Library:
     def _index_lock(self) -> Iterator[None]:
         """Hold the one-run-at-a-time lock. A run the log still calls "running" then belongs to a process that
         died without recording its end (SIGKILL, power loss): it is recorded as interrupted first."""
-        busy = LibraryError(f"another index run is using {self.path}; wait for it to finish")
+        busy = IndexBusyError(f"another index run is using {self.path}; wait for it to finish")
         with self._disk_errors(), FileLock(self.path / "index.lock", busy=busy):
             last = self.store.last_run()
             if last and last["status"] == "running":

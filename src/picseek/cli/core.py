@@ -38,6 +38,7 @@ Examples:
   picseek search "a red car" --where camera~canon --where width>=1024
   picseek search "sunset" --paths | xargs -d '\\n' feh
   picseek search "sunset" -0 | xargs -0 feh   # any file name, exactly
+  cd ~/Pictures/2024 && picseek search "a cat" --here   # index this folder (new files only), search in it
 The query language (terms, + and -, weights, tags) and the filters: docs/query.md.
 """
 
@@ -188,25 +189,46 @@ def hit_output(command):
               help="How many of the top hits --rerank scores.")
 @click.option("--exact", is_flag=True, help="Score every image, also in a library big enough for the approximate "
               "index (the ann_threshold setting; docs/query.md).")
+@click.option("--here", is_flag=True, help="First index the current folder into the library (incrementally: only "
+              "new, changed, moved or deleted files cost anything), then search only the images below it.")
 @hit_output
-@model_option("Must match the library's model (it is read from the library).")
+@model_option("Must match the library's model (it is read from the library; with --here: the model of a new one).")
 @click.pass_context
 def search(ctx, query, limit, threshold, where, sort, no_keywords, keyword_weight, soft_tags, adaptive, rerank,
-           rerank_top, exact, output, model):
+           rerank_top, exact, here, output, model):
     """Search by words, example images (file, URL, id:N), tags, or a mix: + adds, - pushes away, N: weights.
 
-    The words of QUERY are joined with spaces and parsed as one query (docs/query.md).
+    The words of QUERY are joined with spaces and parsed as one query (docs/query.md). With --here, as rclip does,
+    the current folder is indexed first (into --library, else the default library) and searched alone.
     """
     _one_query_thread()
     if no_keywords and keyword_weight:
         raise click.UsageError("--no-keywords and --keyword-weight are exclusive")
-    lib = _open(ctx, model)
+    lib = _open(ctx, model, create=here)
+    if here:
+        where = (*where, "folder=./")
+        _index_here(ctx, lib, output != "table")
     keywords = False if no_keywords else True if keyword_weight is None else keyword_weight
     hits = lib.search(SearchRequest(" ".join(query), limit=limit, threshold=threshold, where=where, sort=sort,
                                     keywords=keywords, soft_tags=soft_tags, rerank=rerank, rerank_top=rerank_top,
                                     adaptive=adaptive, exact=exact))
     echo_hits(hits, output, "No results" + (f" at or above threshold {threshold}" if threshold is not None
                                             else "") + ".", dates=sort in ("date", "newest"))
+
+
+def _index_here(ctx, lib, machine_output: bool) -> None:
+    """`search --here`: an incremental index run of the current folder, its progress and a summary on stderr when
+    it changed something (stdout keeps only the hits)."""
+    here = os.getcwd()
+    with Progress.for_command(ctx, machine_output) as shown_progress:
+        def progress(p) -> None:
+            if p.phase == "embed" and p.total:
+                shown_progress.update(p.done, p.total, "indexing", errors=p.errors)
+
+        r = lib.index([here], progress=progress)
+    if (r.embedded or r.moved or r.removed) and not ctx.find_root().obj["quiet"]:
+        click.echo(f"picseek: indexed {shown(here)}: {r.added} added, {r.updated} updated, {r.moved} moved, "
+                   f"{r.removed} removed ({r.seconds:.1f} s)", err=True)
 
 
 def echo_hits(hits, output: str = "table", empty: str = "No results.", dates: bool = False) -> None:

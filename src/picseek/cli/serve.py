@@ -15,6 +15,7 @@ Examples:
   picseek serve --port 8080                 # an existing library, another port
   PICSEEK_TOKEN=$(openssl rand -hex 16) picseek serve --host 0.0.0.0 ~/Pictures   # reachable from the LAN
   picseek serve --workers 4 ~/Pictures      # 4 web worker processes (behind nginx: docs/deployment.md)
+  picseek serve --watch ~/Pictures          # new, changed, moved, deleted photos show up by themselves
 """
 
 
@@ -38,6 +39,8 @@ Examples:
                    "accepted by default; elsewhere any name, or only the listed ones (and loopback names, for health "
                    "checks) once one is given.")
 @click.option("--no-index", is_flag=True, help="Do not index FOLDERS at start (POST /api/index starts a run).")
+@click.option("--watch", is_flag=True, help="Follow FOLDERS as picseek watch does: file events and a re-scan every "
+              "watch_rescan seconds keep the library in step (one worker watches).")
 @click.option("--workers", "-w", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Web worker processes. Each loads the model and answers searches from the same library; index "
                    "runs happen in one of them at a time. (Decode workers of index runs: --index-workers.)")
@@ -53,8 +56,8 @@ Examples:
 @click.option("--max-upload-mp", type=click.FloatRange(0.01, 1000), default=50, show_default=True,
               help="Largest query image a client may upload, in megapixels.")
 @click.pass_context
-def serve(ctx, folders, host, port, model, token, require_token, cors_origin, allowed_host, no_index, workers,
-          index_workers, forwarded_allow_ips, max_upload_mb, max_upload_mp):
+def serve(ctx, folders, host, port, model, token, require_token, cors_origin, allowed_host, no_index, watch,
+          workers, index_workers, forwarded_allow_ips, max_upload_mb, max_upload_mp):
     """Serve the web page and the REST API (OpenAPI at /docs) for the library; index FOLDERS in the background.
 
     Safe by default: listens on 127.0.0.1 only, serves only indexed images by id, bounds uploads, and needs
@@ -70,7 +73,9 @@ def serve(ctx, folders, host, port, model, token, require_token, cors_origin, al
         host=host, port=port, folders=tuple(os.path.abspath(f) for f in folders), token=token or None,
         require_token=require_token, allowed_hosts=tuple(allowed_host) or None, cors_origins=tuple(cors_origin),
         max_upload_bytes=int(max_upload_mb * 1e6), max_upload_pixels=int(max_upload_mp * 1e6),
-        index_workers=index_workers, index_on_start=not no_index)
+        index_workers=index_workers, index_on_start=not no_index, watch=watch)
+    if watch and not folders:
+        raise UsageError("--watch needs the FOLDERS to follow")
     settings.check()
     lib = _open(ctx, model, create=True)
     sock = listen(host, port)

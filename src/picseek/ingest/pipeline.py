@@ -183,8 +183,12 @@ def embed_batches(embedder, stream: Iterable[tuple[FileEntry, Decoded]], batch_s
 
 def run_index(store, embedder, roots: Iterable[str], *, workers: int | None = None,
               batch_size: int = DEFAULT_BATCH_SIZE, retry_errors: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
-              progress: Callable[[Progress], None] | None = None, skip: Sequence[str] = ()) -> IndexReport:
-    """Bring the store in step with the files below `roots`. Returns what was done."""
+              progress: Callable[[Progress], None] | None = None, skip: Sequence[str] = (),
+              scope: Sequence[str] | None = None) -> IndexReport:
+    """Bring the store in step with the files below `roots`. Returns what was done. `scope`: the folders the
+    roots are part of (a watcher's run of the subfolders where files changed): symbolic links are followed within
+    them, and only a scope folder left without images is taken for a disk that is not mounted (a subfolder whose
+    last photo was deleted is just empty)."""
     t0 = time.perf_counter()
     roots = normalize_roots(roots)
     notify = progress or (lambda p: None)
@@ -198,10 +202,11 @@ def run_index(store, embedder, roots: Iterable[str], *, workers: int | None = No
         with recorded_run(store, roots, summary):
             notify(Progress("scan"))
             problems: list[WalkProblem] = []
-            entries = list(walk(roots, skip=skip, problems=problems))
+            entries = list(walk(roots, skip=skip, problems=problems, scope=scope))
             report.scanned = len(entries)
             known, indexed = store.known_errors(roots), store.file_states(roots)
-            problems += _emptied_roots(roots, entries, indexed)
+            scoped = roots if scope is None else [r for r in roots if r in set(normalize_roots(scope))]
+            problems += _emptied_roots(scoped, entries, indexed)
             scan: ScanResult = diff(entries, indexed, known, retry_errors, problems)
             report.unchanged, report.skipped_known_errors = scan.unchanged, scan.known_errors
             _record_problems(store, problems, known, report)

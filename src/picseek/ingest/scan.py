@@ -68,17 +68,19 @@ class WalkProblem(NamedTuple):
 
 
 def walk(roots: Iterable[str], skip: Iterable[str] = (), problems: list[WalkProblem] | None = None,
-         follow_links: bool | None = None) -> Iterator[FileEntry]:
+         follow_links: bool | None = None, scope: Iterable[str] | None = None) -> Iterator[FileEntry]:
     """Image files below the roots: hidden entries, `._*` resource forks and the `skip` folders are left out;
-    symbolic links are followed where they stay inside the roots (or anywhere with `follow_links`, default: the
-    setting), each real folder visited once. What cannot be walked is appended to `problems` (when given)."""
+    symbolic links are followed where they stay inside the roots (or inside `scope`, the folders these roots are
+    part of, e.g. a watcher's; anywhere with `follow_links`, default: the setting), each real folder visited once.
+    What cannot be walked is appended to `problems` (when given)."""
     if follow_links is None:
         from .. import config
 
         follow_links = config.get("follow_links")
     problems = problems if problems is not None else []
     skip_real = {os.path.realpath(s) for s in skip}
-    real_roots = [os.path.realpath(r) for r in roots if not is_url(r)]
+    roots = list(roots)
+    real_roots = [os.path.realpath(r) for r in (roots if scope is None else scope) if not is_url(r)]
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
 

@@ -45,11 +45,14 @@ def create_app(lib, settings: ServerSettings | None = None, indexer: BackgroundI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if settings.index_on_start and settings.folders:
+        if settings.watch and settings.folders:
+            indexer.watch(initial=settings.index_on_start)  # (its first run is the start-up run)
+        elif settings.index_on_start and settings.folders:
             indexer.start_at_boot()
         if lib.recorded_model:
             threading.Thread(target=_warm_model, args=(lib,), name="picseek-warm", daemon=True).start()
         yield
+        indexer.stop_watching(timeout=2)
         indexer.join(timeout=0)
 
     app = FastAPI(title="picseek", version=__version__, lifespan=lifespan,

@@ -1,4 +1,5 @@
-"""Index runs in a background thread, one at a time, with their progress kept for /api/status and the page.
+"""Index runs in a background thread, one at a time, with their progress kept for /api/status and the page; with
+`serve --watch`, a watcher thread (ingest/watch.py) whose runs go through the same state.
 
 Searches keep working while a run writes: the store gives every thread its own connection (SQLite WAL).
 """
@@ -9,9 +10,10 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
-from ..errors import PicseekError
+from ..errors import IndexBusyError, PicseekError
 
 log = logging.getLogger(__name__)
+WATCH_RETRY = 30.0  # seconds before a watcher whose start failed tries again
 
 
 @dataclass
@@ -41,6 +43,8 @@ class BackgroundIndexer:
         self._lock = threading.Lock()
         self._state = IndexState(folders=list(self.folders))
         self._thread: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def state(self) -> dict:
         with self._lock:
@@ -86,6 +90,63 @@ class BackgroundIndexer:
         except Exception as exc:  # noqa: BLE001 - a background thread must report, not die silently
             error = f"index run failed: {type(exc).__name__}: {exc}"
             log.exception("index run failed")
+        self._finish(report, error)
+
+    # -- the watcher: its runs happen in its own thread, shown in the same state -------------------------------------
+    def run_now(self, roots: list[str], *, workers: int | None = None, scope=None):
+        """One index run of `roots` in the calling thread (the watcher's), shown in the state like any other;
+        IndexBusyError while a run is going on. Errors are recorded in the state and raised."""
+        with self._lock:
+            if self._state.running:
+                raise IndexBusyError("an index run is going on")
+            self._state = IndexState(running=True, phase="scan", folders=list(roots), started_at=time.time())
+        report = None
+        try:
+            report = self.library.index(roots, workers=self.workers if workers is None else workers,
+                                        progress=self._progress, scope=scope)
+            return report
+        except IndexBusyError:  # (another process holds the library: not a failure of this server)
+            with self._lock:
+                self._state = IndexState(folders=list(self.folders))
+            raise
+        except Exception as exc:
+            self._finish(None, str(exc) if isinstance(exc, PicseekError) else f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            if report is not None:
+                self._finish(report.as_dict(), None)
+
+    def watch(self, initial: bool = True) -> None:
+        """Start following the folders in a daemon thread (Library.watch through `run_now`); `stop_watching` ends it."""
+        self._stop.clear()
+        self._watcher = threading.Thread(target=self._watch, args=(initial,), name="picseek-watch", daemon=True)
+        self._watcher.start()
+
+    def stop_watching(self, timeout: float | None = 5) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout)
+
+    def _watch(self, initial: bool) -> None:
+        def on_event(event) -> None:
+            if event.changed:
+                r = event.report
+                log.info("watch: %s added, %s updated, %s moved, %s removed below %s", r.added, r.updated, r.moved,
+                         r.removed, ", ".join(event.roots))
+
+        while not self._stop.is_set():
+            try:
+                self.library.watch(self.folders, initial=initial, run=self.run_now, stop=self._stop,
+                                   on_event=on_event)
+                return
+            except PicseekError as exc:  # e.g. the first run failed, a folder is gone: try again a little later
+                log.warning("watching %s: %s (trying again in %.0f s)", ", ".join(self.folders), exc, WATCH_RETRY)
+            except Exception:  # noqa: BLE001 - a background thread must report, not die silently
+                log.exception("the folder watcher stopped")
+                return
+            self._stop.wait(WATCH_RETRY)
+
+    def _finish(self, report: dict | None, error: str | None) -> None:
         with self._lock:
             self._state.running = False
             self._state.phase = "failed" if error else "done"

@@ -28,6 +28,7 @@ class ServerSettings:
       DNS-rebinding pages from reading the API) plus these; any other server accepts any name, or only its own
       address, loopback names and these when given. "*" accepts any.
     folders: the folders an index run (at start and POST /api/index) scans; a request never names a path.
+    watch: follow the folders (ingest/watch.py): file events and periodic re-scans keep the library in step.
     """
 
     host: str = "127.0.0.1"
@@ -42,6 +43,7 @@ class ServerSettings:
     thumb_size: int = 320
     index_workers: int | None = None
     index_on_start: bool = True
+    watch: bool = False
 
     @property
     def loopback(self) -> bool:

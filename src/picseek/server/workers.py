@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 from .._fs import FileLock, write_atomic
+from ..errors import IndexBusyError
 from .app import create_app
 from .indexer import BackgroundIndexer
 from .settings import ServerSettings
@@ -29,7 +30,8 @@ from .settings import ServerSettings
 log = logging.getLogger(__name__)
 ENV = "PICSEEK_SERVE_SPEC"
 FACTORY = f"{__name__}:app_from_env"
-LOCK_NAME, STATE_NAME = "serve-indexer.lock", "serve-indexer.json"
+LOCK_NAME, STATE_NAME, WATCH_LOCK_NAME = "serve-indexer.lock", "serve-indexer.json", "serve-watch.lock"
+WATCH_CLAIM_EVERY = 5.0  # seconds between a worker's tries to become the one that watches (serve --watch)
 PUBLISH_EVERY = 0.3  # seconds between progress updates in the shared file
 
 
@@ -126,6 +128,31 @@ class SharedIndexer(BackgroundIndexer):
     @staticmethod
     def _release(claim: FileLock) -> None:
         claim.release()
+
+    def run_now(self, roots: list[str], *, workers: int | None = None, scope=None):
+        """A watcher's run, exclusive across the workers like the others."""
+        claim = self._try_claim()
+        if claim is None:
+            raise IndexBusyError("another worker is indexing")
+        self._claim = claim
+        try:
+            return super().run_now(roots, workers=workers, scope=scope)
+        finally:
+            self._publish(force=True)
+            self._claim = None
+            self._release(claim)
+
+    def _watch(self, initial: bool) -> None:
+        """Only one worker watches (`serve --watch`): the one holding `serve-watch.lock`; the others try again
+        every few seconds, so another takes over when it exits."""
+        claim = FileLock(Path(self.library.path) / WATCH_LOCK_NAME)
+        while not claim.acquire(wait=False):
+            if self._stop.wait(WATCH_CLAIM_EVERY):
+                return
+        try:
+            super()._watch(initial)
+        finally:
+            claim.release()
 
     def _run(self) -> None:
         try:
