@@ -193,3 +193,43 @@ def test_global_options_after_the_command_and_hints_that_repeat_them(tmp_path, e
     assert later_wins["library"] == str(lib)
     tags = run("tag", "list", "--library", lib, env=env, check=False)
     assert tags.returncode == 1 and tags.stdout.startswith("No tags yet")  # the library's own (nothing found)
+
+
+def _in_a_terminal(args: list, env: dict) -> bytes:
+    """What the CLI writes when its stdout is a terminal (a pseudo-terminal; stderr stays a pipe)."""
+    import os
+    import pty
+    import subprocess
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(PICSEEK + [str(a) for a in args], stdout=follower, stderr=subprocess.PIPE, env=env)
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=120)
+    os.close(leader)
+    assert proc.returncode == 0, proc.stderr.read()
+    return out
+
+
+def test_preview_draws_thumbnails_in_a_terminal_and_never_into_a_pipe(tmp_path, env):
+    photos = tmp_path / "photos"
+    make_folder(photos, 2)
+    lib = tmp_path / "lib"
+    run("-L", lib, "index", photos, "--model", "builtin", "-q", env=env)
+    kitty = dict(env, TERM="xterm-kitty")
+    shown = _in_a_terminal(["-L", lib, "search", "a photo", "--preview"], kitty)
+    assert shown.count(b"\x1b_Ga=T,f=100") == 2 and b"img_000.jpg" in shown
+    iterm = _in_a_terminal(["-L", lib, "search", "a photo", "--preview"], dict(env, TERM_PROGRAM="iTerm.app"))
+    assert iterm.count(b"\x1b]1337;File=inline=1") == 2
+    plain = _in_a_terminal(["-L", lib, "search", "a photo", "--preview"], dict(env, TERM="xterm-256color"))
+    assert b"\x1b_G" not in plain and b"\x1b]1337" not in plain and b"img_000.jpg" in plain  # an unknown terminal
+    piped = run("-L", lib, "search", "a photo", "--preview", "kitty", env=kitty)
+    assert "\x1b" not in piped.stdout and "img_000.jpg" in piped.stdout

@@ -7,10 +7,11 @@ import os
 
 import click
 
-from ..errors import NOTHING_FOUND
+from ..errors import NOTHING_FOUND, ImageError
 from ..ingest.paths import is_url
 from ..paths import raw_bytes, shown
 from ..request import SearchRequest
+from . import preview
 from .group import _open, cli, fail, nothing_found
 from .options import json_option, limit_option, model_option, threshold_option, where_option
 from .progress import Progress
@@ -154,15 +155,22 @@ def hit_output(command):
                      "characters and undecodable bytes in a name are escaped (\\n, \\x1b, \\xff)."),
         click.option("--null", "-0", "null", is_flag=True, help="Bare paths exactly as on disk, each ended by a NUL "
                      "byte (for xargs -0)."),
+        click.option("--preview", type=click.Choice(preview.PROTOCOLS), is_flag=False, flag_value="auto",
+                     default="none", metavar="[PROTOCOL]", help="Thumbnails in the table, in terminals that draw "
+                     "images: kitty, iterm (iTerm2, WezTerm), sixel (foot, mlterm, ...); auto (the default when "
+                     "given without a value) detects the terminal; never into a pipe or a file."),
     ]
     for option in reversed(options):
         command = option(command)
 
-    def wrapper(*args, as_json, paths, null, **kwargs):
+    def wrapper(*args, as_json, paths, null, preview, **kwargs):
         chosen = [flag for flag, on in (("--json", as_json), ("--paths", paths), ("--null", null)) if on]
         if len(chosen) > 1:
             raise click.UsageError(f"{' and '.join(chosen)} are exclusive")
-        return command(*args, output=chosen[0][2:] if chosen else "table", **kwargs)
+        output = chosen[0][2:] if chosen else "table"
+        if output == "table" and preview != "none":
+            output = f"table+{preview}"
+        return command(*args, output=output, **kwargs)
 
     return functools.update_wrapper(wrapper, command)
 
@@ -249,6 +257,7 @@ def echo_hits(hits, output: str = "table", empty: str = "No results.", dates: bo
     elif not hits:
         click.echo(empty)
     else:
+        drawn = preview.choose(output.partition("+")[2] or "none", click.get_binary_stream("stdout"))
         via = max(3, *(len(h.via or "") for h in hits))
         date = f"  {'taken':<{DATE_WIDTH}}" if dates else ""
         click.echo(f"{'rank':>4}  {'score':>6}  {'via':<{via}}{date}  path")
@@ -258,11 +267,24 @@ def echo_hits(hits, output: str = "table", empty: str = "No results.", dates: bo
             about = _about(h)
             if about:  # under the path
                 click.echo(f"{'':{16 + via + (DATE_WIDTH + 2 if dates else 0)}}{about}")
+            if drawn != "none":
+                _draw(h, drawn)
     if not hits:
         nothing_found()
 
 
 DATE_WIDTH = 16  # YYYY-MM-DD HH:MM
+
+
+def _draw(hit, protocol: str) -> None:
+    """A hit's thumbnail under its row (an image that cannot be read is left out; its row says where it is)."""
+    try:
+        image = hit.thumbnail(preview.SIZE)
+    except ImageError:
+        return
+    # bytes: click writes them to the terminal as they are (text goes through paths.terminal_safe, which would
+    # escape the escape codes), after flushing the rows above
+    click.echo(preview.render(image, protocol).encode("ascii"), nl=False)
 
 
 def _date(taken_at: str | None) -> str:
