@@ -34,6 +34,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/status', timeout=4)"]
 
-# --host 0.0.0.0 makes the server refuse to start without PICSEEK_TOKEN; --require-token keeps it so for every write.
+# --host 0.0.0.0 makes the server refuse to start without PICSEEK_TOKEN; --require-token keeps it so for every write;
+# --watch follows the photo folder (new photos appear by themselves; a re-scan every watch_rescan seconds as well).
 ENTRYPOINT ["picseek"]
-CMD ["serve", "--host", "0.0.0.0", "--port", "8000", "--require-token", "/photos"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8000", "--require-token", "--watch", "/photos"]
