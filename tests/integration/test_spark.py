@@ -247,7 +247,7 @@ def test_spark_job_entry_point_writes_and_merges(spark, photos, tmp_path, capsys
     Library(lib).store.set_model({"name": "test-colour", "model_id": "test-colour@1", "dim": 8,
                                   "spaces": {"main": 8}})  # a library whose model is not builtin
     assert spark_job.main([str(photos / "b"), "--shards", str(tmp_path / "s1"), "--library", str(lib),
-                           "--model", "builtin", "--merge"]) == 1
+                           "--model", "builtin", "--merge"]) == 2  # another model than the library's: a usage error
     assert "indexed with test-colour" in capsys.readouterr().err
     code = spark_job.main([str(photos / "b"), "--shards", str(tmp_path / "s2"), "--library", str(tmp_path / "new"),
                            "--model", "builtin", "--merge", "--json"])

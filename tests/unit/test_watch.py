@@ -63,6 +63,13 @@ def wait_until(check, what: str):
         time.sleep(0.05)
 
 
+def reported(w: Running, field: str, total: int, kind: str = "events") -> None:
+    """Wait until the runs of `kind` have reported `total` of `field` (a run's report reaches on_event just after
+    its last commit, so the rows can be there a moment before it)."""
+    wait_until(lambda: sum(getattr(e.report, field) for e in w.events if e.kind == kind and e.report) == total,
+               f"runs that reported {total} {field}")
+
+
 def wait_for(lib: Library, root: Path, want: set[str]):
     last = set()
 
@@ -126,6 +133,7 @@ def test_added_changed_moved_and_deleted_photos_reach_the_index(setup):
     (photos / "img_002.jpg").unlink()
     (photos / "sub" / "deep_000.jpg").unlink()  # the last photo of a subfolder: gone, not "a disk not mounted"
     wait_for(lib, photos, {"img_000.jpg", "new.jpg", "sub/moved.jpg"})
+    reported(w, "removed", 2)
     reports = [e.report for e in w.events if e.kind == "events"]
     assert sum(r.moved for r in reports) == 1 and sum(r.removed for r in reports) == 2
     assert sum(r.updated for r in reports) == 1 and sum(r.added for r in reports) == 2
@@ -142,6 +150,7 @@ def test_a_burst_of_500_photos_is_indexed_in_few_runs(setup, tmp_path):
         folder.mkdir(exist_ok=True)
         small.save(folder / f"b{i:03d}.png")
     wait_until(lambda: lib.store.count() == 503, "all 500 photos indexed")
+    reported(w, "added", 500)
     runs = [e for e in w.events if e.kind == "events"]
     assert sum(e.report.added for e in runs) == 500 and len(runs) <= 10
 
@@ -158,6 +167,7 @@ def test_a_renamed_folder_moves_its_photos_without_embedding_them_again(tmp_path
             os.rename(photos / "2023", photos / "2023-italy")
             want = {f"2023-italy/trip/img_{i:03d}.jpg" for i in range(4)}
             wait_for(lib, photos, want)
+            reported(w, "moved", 4)
             assert emb.calls == calls  # moved, not embedded again
             assert sum(e.report.moved for e in w.events if e.kind == "events") == 4
         finally:
@@ -176,6 +186,7 @@ def test_a_restarted_watcher_catches_up_with_what_changed_while_it_was_down(setu
         draw_photo("green", seed=50 + i).save(photos / "later" / f"new_{i}.jpg")  # (content unlike the deleted one)
     w2 = start()
     wait_for(lib, photos, {"renamed.jpg", "img_002.jpg", "later/new_0.jpg", "later/new_1.jpg"})
+    reported(w2, "added", 2, kind="initial")
     first = w2.events[0]
     assert first.kind == "initial" and (first.report.added, first.report.moved, first.report.removed) == (2, 1, 1)
 
