@@ -32,6 +32,10 @@ class UsageError(PicseekError):
     exit_code = USAGE
 
 
+class FilterError(UsageError):
+    """A `--where` filter that cannot be read or applied (the REST API's `bad_filter`)."""
+
+
 class ModelError(PicseekError):
     """A model that is unknown, cannot be loaded, or is not available offline."""
 

@@ -5,6 +5,7 @@ Screenshots go to test-artifacts/."""
 from __future__ import annotations
 
 import base64
+import os
 import time
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def browser_context(tmp_path_factory):
     with playwright.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), headless=True,
-            args=FLAGS, viewport={"width": 1280, "height": 860})
+            args=FLAGS, viewport={"width": 1280, "height": 800})
         context.set_default_timeout(TIMEOUT_MS)
         yield context
         context.close()
@@ -89,7 +90,10 @@ def colour_url(tmp_path_factory):
     for i, colour in enumerate(colours * 2):
         sub = root / ("trips" if i < len(colours) else "home")
         sub.mkdir(exist_ok=True)
-        draw_photo(colour, "circle" if i % 2 else "square", seed=i).save(sub / f"{colour}_{i:02d}.jpg", quality=90)
+        path = sub / f"{colour}_{i:02d}.jpg"
+        draw_photo(colour, "circle" if i % 2 else "square", seed=i).save(path, quality=90)
+        when = 1_672_531_200 + i * 86_400 * 15  # from 2023-01-01, two a month: browsing groups them by month
+        os.utime(path, (when, when))
     library = Library(tmp_path_factory.mktemp("colour-lib") / "lib", model=ColourEmbedder())
     app = create_app(library, ServerSettings(folders=(str(root),), index_workers=0))
     with running(app) as url:
@@ -143,7 +147,7 @@ def test_type_a_query_and_see_the_right_first_result(page, builtin_url):
         wait_summary(page, text)
         assert first_results(page) == [expected], text
     assert "result" in page.inner_text("#summary") and page.is_hidden("#message")
-    assert page.evaluate("location.search") == "?q=a%20motorcycle"
+    assert page.evaluate("location.search") == "?q=a+motorcycle"
     search_for(page, "a cat")
     wait_summary(page, "a cat")
     page.wait_for_function("() => [...document.querySelectorAll('#results img')].slice(0, 3)"
@@ -312,5 +316,239 @@ def test_small_screen_layout(browser_context, colour_url):
         wide = pg.evaluate("""() => [...document.querySelectorAll('body *')]
             .filter(e => e.getBoundingClientRect().right > 390.5).map(e => e.id || e.className || e.tagName)""")
         assert pg.evaluate("document.documentElement.scrollWidth") <= 390, f"wider than a phone: {wide}"
+    finally:
+        pg.close()
+
+
+# -- correct under concurrency, states, browse, URL state, the rank explained, phone (issue 16) ------------------------
+def summary_text(page) -> str:
+    return page.inner_text("#summary")
+
+
+def tile_names(page) -> list[str]:
+    return [Path(p).name for p in page.eval_on_selector_all("#results .tile", "ts => ts.map(t => t.dataset.path)")]
+
+
+class Held:
+    """Holds the first /api/search request whose URL contains `needle` until released; the rest pass."""
+
+    def __init__(self, page, needle: str):
+        self.needle, self.routes = needle, []
+        page.route("**/api/search?*", self)
+
+    def __call__(self, route):
+        if self.needle in route.request.url and not self.routes:
+            self.routes.append(route)
+        else:
+            route.continue_()
+
+    def release(self):
+        for route in self.routes:
+            try:
+                route.continue_()
+            except Exception:  # noqa: BLE001 - the page aborted it (AbortController): nothing to release
+                pass
+
+
+def wait_loading(page, text: str) -> None:
+    page.wait_for_function("t => document.querySelector('#results').getAttribute('aria-busy') === 'true' && "
+                           "document.querySelector('#loading').textContent.includes(t)", arg=text)
+
+
+def test_a_slow_older_answer_never_replaces_a_newer_one(page, colour_url):
+    held = Held(page, "q=red")
+    page.goto(colour_url + "/")
+    page.wait_for_selector("#results .tile")  # the library, newest first
+    page.fill("#q", "red")
+    page.press("#q", "Enter")
+    wait_loading(page, "Searching for “red”")
+    assert page.get_attribute("#loading", "role") == "status" and page.is_visible("#loading .spinner")
+    shot(page, "loading-desktop")
+    page.fill("#q", "blue")  # Enter while the first search runs: starts the new one
+    with page.expect_response(lambda r: "q=blue" in r.url):
+        page.press("#q", "Enter")
+    wait_summary(page, "“blue”")
+    assert held.routes, "the first request was held"
+    held.release()
+    page.wait_for_timeout(400)
+    assert page.input_value("#q") == "blue" and "“blue”" in summary_text(page) and "red" not in summary_text(page)
+    assert tile_names(page)[0].startswith("blue") and page.get_attribute("#results", "aria-busy") is None
+    # A slow first answer, then Sort changed meanwhile: the grid and the line are the sorted search's.
+    held2 = Held(page, "q=green")
+    page.fill("#q", "green")
+    page.press("#q", "Enter")
+    wait_loading(page, "“green”")
+    with page.expect_response(lambda r: "q=green" in r.url and "sort=newest" in r.url):
+        page.select_option("#sort", "newest")
+    page.wait_for_function("() => document.querySelector('#summary').textContent.includes('sorted newest first')")
+    held2.release()
+    page.wait_for_timeout(400)
+    assert "“green”" in summary_text(page) and "sorted newest first" in summary_text(page)
+    assert page.evaluate("document.querySelector('#summary').dataset.sort") == "newest"
+
+
+def test_a_fast_older_answer_stays_until_the_slow_newer_one_arrives(page, colour_url):
+    page.goto(colour_url + "/")
+    held = Held(page, "q=purple")
+    search_for(page, "yellow")
+    wait_summary(page, "“yellow”")
+    page.fill("#q", "purple")
+    page.press("#q", "Enter")
+    wait_loading(page, "“purple”")
+    # While it loads, the (dimmed) grid and its line still agree: both are the yellow search's.
+    assert "“yellow”" in summary_text(page) and tile_names(page)[0].startswith("yellow")
+    with page.expect_response(lambda r: "q=purple" in r.url):
+        held.release()
+    wait_summary(page, "“purple”")
+    assert tile_names(page)[0].startswith("purple") and page.input_value("#q") == "purple"
+
+
+def test_errors_are_clear_sentences_with_a_retry(page, colour_url):
+    page.goto(colour_url + "/")
+    page.wait_for_selector("#results .tile")
+    failures = {"mode": "offline"}
+
+    def flaky(route):
+        if failures["mode"] == "offline":
+            route.abort("connectionrefused")
+        elif failures["mode"] == "html500":
+            route.fulfill(status=502, content_type="text/html", body="<html><body>502 Bad Gateway</body></html>")
+        else:
+            route.continue_()
+
+    page.route("**/api/search?*", flaky)
+    page.fill("#q", "red")
+    page.press("#q", "Enter")
+    page.wait_for_selector("#message[data-kind='error']")
+    text = page.inner_text("#message")
+    assert "cannot be reached" in text and "Failed to fetch" not in text and page.is_visible("#message .retry")
+    shot(page, "error-offline-desktop")
+    failures["mode"] = "html500"
+    page.click("#message .retry")
+    page.wait_for_function("() => document.querySelector('#message').textContent.includes('HTTP 502')")
+    text = page.inner_text("#message")
+    assert "problem answering" in text and "request failed" not in text and "<html>" not in text
+    failures["mode"] = "pass"
+    with page.expect_response(lambda r: "q=red" in r.url):
+        page.click("#message .retry")
+    wait_summary(page, "“red”")
+    assert page.is_hidden("#message") and tile_names(page)[0].startswith("red")
+    page.unroute("**/api/search?*")
+    search_for(page, "red + id:999999")  # the API's own message
+    page.wait_for_selector("#message[data-kind='error']")
+    assert "999999" in page.inner_text("#message")
+
+
+def test_browse_newest_first_by_month_and_scroll_for_more(page, colour_url):
+    pages = []
+    page.on("response", lambda r: pages.append(r.url) if "/api/browse" in r.url else None)
+    page.goto(colour_url + "/?limit=5")
+    page.wait_for_selector("#results .tile")
+    assert "All images, newest first" in summary_text(page)
+    assert "after=" not in pages[0] and "limit=5" in pages[0]
+    for _ in range(10):
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        if page.locator("#results .tile").count() == 12 and page.is_hidden("#more"):
+            break
+        page.wait_for_timeout(300)
+    names = tile_names(page)
+    assert len(names) == len(set(names)) == 12 and sum("after=" in u for u in pages) == 2
+    assert [int(n[-6:-4]) for n in names] == list(range(11, -1, -1))  # newest (the last made) first
+    months = page.eval_on_selector_all("#results .month h2", "hs => hs.map(h => h.textContent)")
+    assert len(months) == 6 and months[0].endswith("2023") and len(set(months)) == 6
+    assert page.eval_on_selector_all("#results .badges .score", "s => s.length") == 0  # no score: no query
+    page.evaluate("window.scrollTo(0, 0)")
+    shot(page, "browse-desktop")
+
+
+def test_the_url_holds_the_view_and_back_forward_restore_it(page, colour_url, browser_context):
+    page.goto(colour_url + "/")
+    page.wait_for_selector("#results .tile")
+    page.click("#filters summary")
+    page.fill("#f-folder", "home")
+    page.select_option("#sort", "newest")
+    search_for(page, "red")
+    wait_summary(page, "“red”")
+    page.wait_for_function("() => location.search.includes('q=red')")
+    assert "where=folder%3Dhome" in page.url and "sort=newest" in page.url
+    search_for(page, "blue")
+    wait_summary(page, "“blue”")
+    page.go_back()
+    wait_summary(page, "“red”")
+    assert page.input_value("#q") == "red" and page.input_value("#f-folder") == "home"
+    assert page.input_value("#sort") == "newest" and "filters: folder=home" in summary_text(page)
+    assert all("/home/" in p for p in page.eval_on_selector_all("#results .tile", "ts => ts.map(t => t.dataset.path)"))
+    page.go_forward()
+    wait_summary(page, "“blue”")
+    assert page.input_value("#q") == "blue"
+    page.click("#results .tile >> nth=1")
+    page.wait_for_selector("#detail[open]")
+    image_id = page.evaluate("document.querySelectorAll('#results .tile')[1].dataset.id")
+    page.wait_for_function(f"() => location.search.includes('open={image_id}')")
+    title = page.inner_text("#detail-title")
+    copied = page.url
+    other = browser_context.new_page()
+    try:  # a copied URL reproduces the view, the detail included
+        other.goto(copied)
+        other.wait_for_selector("#detail[open]")
+        assert other.inner_text("#detail-title") == title and other.input_value("#q") == "blue"
+        assert other.input_value("#f-folder") == "home" and "“blue”" in other.inner_text("#summary")
+    finally:
+        other.close()
+    page.go_back()  # Back closes the detail view, and the grid stays
+    page.wait_for_function("() => !document.querySelector('#detail').open")
+    assert "open=" not in page.url and "“blue”" in summary_text(page)
+
+
+def test_tiles_explain_their_rank_with_alt_text_and_a_heading(page, colour_url):
+    page.goto(colour_url + "/")
+    search_for(page, "blue")
+    wait_summary(page, "“blue”")
+    assert page.locator("h1").count() == 1
+    tiles = page.eval_on_selector_all("#results .tile", """ts => ts.map(t => ({name: t.dataset.path.split('/').pop(),
+        via: t.dataset.via, badge: t.querySelector('.via').hidden ? null : t.querySelector('.via').textContent,
+        score: t.querySelector('.score') && t.querySelector('.score').textContent,
+        alt: t.querySelector('img').alt}))""")
+    described = [t for t in tiles if t["name"] in ("blue_02.jpg", "blue_08.jpg")]
+    assert len(described) == 2 and all(t["alt"] == "a blue shape on grey" for t in described)
+    assert all(t["via"] == "vector+keyword" and t["badge"] == "keyword" for t in described)
+    assert all(t["badge"] is None for t in tiles if t["via"] == "vector")
+    assert all(t["score"] and float(t["score"]) == float(t["score"]) for t in tiles)  # shown, not only on hover
+    plain = next(t for t in tiles if t["via"] == "vector")
+    assert plain["alt"] == plain["name"]
+    shot(page, "search-desktop")
+
+
+def test_phone_layout_folds_the_controls(browser_context, colour_url):
+    pg = browser_context.new_page()
+    pg.set_viewport_size({"width": 390, "height": 844})
+    try:
+        pg.goto(colour_url + "/")
+        pg.wait_for_selector("#results .tile")
+        shot(pg, "browse-phone")
+        assert pg.is_hidden("#dropzone") and pg.is_hidden("#filters") and pg.is_visible("#fold-toggle")
+        search_for(pg, "orange")
+        wait_summary(pg, "“orange”")
+        top = pg.evaluate("document.querySelector('#results .tile').getBoundingClientRect().top")
+        assert top < 250, f"the first result starts {top} px down"
+        shot(pg, "search-phone")
+        pg.click("#fold-toggle")
+        assert pg.get_attribute("#fold-toggle", "aria-expanded") == "true" and pg.is_visible("#filters")
+        pg.click("#filters summary")
+        pg.click("#add-field")
+        pg.fill(".field-row .f-key", "a_rather_long_field_name_for_a_phone")
+        pg.fill(".field-row .f-value", "a value that is longer than the screen is wide, surely")
+        width = pg.evaluate("document.documentElement.scrollWidth")
+        wide = pg.evaluate("""() => [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > 390.5).map(e => e.id || e.className || e.tagName)""")
+        assert width <= 390, f"wider than a phone: {wide}"
+        shot(pg, "filters-phone")
+        pg.route("**/api/search?*", lambda route: route.abort("connectionrefused"))
+        pg.fill(".field-row .f-key", "")
+        pg.fill("#q", "orange")
+        pg.press("#q", "Enter")
+        pg.wait_for_selector("#message[data-kind='error']")
+        pg.click("#fold-toggle")
+        shot(pg, "error-phone")
     finally:
         pg.close()

@@ -12,13 +12,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import ImageError, LibraryError, LibraryIOError, ModelError, ModelMismatchError, PicseekError, UsageError
+from ..errors import (
+    FilterError,
+    ImageError,
+    LibraryError,
+    LibraryIOError,
+    ModelError,
+    ModelMismatchError,
+    PicseekError,
+    UsageError,
+)
 
 log = logging.getLogger(__name__)
 
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-          406: "not_acceptable", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-          422: "invalid_parameters", 429: "too_many_requests", 503: "unavailable"}
+# The statuses the web framework itself raises (an unknown path, a wrong method, a body cut off, a body that is not
+# valid multipart, a static file that cannot be read); any other status is answered as a generic bad request or
+# internal error. docs/api.md lists every code (tests/unit/test_api_error_codes.py).
+_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 
 class ApiError(Exception):
@@ -46,9 +56,15 @@ def picseek_status(exc: PicseekError) -> tuple[int, str]:
         return 503, "library_unavailable"  # the library's disk (full, read-only, gone): not the request's fault
     if isinstance(exc, LibraryError):
         return 409, "library"
+    if isinstance(exc, FilterError):
+        return 400, "bad_filter"
     if isinstance(exc, UsageError):
         return 400, "bad_query"
     return 400, "bad_request"
+
+
+def _generic(status: int) -> str:
+    return "bad_request" if status < 500 else "internal_error"
 
 
 def _validation_detail(exc: RequestValidationError) -> list[dict]:
@@ -80,7 +96,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
         message = exc.detail if isinstance(exc.detail, str) else "request refused"
-        return error_response(exc.status_code, _CODES.get(exc.status_code, "error"), message,
+        return error_response(exc.status_code, _CODES.get(exc.status_code) or _generic(exc.status_code), message,
                               headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

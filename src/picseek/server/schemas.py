@@ -25,7 +25,7 @@ class HitOut(BaseModel):
 
     id: int
     path: str
-    score: float
+    score: float | None = Field(description="cosine similarity to the query (null when browsing)")
     width: int | None = None
     height: int | None = None
     taken_at: str | None = None
@@ -49,6 +49,18 @@ class SearchOut(BaseModel):
     took_ms: float
     hits: list[HitOut]
     note: str | None = Field(None, description="why there are no hits when filters or tags matched no image")
+
+
+class BrowseHitOut(HitOut):
+    date: str | None = Field(None, description="what browsing sorts by: the date taken, else the file's time (UTC), "
+                             "as YYYY-MM-DDTHH:MM:SS")
+
+
+class BrowseOut(BaseModel):
+    count: int
+    took_ms: float
+    hits: list[BrowseHitOut]
+    next: str | None = Field(description="the cursor of the next page (pass it as `after`); null on the last page")
 
 
 class ImageOut(BaseModel):

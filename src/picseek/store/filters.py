@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from ..errors import UsageError
+from ..errors import FilterError
 from ..ingest.paths import is_url
 from ..request import Filter
 from .base import normalize_tag
@@ -40,13 +40,13 @@ def parse_filter(text: str) -> Filter:
     """`KEY OP VALUE` -> Filter. The value may be quoted; `~=` means `~`."""
     m = _FILTER.match(str(text))
     if not m:
-        raise UsageError(f"bad filter {text!r}: write KEY OP VALUE, e.g. taken>=2021-06-01, camera~canon, "
+        raise FilterError(f"bad filter {text!r}: write KEY OP VALUE, e.g. taken>=2021-06-01, camera~canon, "
                          f"width>=1024 (operators: = != < <= > >= ~)")
     key, op, value = m.group(1), m.group(2), m.group(3)
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
         value = value[1:-1]
     if not value.strip():
-        raise UsageError(f"bad filter {text!r}: no value after {op}")
+        raise FilterError(f"bad filter {text!r}: no value after {op}")
     return Filter(key, "~" if op == "~=" else op, value, str(text).strip())
 
 
@@ -62,11 +62,11 @@ def builtin_key(f: Filter) -> str | None:
     return key if key in KINDS else None
 
 
-def bad(f: Filter, why: str) -> UsageError:
-    return UsageError(f"bad filter {f.raw!r}: {why}")
+def bad(f: Filter, why: str) -> FilterError:
+    return FilterError(f"bad filter {f.raw!r}: {why}")
 
 
-def unknown_key(f: Filter, fields: Sequence[str]) -> UsageError:
+def unknown_key(f: Filter, fields: Sequence[str]) -> FilterError:
     known = ", ".join(sorted(set(KINDS) | set(ALIASES)))
     return bad(f, f"unknown key {f.key!r}; use one of {known}" + (
         f", or an imported field: {', '.join(fields[:30])}" if fields else " (this library has no imported fields)"))

@@ -1,16 +1,20 @@
-"""GET/POST /api/search and GET /api/images/{id}/similar: thin wrappers over Library.search."""
+"""GET/POST /api/search, GET /api/images/{id}/similar and GET /api/browse: thin wrappers over Library.search and
+Library.browse."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 
+from ...errors import UsageError
 from ...request import SearchRequest
+from ...store.base import parse_cursor
 from .. import query as q
 from ..errors import ApiError
-from ..schemas import SearchOut
+from ..schemas import BrowseOut, SearchOut
 from .common import MAX_LIMIT, errors, hit_json, image_row, library_of, require_images
 
 router = APIRouter(prefix="/api", tags=["search"])
@@ -33,12 +37,16 @@ Adaptive = Annotated[bool, Query(description="drop hits that score far below the
 ImageId = Annotated[int, PathParam(ge=1, le=2**62, description="an indexed image's id")]
 
 
-def _options(limit: int, threshold: float | None, where: list[str], sort: str, soft_tags: bool = False,
-             keywords: bool = True, adaptive: bool = False) -> SearchRequest:
+def _checked_where(where: list[str]) -> tuple[str, ...]:
     for w in where:
         if len(w) > 500 or not w.strip():
             raise ApiError(400, "bad_filter", "each where filter must be 1 to 500 characters")
-    return SearchRequest(limit=limit, threshold=threshold, where=tuple(w.strip() for w in where),
+    return tuple(w.strip() for w in where)
+
+
+def _options(limit: int, threshold: float | None, where: list[str], sort: str, soft_tags: bool = False,
+             keywords: bool = True, adaptive: bool = False) -> SearchRequest:
+    return SearchRequest(limit=limit, threshold=threshold, where=_checked_where(where),
                          sort=None if sort == "relevance" else sort, soft_tags=soft_tags, keywords=keywords,
                          adaptive=True if adaptive else None)
 
@@ -100,3 +108,41 @@ def similar(request: Request, image_id: ImageId, limit: Limit = 20, threshold: T
     q.ensure_model(library)
     hits = library.similar(image_id, limit=limit, where=opts.where, threshold=threshold, sort=opts.sort)
     return _answer(f"id:{image_id}", hits, t0, hits.note)
+
+
+@router.get("/browse", response_model=BrowseOut, responses=errors(400, 409))
+def browse(request: Request, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="hits per page")] = 50,
+           after: Annotated[str | None, Query(max_length=200, description="the `next` cursor of the page before")]
+           = None, where: Where = [], tags: Tags = []) -> dict:  # noqa: B006
+    """The library newest first (date taken, else file time), a page at a time: `next` is the cursor of the page
+    after this one (null: the last page). Keyset paging: a deep page costs what the first one does."""
+    t0 = time.perf_counter()
+    require_images(request)
+    if after is not None:
+        try:
+            parse_cursor(after)
+        except UsageError:
+            raise ApiError(400, "bad_cursor", "bad page cursor: pass the `next` value the previous page handed out "
+                           "(or none for the first page)") from None
+    tags = [t.strip() for t in tags if t.strip()]
+    for tag in tags:
+        if not tag.isprintable():
+            raise ApiError(400, "bad_tag", f"tag {tag!r} must be printable text")
+    library = library_of(request)
+    hits, nxt = library.browse(where=_checked_where(where), tags=tags, limit=limit, after=after)
+    rows = library.store.get_images([h.id for h in hits])
+    out = []
+    for hit in hits:
+        d = hit_json(hit)
+        d["date"] = _date(hit.taken_at, rows.get(hit.id, {}).get("mtime_ns"))
+        out.append(d)
+    return {"count": len(out), "took_ms": round((time.perf_counter() - t0) * 1000, 2), "hits": out, "next": nxt}
+
+
+def _date(taken_at: str | None, mtime_ns: int | None) -> str | None:
+    """What browsing sorts by: the date taken, else the file's time (UTC)."""
+    if taken_at:
+        return taken_at[:19]
+    if mtime_ns is None:
+        return None
+    return datetime.fromtimestamp(mtime_ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%S")

@@ -7,16 +7,37 @@ const WHERE = {
   from: (v) => `taken>=${v}`, to: (v) => `taken<=${v}`, folder: (v) => `folder=${v}`, camera: (v) => `camera~${v}`,
 };
 const FIELD_OPS = ["=", "~", ">=", "<=", ">", "<", "!="];
+const SORTS = { relevance: "by relevance", newest: "newest first", date: "oldest first" };
+// Why a hit sits where it is when its score alone does not say so (the hit's `via`, docs/api.md).
+const VIA = {
+  keyword: ["keyword", "Placed by a keyword match (file name, description or tags), not by its score"],
+  "vector+keyword": ["keyword", "Found by both the image match and a keyword match: ranked up by the keyword"],
+  tag: ["tag", "Placed by its tags"],
+  "tag+keyword": ["tag", "Placed by its tags and a keyword match"],
+  rerank: ["re-ranked", "Placed by the re-ranking model"],
+};
+const MONTHS = new Intl.DateTimeFormat(undefined, { month: "long", year: "numeric", timeZone: "UTC" });
 
 const state = {
   image: null,        // the example image (a File or Blob)
   imageUrl: null,     // its object URL for the preview
   tags: [],           // tag chips
+  imageSerial: 0,     // a new example image makes a new view
   hits: [],
-  current: -1,        // index of the hit shown in the detail view
+  current: -1,        // index of the hit shown in the detail view (-1: one opened from the URL, not in the grid)
+  detailHit: null,    // the hit shown in the detail view
   status: null,
   token: sessionStorage.getItem("picseek-token") || "",
-  searched: false,
+  seq: 0,             // the newest request's number: only its answer is drawn
+  controller: null,   // aborts the request in flight when a newer one starts
+  view: null,         // what the grid shows or is loading: {q, tags, where, sort, threshold, limit, similar, image}
+  drawnKey: null,     // the key of the view the grid shows
+  next: null,         // browse: the next page's cursor
+  month: null,        // browse: the month header last drawn
+  paging: false,      // browse: a next page is loading
+  needsLoad: false,   // the library was empty: load once images arrive
+  loading: false,
+  closingForNav: false,
 };
 
 // ------------------------------------------------------------------------------------------------ helpers
@@ -32,13 +53,34 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
+const OFFLINE = "No answer from the picseek server: check that it is still running (picseek serve) and that "
+  + "this computer is online, then retry.";
+
+// fetch + JSON. Errors are one clear sentence: the API's own message ({error, code}); a server that cannot be
+// reached; an answer that is not the API's JSON (an HTML error page from a proxy). An abort is rethrown as is.
 async function api(path, options = {}) {
-  const res = await fetch(path, { headers: { Accept: "application/json", ...(options.headers || {}) }, ...options });
+  let res;
+  try {
+    res = await fetch(path, { ...options, headers: { Accept: "application/json", ...(options.headers || {}) } });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    const e = new Error(OFFLINE);
+    e.code = "offline";
+    throw e;
+  }
   let body = null;
-  try { body = await res.json(); } catch (_) { body = null; }
-  if (!res.ok) {
-    const err = new Error((body && body.error) || `request failed (${res.status})`);
-    err.status = res.status; err.code = body && body.code;
+  const json = (res.headers.get("content-type") || "").includes("json");
+  try { body = json ? await res.json() : null; } catch (err) {
+    if (err.name === "AbortError") throw err;
+    body = null;
+  }
+  if (!res.ok || !body) {
+    const known = body && typeof body.error === "string";
+    const err = new Error(known ? body.error : res.status >= 500
+      ? `The server had a problem answering (HTTP ${res.status}). Retry in a moment; if it keeps happening, `
+        + "the server's log says why."
+      : `The server gave an answer this page cannot read (HTTP ${res.status}).`);
+    err.status = res.status; err.code = known ? body.code : "http";
     throw err;
   }
   return body;
@@ -60,7 +102,14 @@ async function writeApi(path, options) {
 
 function tagTerm(tag) { return /\s/.test(tag) ? `tag:"${tag}"` : `tag:${tag}`; }
 function fileName(path) { return path.split("/").pop(); }  // (API paths use /; a backslash is part of a name)
-function fmtScore(s) { return Number(s).toFixed(3); }
+function fmtScore(s) { return s === null || s === undefined ? "" : Number(s).toFixed(3); }
+function altText(hit) {  // what the image shows, as far as the library knows; else its file name
+  const f = hit.fields || {};
+  const text = f.description || f.title || f.caption;
+  if (text) return String(text);
+  const tags = (hit.tags || []).map((t) => t.tag || t);
+  return tags.length ? `${fileName(hit.path)}: ${tags.join(", ")}` : fileName(hit.path);
+}
 function fmtBytes(n) { return n > 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${Math.max(1, Math.round(n / 1e3))} kB`; }
 
 // ------------------------------------------------------------------------------------------------ status
@@ -88,9 +137,10 @@ async function refreshStatus() {
     }
     if (s.errors) text += ` · ${s.errors} unreadable`;
     $("#status").textContent = text;
-    if (!state.searched) showWelcome();
+    if (!s.images) { if (!state.loading && (state.needsLoad || !state.drawnKey)) showWelcome(); }
+    else if (state.needsLoad && !state.loading) { state.needsLoad = false; load(state.view || viewFromControls()); }
   } catch (err) {
-    $("#status").textContent = `server unreachable (${err.message})`;
+    $("#status").textContent = err.code === "offline" ? "Server unreachable: retrying…" : err.message;
   }
   setTimeout(refreshStatus, delay);
 }
@@ -121,8 +171,6 @@ function showWelcome() {
       "Index now") : null;
     showMessage("No images yet", folders.length ? [`Index ${folders.join(", ")} to start searching.`] :
       ["Start the server with a folder to index: picseek serve ~/Pictures"], "empty", action);
-  } else {
-    showMessage("Search your images", ["Type what you are looking for, or drop an example image."], "welcome");
   }
 }
 
@@ -155,80 +203,328 @@ function updateFilterCount() {
   const n = whereFilters().length;
   const badge = $("#filter-count");
   badge.textContent = n; badge.hidden = n === 0;
+  const all = n + state.tags.length + ($("#threshold").value.trim() ? 1 : 0) + (state.image ? 1 : 0);
+  const fold = $("#fold-count");
+  fold.textContent = all; fold.hidden = all === 0;
 }
 
-async function search(extra = {}) {
-  const text = extra.text !== undefined ? extra.text : $("#q").value.trim();
-  const image = extra.noImage ? null : state.image;
-  if (!text && !image && !state.tags.length) { $("#q").focus(); return; }
-  state.searched = true;
-  const params = new URLSearchParams();
-  params.set("limit", $("#limit").value);
-  params.set("sort", $("#sort").value);
-  const threshold = $("#threshold").value.trim();
-  if (threshold) params.set("threshold", threshold);
-  for (const w of whereFilters()) params.append("where", w);
-  if (!extra.similar) for (const t of state.tags) params.append("tags", t);
-  const words = [text, ...state.tags.map(tagTerm)].filter(Boolean).join(" ");
-  let label = image ? [words, "the example image"].filter(Boolean).join(" + ") : words;
-  $("#go").disabled = true;
-  $("#results").setAttribute("aria-busy", "true");
-  try {
-    let res;
-    if (extra.similar) {
-      params.delete("sort");
-      res = await api(`/api/images/${extra.similar.id}/similar?${params}`);
-      label = `images like ${fileName(extra.similar.path)}`;
-    } else if (image) {
-      const form = new FormData();
-      form.set("text", text);
-      form.set("image", image, image.name || "pasted-image");
-      for (const [k, v] of params) form.append(k, v);
-      res = await api("/api/search", { method: "POST", body: form });
-    } else {
-      params.set("q", text);
-      res = await api(`/api/search?${params}`);
-    }
-    showHits(res, label);
-    history.replaceState(null, "", text && !image ? `?q=${encodeURIComponent(text)}` : location.pathname);
-  } catch (err) {
-    showHits(null);
-    if (err.code === "empty_library" || err.code === "indexing") { state.searched = false; showWelcome(); }
-    else showMessage("That search did not work", [err.message], "error");
-  } finally {
-    $("#go").disabled = false;
-    $("#results").removeAttribute("aria-busy");
+// The view the controls describe. Nothing to search for (no words, image or tags): browse the library.
+function viewFromControls(extra = {}) {
+  return {
+    q: extra.q !== undefined ? extra.q : $("#q").value.trim(),
+    tags: [...state.tags], where: whereFilters(), sort: $("#sort").value,
+    threshold: $("#threshold").value.trim(), limit: $("#limit").value,
+    similar: extra.similar || null, similarName: extra.similarName || null,
+    image: extra.similar ? null : state.image,
+  };
+}
+
+function isBrowse(view) { return !view.q && !view.image && !view.similar; }
+
+// The view as a query string: what a copied URL reproduces and Back/Forward restore (an uploaded image cannot be).
+function urlParams(view, openId = null) {
+  const p = new URLSearchParams();
+  if (view.similar) p.set("similar", view.similar);
+  else if (view.q) p.set("q", view.q);
+  for (const t of view.tags) p.append("tags", t);
+  for (const w of view.where) p.append("where", w);
+  if (view.sort !== "relevance") p.set("sort", view.sort);
+  if (view.threshold) p.set("threshold", view.threshold);
+  if (view.limit !== "50") p.set("limit", view.limit);
+  if (openId !== null) p.set("open", openId);
+  const text = p.toString();
+  return text ? `?${text}` : location.pathname;
+}
+
+function viewKey(view) { return urlParams(view) + (view.image ? `#image${state.imageSerial}` : ""); }
+
+function writeUrl(view, push) {
+  const url = urlParams(view);
+  if (url === urlParams(viewFromUrl())) { if (!push) history.replaceState(null, "", url); return; }
+  if (push) history.pushState(null, "", url); else history.replaceState(null, "", url);
+}
+
+function viewFromUrl() {
+  const p = new URLSearchParams(location.search);
+  const similar = /^\d+$/.test(p.get("similar") || "") ? p.get("similar") : null;
+  return {
+    q: similar ? `id:${similar}` : (p.get("q") || "").trim(), tags: p.getAll("tags"), where: p.getAll("where"),
+    sort: SORTS[p.get("sort")] ? p.get("sort") : "relevance", threshold: p.get("threshold") || "",
+    limit: /^\d+$/.test(p.get("limit") || "") ? p.get("limit") : "50", similar, similarName: null, image: null,
+    open: /^\d+$/.test(p.get("open") || "") ? Number(p.get("open")) : null,
+  };
+}
+
+// Set the controls to a view (from the URL): the search box, tag chips, sort, score, page size and filters.
+function applyToControls(view) {
+  $("#q").value = view.q;
+  state.tags = [...view.tags];
+  renderTagChips();
+  $("#sort").value = view.sort;
+  $("#threshold").value = view.threshold;
+  const limit = $("#limit");
+  if (![...limit.options].some((o) => o.value === view.limit)) limit.append(el("option", {}, view.limit));
+  limit.value = view.limit;
+  for (const k of Object.keys(WHERE)) $(`#f-${k}`).value = "";
+  $("#field-filters").replaceChildren();
+  for (const w of view.where) {
+    const m = /^(taken>=|taken<=|folder=|camera~)(.*)$/.exec(w);
+    const key = m && { "taken>=": "from", "taken<=": "to", "folder=": "folder", "camera~": "camera" }[m[1]];
+    if (key && !$(`#f-${key}`).value) { $(`#f-${key}`).value = m[2]; continue; }
+    const f = /^([^=~<>!]+?)\s*(>=|<=|!=|=|~|>|<)\s*(.*)$/.exec(w);
+    if (f) addFieldRow(f[1], f[2], f[3]);
+  }
+  if (view.where.length) $("#filters").open = true;
+  if (view.image === null && state.image) clearImage();
+  updateFilterCount();
+}
+
+// Search or browse with what the controls say, and write it into the URL (push: a new history entry).
+function run({ push = true, ...extra } = {}) {
+  const view = viewFromControls(extra);
+  writeUrl(view, push);
+  return load(view);
+}
+
+function describe(view) {
+  const words = [view.q, ...view.tags.map(tagTerm)].filter(Boolean).join(" ");
+  if (view.similar) return `images like ${view.similarName || `id:${view.similar}`}`;
+  return view.image ? [words, "the example image"].filter(Boolean).join(" + ") : words;
+}
+
+// What produced the grid, in one line: the query, the filters, the minimum score and the order.
+function conditions(view) {
+  const parts = [];
+  if (view.where.length) parts.push(`filters: ${view.where.join(", ")}`);
+  if (isBrowse(view)) {
+    if (view.tags.length) parts.push(`tags: ${view.tags.join(", ")}`);
+    return parts;
+  }
+  if (view.threshold) parts.push(`score ≥ ${view.threshold}`);
+  if (!view.similar || view.sort !== "relevance") parts.push(`sorted ${SORTS[view.sort]}`);
+  return parts;
+}
+
+function setLoading(view) {
+  state.loading = !!view;
+  const grid = $("#results");
+  const spinner = $("#loading .spinner");
+  if (view) {
+    grid.setAttribute("aria-busy", "true");
+    grid.classList.add("stale");
+    spinner.hidden = false;
+    $("#loading-text").textContent = isBrowse(view) ? "Loading your library…" : `Searching for “${describe(view)}”…`;
+  } else {
+    grid.removeAttribute("aria-busy");
+    grid.classList.remove("stale");
+    spinner.hidden = true;
+    $("#loading-text").textContent = "";
   }
 }
 
-function showHits(res, label = "") {
-  const grid = $("#results");
-  state.hits = res ? res.hits : [];
-  grid.replaceChildren(...state.hits.map(tileFor));
+// Load a view: one request at a time, each with its sequence number; a newer one aborts the older, and only the
+// newest answer is drawn. Returns when it is drawn (or dropped).
+async function load(view) {
+  const seq = ++state.seq;
+  if (state.controller) state.controller.abort();
+  const controller = new AbortController();
+  state.controller = controller;
+  state.view = view;
+  state.paging = false;
+  setLoading(view);
+  const params = new URLSearchParams();
+  params.set("limit", view.limit);
+  for (const w of view.where) params.append("where", w);
+  try {
+    let res;
+    if (isBrowse(view)) {
+      for (const t of view.tags) params.append("tags", t);
+      res = await api(`/api/browse?${params}`, { signal: controller.signal });
+    } else {
+      if (view.threshold) params.set("threshold", view.threshold);
+      params.set("sort", view.sort);
+      if (view.similar) {
+        res = await api(`/api/images/${view.similar}/similar?${params}`, { signal: controller.signal });
+      } else {
+        for (const t of view.tags) params.append("tags", t);
+        if (view.image) {
+          const form = new FormData();
+          form.set("text", view.q);
+          form.set("image", view.image, view.image.name || "pasted-image");
+          for (const [k, v] of params) form.append(k, v);
+          res = await api("/api/search", { method: "POST", body: form, signal: controller.signal });
+        } else {
+          params.set("q", view.q);
+          res = await api(`/api/search?${params}`, { signal: controller.signal });
+        }
+      }
+    }
+    if (seq !== state.seq) return;  // a newer request started meanwhile: its answer is the one to draw
+    setLoading(null);
+    draw(view, res);
+  } catch (err) {
+    if (err.name === "AbortError" || seq !== state.seq) return;
+    setLoading(null);
+    drawError(view, err);
+  }
+}
+
+function clearGrid() {
+  state.hits = []; state.next = null; state.month = null;
+  $("#results").replaceChildren();
+  $("#more").hidden = true;
+  $("#summary").hidden = true;
+}
+
+function drawError(view, err) {
+  clearGrid();
+  state.drawnKey = viewKey(view);
+  if (err.code === "empty_library" || err.code === "indexing") {
+    state.needsLoad = true;
+    if (state.status && state.status.images === 0) showWelcome();
+    else showMessage("No images yet", [err.message], "empty");
+    return;
+  }
+  const title = err.code === "offline" ? "The server cannot be reached" : isBrowse(view)
+    ? "Your library could not be shown" : "That search did not work";
+  const retry = el("button", { type: "button", class: "primary retry", onclick: () => load(view) }, "Retry");
+  showMessage(title, [err.message], "error", retry);
+  $("#message").dataset.code = err.code || "";
+}
+
+function summaryLine(view, res) {
+  const rest = conditions(view);
+  if (isBrowse(view)) {
+    const n = state.hits.length;
+    return [`All images, newest first: ${n.toLocaleString()}${state.next ? "+" : ""} shown`, ...rest].join(" · ");
+  }
+  return [`${res.count} result${res.count === 1 ? "" : "s"} for “${describe(view)}”`, ...rest,
+    `${Math.round(res.took_ms)} ms`].join(" · ");
+}
+
+function draw(view, res) {
+  clearGrid();
+  state.drawnKey = viewKey(view);
+  state.needsLoad = false;
   const summary = $("#summary");
-  if (!res) { summary.hidden = true; return; }
-  if (!state.hits.length) {
-    summary.hidden = true;
-    const filtered = whereFilters().length || $("#threshold").value || state.tags.length;
+  summary.dataset.q = view.q;
+  summary.dataset.sort = view.sort;
+  summary.dataset.where = view.where.join("\n");
+  if (!res.hits.length) {
+    const filtered = view.where.length || view.threshold || view.tags.length;
+    if (isBrowse(view)) {
+      showMessage("No images match", res.note ? [res.note] : ["Remove a filter or tag to see more."], "nothing");
+      return;
+    }
     const advice = filtered ? "Try lowering the minimum score or removing filters or tags."
       : "Try other words, or an example image.";
-    showMessage(`Nothing found for “${label}”`, res.note ? [res.note, advice] : [advice], "nothing");
+    showMessage(`Nothing found for “${describe(view)}”`, res.note ? [res.note, advice] : [advice], "nothing");
+    const line = conditions(view);
+    if (line.length) { summary.textContent = `No results for “${describe(view)}” · ${line.join(" · ")}`; summary.hidden = false; }
     return;
   }
   hideMessage();
-  summary.textContent = `${res.count} result${res.count === 1 ? "" : "s"} for “${label}” · ${Math.round(res.took_ms)} ms`;
+  appendHits(view, res.hits);
+  if (isBrowse(view)) state.next = res.next;
+  $("#more").hidden = !state.next;
+  summary.textContent = summaryLine(view, res);
   summary.hidden = false;
+  syncDetail();
+}
+
+function monthOf(hit) {
+  const d = hit.date || hit.taken_at;
+  if (!d) return "Undated";
+  const date = new Date(`${d.slice(0, 7)}-01T00:00:00Z`);
+  return Number.isNaN(date.getTime()) ? "Undated" : MONTHS.format(date);
+}
+
+function appendHits(view, hits) {
+  const grid = $("#results");
+  const nodes = [];
+  for (const hit of hits) {
+    if (isBrowse(view)) {
+      const month = monthOf(hit);
+      if (month !== state.month) {
+        state.month = month;
+        nodes.push(el("li", { class: "month", role: "presentation" }, el("h2", {}, month)));
+      }
+    }
+    nodes.push(tileFor(hit, state.hits.length));
+    state.hits.push(hit);
+  }
+  grid.append(...nodes);
+}
+
+// Browse: the next page (infinite scroll, or the "Load more" button), for the view on screen only.
+async function loadMore() {
+  const view = state.view;
+  if (!state.next || state.paging || state.loading || !view || !isBrowse(view)) return;
+  const seq = state.seq;
+  state.paging = true;
+  const button = $("#more-button");
+  button.textContent = "Loading…";
+  button.setAttribute("aria-busy", "true");
+  const params = new URLSearchParams({ limit: view.limit, after: state.next });
+  for (const w of view.where) params.append("where", w);
+  for (const t of view.tags) params.append("tags", t);
+  try {
+    const res = await api(`/api/browse?${params}`, { signal: state.controller && state.controller.signal });
+    if (seq !== state.seq) return;
+    appendHits(view, res.hits);
+    state.next = res.next;
+    $("#more").hidden = !state.next;
+    $("#summary").textContent = summaryLine(view, res);
+  } catch (err) {
+    if (err.name === "AbortError" || seq !== state.seq) return;
+    showMessage("The next page could not be loaded", [err.message], "error",
+      el("button", { type: "button", class: "primary retry", onclick: () => { hideMessage(); loadMore(); } },
+        "Retry"));
+  } finally {
+    if (seq === state.seq) {
+      state.paging = false;
+      button.textContent = "Load more";
+      button.removeAttribute("aria-busy");
+      // Still in sight (a tall screen, a short page): keep going.
+      if (state.next && nearBottom()) setTimeout(loadMore, 0);
+    }
+  }
+}
+
+function nearBottom() {
+  const more = $("#more");
+  return !more.hidden && more.getBoundingClientRect().top < window.innerHeight + 600;
+}
+
+function wirePaging() {
+  $("#more-button").addEventListener("click", loadMore);
+  if ("IntersectionObserver" in window) {
+    new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting)) loadMore(); },
+      { rootMargin: "600px 0px" }).observe($("#more"));
+  }
 }
 
 function tileFor(hit, index) {
   const node = $("#tile").content.firstElementChild.cloneNode(true);
   const button = node.querySelector(".tile");
   const img = node.querySelector("img");
-  img.src = hit.thumbnail_url; img.alt = fileName(hit.path);
+  img.src = hit.thumbnail_url; img.alt = altText(hit);
   node.querySelector(".name").textContent = fileName(hit.path);
-  node.querySelector(".score").textContent = fmtScore(hit.score);
-  button.title = `${fileName(hit.path)} · score ${fmtScore(hit.score)}`;
-  button.dataset.id = hit.id; button.dataset.path = hit.path; button.dataset.score = hit.score;
+  const score = node.querySelector(".score");
+  if (hit.score === null || hit.score === undefined) score.remove();
+  else score.textContent = fmtScore(hit.score);
+  const via = VIA[hit.via];
+  if (via) {
+    const badge = node.querySelector(".via");
+    badge.textContent = via[0]; badge.title = via[1]; badge.hidden = false;
+    badge.dataset.via = hit.via;
+  }
+  const parts = [fileName(hit.path), hit.score !== null && hit.score !== undefined ? `score ${fmtScore(hit.score)}` : null,
+    via ? via[1].toLowerCase() : null];
+  button.title = parts.filter(Boolean).join(" · ");
+  button.dataset.id = hit.id; button.dataset.path = hit.path;
+  if (hit.score !== null && hit.score !== undefined) button.dataset.score = hit.score;
+  if (hit.via) button.dataset.via = hit.via;
   button.addEventListener("click", () => openDetail(index));
   return node;
 }
@@ -256,12 +552,14 @@ function setImage(file) {
   }
   if (state.imageUrl) URL.revokeObjectURL(state.imageUrl);
   state.image = file;
+  state.imageSerial += 1;
   state.imageUrl = URL.createObjectURL(file);
   const fig = $("#query-image");
   fig.querySelector("img").src = state.imageUrl;
   fig.hidden = false;
   $("#dropzone .drop-empty").hidden = true;
-  search();
+  updateFilterCount();
+  run();
 }
 
 function clearImage(event) {
@@ -271,6 +569,7 @@ function clearImage(event) {
   $("#query-image").hidden = true;
   $("#dropzone .drop-empty").hidden = false;
   $("#file").value = "";
+  updateFilterCount();
 }
 
 function wireImageInput() {
@@ -310,44 +609,76 @@ function renderChips(box, tags, onRemove) {
   }
 }
 
+function renderTagChips() {
+  renderChips($("#tag-chips"), state.tags, (t) => {
+    state.tags = state.tags.filter((x) => x !== t); renderTagChips(); updateFilterCount(); run();
+  });
+}
+
 function wireTagChips() {
   const input = $("#tag-input");
-  const rerender = () => renderChips($("#tag-chips"), state.tags, (t) => {
-    state.tags = state.tags.filter((x) => x !== t); rerender(); search();
-  });
   input.addEventListener("keydown", (e) => {
     if (e.key !== "Enter" && e.key !== ",") return;
     e.preventDefault();
     const t = input.value.trim().toLowerCase().replace(/^tag:/, "").replace(/"/g, "").replace(/\s+/g, " ");
-    if (t && !state.tags.includes(t)) { state.tags.push(t); rerender(); search(); }
+    if (t && !state.tags.includes(t)) { state.tags.push(t); renderTagChips(); updateFilterCount(); run(); }
     input.value = "";
   });
 }
 
 // ------------------------------------------------------------------------------------------------ detail
 
-async function openDetail(index) {
+// The detail view of the grid's hit `index`; its id goes into the URL (Back closes it, a copied URL reopens it).
+function openDetail(index, { push = true } = {}) {
   const hit = state.hits[index];
   if (!hit) return;
+  showDetail(hit, index, push);
+}
+
+async function showDetail(hit, index, push) {
   state.current = index;
+  state.detailHit = hit;
   const dialog = $("#detail");
   const img = $("#detail-img");
   img.src = `${hit.thumbnail_url}?size=640`;
-  img.alt = fileName(hit.path);
+  img.alt = altText(hit);
   const full = new Image();
-  full.onload = () => { if (state.current === index) img.src = full.src; };
+  full.onload = () => { if (state.detailHit === hit) img.src = full.src; };
   full.src = hit.image_url;
   $("#detail-title").textContent = fileName(hit.path);
-  $("#detail-score").textContent = `score ${fmtScore(hit.score)} · result ${index + 1} of ${state.hits.length}`;
+  const where = index >= 0 ? `result ${index + 1} of ${state.hits.length}` : "";
+  const via = VIA[hit.via] ? VIA[hit.via][1].toLowerCase() : "";
+  $("#detail-score").textContent = [hit.score !== null && hit.score !== undefined ? `score ${fmtScore(hit.score)}` : "",
+    where, via].filter(Boolean).join(" · ");
   $("#original").href = hit.image_url;
-  $("#prev").disabled = index === 0;
-  $("#next").disabled = index === state.hits.length - 1;
+  $("#prev").disabled = index <= 0;
+  $("#next").disabled = index < 0 || index === state.hits.length - 1;
+  const url = urlParams(state.view || viewFromControls(), hit.id);
+  const already = new URLSearchParams(location.search).get("open") !== null;
+  if (push && !already) history.pushState({ detail: true }, "", url);
+  else history.replaceState(already ? history.state : null, "", url);
   if (!dialog.open) dialog.showModal();
   try {
     const meta = await api(`/api/images/${hit.id}/metadata`);
-    if (state.current === index) renderMeta(meta);
+    if (state.detailHit === hit) renderMeta(meta);
   } catch (err) {
-    $("#detail-fields").replaceChildren(el("dt", {}, "error"), el("dd", {}, err.message));
+    if (state.detailHit === hit) $("#detail-fields").replaceChildren(el("dt", {}, "error"), el("dd", {}, err.message));
+  }
+}
+
+// Open or close the detail view as the URL says (after Back/Forward, or a copied URL once its view is drawn).
+async function syncDetail() {
+  const id = viewFromUrl().open;
+  const dialog = $("#detail");
+  if (id === null) { if (dialog.open) { state.closingForNav = true; dialog.close(); } return; }
+  if (dialog.open && state.detailHit && state.detailHit.id === id) return;
+  const index = state.hits.findIndex((h) => h.id === id);
+  if (index >= 0) { showDetail(state.hits[index], index, false); return; }
+  try {  // not in the grid: the image on its own
+    const meta = await api(`/api/images/${id}/metadata`);
+    if (viewFromUrl().open === id) showDetail({ ...meta, score: null, via: null }, -1, false);
+  } catch (err) {
+    history.replaceState(null, "", urlParams(state.view || viewFromUrl()));
   }
 }
 
@@ -380,7 +711,14 @@ function wireDetail() {
   $("#close").addEventListener("click", () => dialog.close());
   dialog.addEventListener("click", (e) => { if (e.target === dialog) dialog.close(); });
   dialog.addEventListener("close", () => {
-    const tile = document.querySelectorAll("#results .tile")[state.current];
+    const byNav = state.closingForNav;
+    state.closingForNav = false;
+    state.detailHit = null;
+    if (!byNav && new URLSearchParams(location.search).get("open") !== null) {
+      if (history.state && history.state.detail) history.back();
+      else history.replaceState(null, "", urlParams(state.view || viewFromUrl()));
+    }
+    const tile = state.current >= 0 && document.querySelectorAll("#results .tile")[state.current];
     if (tile) tile.focus();
   });
   $("#prev").addEventListener("click", () => openDetail(state.current - 1));
@@ -388,20 +726,25 @@ function wireDetail() {
   dialog.addEventListener("keydown", (e) => {
     if (e.target.tagName === "INPUT") return;
     if (e.key === "ArrowLeft" && state.current > 0) openDetail(state.current - 1);
-    if (e.key === "ArrowRight" && state.current < state.hits.length - 1) openDetail(state.current + 1);
+    if (e.key === "ArrowRight" && state.current >= 0 && state.current < state.hits.length - 1) {
+      openDetail(state.current + 1);
+    }
   });
   $("#similar").addEventListener("click", () => {
-    const hit = state.hits[state.current];
+    const hit = state.detailHit;
+    // Leave the detail's history entry as the plain view, then push the new view after it.
+    history.replaceState(null, "", urlParams(state.view || viewFromControls()));
+    state.closingForNav = true;
     dialog.close();
     clearImage();
     $("#q").value = `id:${hit.id}`;
-    search({ text: `id:${hit.id}`, noImage: true, similar: hit });
+    run({ q: `id:${hit.id}`, similar: String(hit.id), similarName: fileName(hit.path) });
   });
   const input = $("#detail-tag-input");
   input.addEventListener("keydown", async (e) => {
     if (e.key !== "Enter") return;
     e.preventDefault();
-    const hit = state.hits[state.current];
+    const hit = state.detailHit;
     const tag = input.value.trim();
     if (!tag) return;
     try {
@@ -423,7 +766,7 @@ function addFieldRow(key = "", op = "=", value = "") {
     el("input", { class: "f-key", placeholder: "field (e.g. photographer)", "aria-label": "field" }), select,
     el("input", { class: "f-value", placeholder: "value", "aria-label": "value" }),
     el("button", { type: "button", class: "link", "aria-label": "Remove this filter",
-      onclick: () => { row.remove(); updateFilterCount(); } }, "remove"));
+      onclick: () => { row.remove(); updateFilterCount(); run(); } }, "remove"));
   row.querySelector(".f-key").value = key;
   row.querySelector(".f-value").value = value;
   $("#field-filters").append(row);
@@ -435,26 +778,50 @@ function wireFilters() {
     for (const k of Object.keys(WHERE)) $(`#f-${k}`).value = "";
     $("#field-filters").replaceChildren();
     updateFilterCount();
-    if (state.searched) search();
+    run();
   });
   $("#filters").addEventListener("input", updateFilterCount);
-  $("#filters").addEventListener("change", () => { if (state.searched) search(); });
+  $("#filters").addEventListener("change", () => run());
   for (const id of ["#sort", "#limit", "#threshold"]) {
-    $(id).addEventListener("change", () => { if (state.searched) search(); });
+    $(id).addEventListener("change", () => { updateFilterCount(); run(); });
   }
 }
 
 // ------------------------------------------------------------------------------------------------ start
 
+// Back/Forward: the view the URL names (drawn again only when it is another view), and its detail view.
+function onPopState() {
+  const view = viewFromUrl();
+  applyToControls(view);
+  const current = viewFromControls({ q: view.q, similar: view.similar, similarName: view.similar
+    && state.view && state.view.similar === view.similar ? state.view.similarName : null });
+  if (viewKey(current) === state.drawnKey && !state.loading) syncDetail();
+  else load(current);
+}
+
+// Phones: the image, tags, filters and sort fold behind one button, so results start near the top.
+function wireFold() {
+  const toggle = $("#fold-toggle");
+  toggle.addEventListener("click", () => {
+    const open = !$("#search-form").classList.contains("open");
+    $("#search-form").classList.toggle("open", open);
+    toggle.setAttribute("aria-expanded", String(open));
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
-  $("#search-form").addEventListener("submit", (e) => { e.preventDefault(); search(); });
+  $("#search-form").addEventListener("submit", (e) => { e.preventDefault(); run(); });
   $("#results").addEventListener("keydown", gridKeys);
   wireImageInput();
   wireTagChips();
   wireDetail();
   wireFilters();
+  wirePaging();
+  wireFold();
+  window.addEventListener("popstate", onPopState);
   refreshStatus();
-  const q = new URLSearchParams(location.search).get("q");
-  if (q) { $("#q").value = q; search(); }
-  else $("#q").focus();
+  const view = viewFromUrl();
+  applyToControls(view);
+  load(viewFromControls({ q: view.q, similar: view.similar }));
+  if (!view.q) $("#q").focus();
 });
