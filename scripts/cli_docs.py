@@ -4,8 +4,8 @@ from pathlib import Path
 import click
 
 from picseek import config
-from picseek.errors import EXIT_CODES
 from picseek.cli import cli
+from picseek.errors import EXIT_CODES
 
 
 def render() -> str:
