@@ -20,8 +20,9 @@ usage: scripts/install.sh [options]
                       training, BLIP re-ranking: the CPU build of torch is installed first) or dev (all the
                       tests need)
   --editable          install the checkout in editable (development) mode
-  --apt               also install the Debian packages the tests drive (chromium nginx openjdk-17-jre-headless),
-                      with sudo when not root; packages already installed are skipped
+  --apt               also install the Debian packages the tests drive (chromium nginx openjdk-17-jre-headless npm),
+                      with sudo when not root; packages already installed are skipped (npm too where Node.js
+                      brings its own)
   --apt-only          only install those Debian packages
   --torch-index URL   where an extra needs torch, the index it comes from, e.g. https://download.pytorch.org/whl/cpu
                       (default: pip's configured index; env PICSEEK_TORCH_INDEX)
@@ -38,7 +39,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # build) means pip finds the extra's `torch>=2.2,<3` already satisfied and never fetches the CUDA one.
 TORCH="torch==2.13.0"
 TORCH_EXTRAS=(torch dev)
-APT_PACKAGES=(chromium nginx openjdk-17-jre-headless)
+# npm: installs axe-core for the accessibility tests (.ci/run: npm ci --prefix tests/browser).
+APT_PACKAGES=(chromium nginx openjdk-17-jre-headless npm)
 VENV="" PYTHON="python3" EXTRAS="" EDITABLE=0 APT=0 PY_INSTALL=1 DRY=0
 TORCH_INDEX="${PICSEEK_TORCH_INDEX:-}"
 
@@ -71,6 +73,7 @@ apt_install() {
   fi
   local missing=() pkg
   for pkg in "${APT_PACKAGES[@]}"; do
+    if [ "$pkg" = npm ] && command -v npm >/dev/null; then continue; fi  # (Node.js from elsewhere brings its own)
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   if [ ${#missing[@]} -eq 0 ]; then

@@ -38,6 +38,17 @@ def need_program(name: str, *candidates: str) -> str:
     _missing(f"needs the program {name!r} (not on PATH)")
 
 
+def need_file(path, how: str):
+    """A file a test reads (an npm package's script, ...): its Path, or skip (fail under PICSEEK_TEST_STRICT) with
+    `how` to install it when it is missing."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        _missing(f"needs {path} ({how})")
+    return path
+
+
 def need_mount(*args: str) -> None:
     """Run `mount ARGS` (a tmpfs, a read-only bind mount: tests of full and read-only disks need root), or skip
     (fail under PICSEEK_TEST_STRICT) when it is refused."""

@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from .._version import __version__
-from . import errors
+from . import docs, errors
 from .indexer import BackgroundIndexer
 from .query import ensure_model
 from .routes import images, library, search
@@ -55,7 +55,7 @@ def create_app(lib, settings: ServerSettings | None = None, indexer: BackgroundI
         indexer.stop_watching(timeout=2)
         indexer.join(timeout=0)
 
-    app = FastAPI(title="picseek", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="picseek", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Find images by what they show: search an image library by words, example images, "
                               "tags and filters. See docs/api.md.")
     app.state.library, app.state.settings, app.state.indexer = lib, settings, indexer
@@ -63,6 +63,7 @@ def create_app(lib, settings: ServerSettings | None = None, indexer: BackgroundI
     for module in (search, images, library):
         app.include_router(module.router)
     _page(app)
+    docs.install(app)  # /docs and /redoc with their files served here (no CDN)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
