@@ -1,3 +1,4 @@
+import os
 import sqlite3
 
 import numpy as np
@@ -202,3 +203,29 @@ def test_recorded_run_logs_the_outcome_and_its_summary(tmp_path, raised, status)
     assert run["status"] == status and run["roots"] == ["/photos"] and run["stats"] == {"embedded": 3}
     assert calls == [1]
     s.close()
+
+
+def test_a_library_that_cannot_be_written_is_read_without_migrating_or_writing(tmp_path, monkeypatch):
+    """A read-only mount or another user's files: opened read-only (never a write, not even WAL set-up); a library
+    one migration behind (only the browse index missing) is read as it is."""
+    from picseek.store import sqlite as sqlite_module
+
+    s = SQLiteStore(tmp_path / "lib")
+    s.write_images([ImageRecord("/p/a.jpg", 1, 1, "h", {"taken_at": "2021-06-01T10:00:00"},
+                                {"main": np.ones(4, np.float32)})])
+    s.close()
+    db = sqlite3.connect(tmp_path / "lib" / "picseek.db")
+    db.execute("DROP INDEX images_browse")
+    db.execute("PRAGMA user_version=4")
+    db.commit()
+    db.close()
+    before = (tmp_path / "lib" / "picseek.db").read_bytes()
+    monkeypatch.setattr(sqlite_module.os, "access", lambda path, mode: mode != os.W_OK)
+    ro = SQLiteStore(tmp_path / "lib", create=False)
+    assert ro.read_only and ro.count() == 1 and ro.find_path("/p/a.jpg") == 1
+    assert ro.browse(ro.select([], [], [], ""), 10).items == [(1, "2021-06-01T10:00:00")]
+    assert ro.read("PRAGMA user_version")[0][0] == 4  # not migrated
+    with pytest.raises(LibraryError):
+        ro.add_tags([(1, "x", "user", None)])
+    ro.close()
+    assert (tmp_path / "lib" / "picseek.db").read_bytes() == before

@@ -7,9 +7,11 @@ index run writes (WAL). Vectors are float16 blobs in the database, mirrored per 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -93,6 +95,9 @@ MIGRATIONS: list[str] = [
     f"CREATE INDEX images_browse ON images({BROWSE_KEY}, id)",
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+# A library that cannot be written (a read-only mount, another user's files) is opened read-only where its schema
+# has every migration a search needs; what later ones add (the browse index) only makes a read faster.
+READABLE_FROM = 4
 
 
 def _under(roots: Sequence[str]) -> tuple[str, list]:
@@ -131,6 +136,9 @@ class SQLiteStore(SQLiteSearch):
                                    f"({config.command_for(self.folder, 'index FOLDER')})")
             self.folder.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        # (a disk mounted read-only, or files this user may not write: searched read-only, written never)
+        self.read_only = self.db_path.exists() and not (os.access(self.folder, os.W_OK)
+                                                        and os.access(self.db_path, os.W_OK))
         self._vectors = VectorCache(self.folder)
         self._migrate()
 
@@ -139,11 +147,12 @@ class SQLiteStore(SQLiteSearch):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False,
-                                       factory=_Connection)
+                conn = self._read_only_conn() if self.read_only else sqlite3.connect(
+                    self.db_path, timeout=60, isolation_level=None, check_same_thread=False, factory=_Connection)
                 conn.library = self.folder
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
+                if not self.read_only:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
             except sqlite3.DatabaseError as exc:
                 raise (library_io_error(exc, self.folder, DB_NAME, "opening")
@@ -151,6 +160,15 @@ class SQLiteStore(SQLiteSearch):
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
         return conn
+
+    def _read_only_conn(self) -> sqlite3.Connection:
+        """A connection that never writes: `mode=ro` (which reads a WAL library where its -shm file exists), else
+        `immutable=1` (a library whose last writer closed cleanly: nothing is left in a WAL file to read)."""
+        uri = "file:" + urllib.parse.quote(str(self.db_path.resolve()))
+        try:
+            return _opened(f"{uri}?mode=ro")
+        except sqlite3.DatabaseError:
+            return _opened(f"{uri}?immutable=1")
 
     def _tx(self):
         return _Transaction(self._conn())
@@ -165,7 +183,7 @@ class SQLiteStore(SQLiteSearch):
         if version > SCHEMA_VERSION:
             raise LibraryError(f"library {self.folder} was written by a newer picseek (schema {version}, this "
                                f"picseek knows {SCHEMA_VERSION}): upgrade picseek")
-        if version == SCHEMA_VERSION:
+        if version == SCHEMA_VERSION or (self.read_only and version >= READABLE_FROM):
             return
         with self._tx() as c:
             version = c.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated
@@ -447,6 +465,18 @@ class SQLiteStore(SQLiteSearch):
         """The database (with its WAL) and the caches next to it."""
         return sum(p.stat().st_size for p in self.folder.glob(DB_NAME + "*") if p.is_file()) + \
             self._vectors.disk_bytes()
+
+
+def _opened(uri: str) -> sqlite3.Connection:
+    """A connection to a database URI, checked by reading its schema (SQLite opens lazily)."""
+    conn = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None, check_same_thread=False,
+                           factory=_Connection)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError:
+        conn.close()
+        raise
+    return conn
 
 
 class _Connection(sqlite3.Connection):
