@@ -399,22 +399,28 @@ class Library:
         ids of indexed images (classified from their stored vectors, nothing decoded), or a mix; one may be given
         alone. An image that cannot be read gets `error` instead of labels.
         `lib.classify(labels)` (or `classify(labels=...)`): every image of the library, as `classify_all(labels)`
-        (report, predictions). `labels`: a list, or one string of comma-separated labels."""
+        (report, predictions). `labels`: a list, or one string of comma-separated labels.
+        With `store_tags` (ids only): labels whose probability reaches `min_score` become tags with source
+        "classify" (as classify_all stores them); returns the predictions."""
         if images is None and labels is None:
             raise UsageError("give the labels to classify between: classify(images, labels) or classify(labels)")
         if images is None or labels is None:
             return self.classify_all(labels if images is None else images, top=top, templates=templates,
                                      progress=progress, store_tags=store_tags, min_score=min_score)
-        if store_tags:
-            raise UsageError("store_tags goes with classifying the whole library: classify_all(labels, "
-                             "store_tags=True)")
         from .learn import classify as learn_classify
 
         if isinstance(images, (str, os.PathLike, Image.Image, int)):
             images = [images]
+        images = list(images)
+        if store_tags and not all(isinstance(x, int) and not isinstance(x, bool) for x in images):
+            raise UsageError("store_tags needs indexed images (their ids), or the whole library: "
+                             "classify_all(labels, store_tags=True)")
+        templates = tuple(templates or learn_classify.DEFAULT_TEMPLATES)
+        if store_tags:
+            return learn_classify.classify_ids_to_tags(self.embedder(), self.store, images, _labels(labels),
+                                                       templates=templates, top=top, min_score=min_score)
         return learn_classify.classify_images(
-            self.embedder(), list(images), _labels(labels), templates=tuple(templates or
-                                                                            learn_classify.DEFAULT_TEMPLATES),
+            self.embedder(), images, _labels(labels), templates=templates,
             top=top, progress=progress, store=self.store, max_pixels=config.get("max_image_pixels"))
 
     def classify_all(self, labels: Iterable[str] | str, *, store_tags: bool = False, min_score: float = 0.3,
@@ -427,6 +433,20 @@ class Library:
         return learn_classify.classify_library(
             self, _labels(labels), templates=tuple(templates or learn_classify.DEFAULT_TEMPLATES), top=top,
             store_tags=store_tags, min_score=min_score, progress=progress)
+
+    def tag_images(self, ids: Iterable[int], add: Iterable[str] = (), remove: Iterable[str] = ()) -> dict:
+        """Add and remove tags (source "user") on many indexed images at once; ids that are not indexed images are
+        a UsageError naming them, and nothing changes. Returns {"added": rows written, "removed": rows removed}."""
+        ids = list(dict.fromkeys(int(i) for i in ids))
+        missing = sorted(set(ids) - set(self.store.get_images(ids)))
+        if missing:
+            raise UsageError("no indexed image with id " + ", ".join(map(str, missing[:20]))
+                             + (f" (and {len(missing) - 20} more)" if len(missing) > 20 else ""))
+        add, remove = list(add), list(remove)
+        add, remove = clean_tags(add) if add else [], clean_tags(remove) if remove else []
+        removed = self.store.remove_tags(ids, remove) if remove and ids else 0
+        added = self.store.add_tags([(i, t, tagging.USER, None) for i in ids for t in add]) if add else 0
+        return {"added": added, "removed": removed}
 
     def tag_counts(self) -> dict[str, int]:
         """Every tag in the library with the number of images that carry it, most used first."""

@@ -179,7 +179,10 @@ def test_classify_takes_files_pil_images_and_ids(lib, photos, tmp_path):
     assert len(one) == 1 and one[0].labels[0][0] == "red"
     assert lib.classify([], labels) == []
     with pytest.raises(UsageError, match="classify_all"):
-        lib.classify([red_id], labels, store_tags=True)
+        lib.classify([photos / "img_002.jpg"], labels, store_tags=True)
+    stored = lib.classify([red_id, 99999], labels, templates=["{label}"], top=1, store_tags=True, min_score=0.3)
+    assert stored[0].labels[0][0] == "red" and len(stored[0].labels) == 1 and stored[1].error
+    assert {"tag": "red", "source": "classify"}.items() <= lib.store.get_tags([red_id])[red_id][0].items()
     with pytest.raises(UsageError, match="at least two"):
         lib.classify([red_id], ["red"])
 

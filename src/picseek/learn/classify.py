@@ -169,6 +169,27 @@ def classify_library(library, labels: Sequence[str], *, templates: Sequence[str]
     return report, preds
 
 
+def classify_ids_to_tags(embedder, store, ids: Sequence[int], labels: Sequence[str], *,
+                         templates: Sequence[str] = DEFAULT_TEMPLATES, top: int = 3,
+                         min_score: float = 0.3) -> list[Prediction]:
+    """Indexed images (ids) classified from their stored vectors, and each label whose probability reaches
+    `min_score` stored as a tag with source "classify", as `classify_library` stores them (earlier classify tags of
+    these labels on these images replaced). Returns the predictions (best `top` labels); an id that is not an
+    indexed image gets `error`."""
+    if not 0 < min_score <= 1:
+        raise UsageError(f"--min-score must be in (0, 1], not {min_score}")
+    clean = clean_labels(labels)
+    preds = classify_images(embedder, [int(i) for i in ids], clean, templates=templates, top=len(clean),
+                            store=store)
+    ok = [p for p in preds if p.id is not None and not p.error]
+    rows = [(p.id, lab, prob) for p in ok for lab, prob in p.labels if prob >= min_score]
+    if ok:
+        _store_tags(store, [p.id for p in ok], clean, rows)
+    for p in preds:
+        p.labels = p.labels[:max(1, top)]
+    return preds
+
+
 def _store_tags(store, ids: list[int], labels: list[str], rows: list[tuple[int, str, float]]) -> int:
     """Replace earlier classify tags of `labels`; skip a tag an image already has from another source."""
     names = set(clean_tags(labels))

@@ -19,7 +19,7 @@ from .._version import __version__
 from . import docs, errors
 from .indexer import BackgroundIndexer
 from .query import ensure_model
-from .routes import images, library, search
+from .routes import actions, images, library, search
 from .security import GuardMiddleware
 from .settings import ServerSettings
 
@@ -60,7 +60,7 @@ def create_app(lib, settings: ServerSettings | None = None, indexer: BackgroundI
                               "tags and filters. See docs/api.md.")
     app.state.library, app.state.settings, app.state.indexer = lib, settings, indexer
     errors.install(app)
-    for module in (search, images, library):
+    for module in (search, images, library, actions):
         app.include_router(module.router)
     _page(app)
     docs.install(app)  # /docs and /redoc with their files served here (no CDN)

@@ -1,7 +1,7 @@
 """The JSON shapes of the REST API (pydantic): what OpenAPI documents and responses are checked against."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,6 +49,8 @@ class SearchOut(BaseModel):
     took_ms: float
     hits: list[HitOut]
     note: str | None = Field(None, description="why there are no hits when filters or tags matched no image")
+    next: str | None = Field(None, description="the token of the next page (pass it as `after` with the same "
+                             "parameters); null on the last page and for date sorts")
 
 
 class BrowseHitOut(HitOut):
@@ -145,3 +147,74 @@ class ModelsOut(BaseModel):
 class IndexStartOut(BaseModel):
     started: bool
     indexing: IndexStateOut
+
+
+ImageIdIn = Annotated[int, Field(ge=1, le=2**62)]
+
+
+class BulkTagsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[ImageIdIn] = Field(min_length=1, max_length=5000, description="indexed images' ids")
+    add: list[str] = Field(default_factory=list, max_length=100, description="tags to add (source user)")
+    remove: list[str] = Field(default_factory=list, max_length=100, description="tags to remove (any source)")
+
+
+class BulkTagsOut(BaseModel):
+    images: int = Field(description="how many images the change was applied to")
+    added: int = Field(description="tag rows written")
+    removed: int = Field(description="tag rows removed")
+    tags: dict[str, list[TagOut]] = Field(description="each image's tags now, by id")
+
+
+class DownloadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[ImageIdIn] = Field(min_length=1, max_length=100_000, description="indexed images' ids")
+
+
+class LabelOut(BaseModel):
+    label: str
+    probability: float
+
+
+class PredictionOut(BaseModel):
+    id: int | None = Field(None, description="the indexed image (null for an upload)")
+    path: str = Field(description="its path, shown for people (empty for an upload)")
+    labels: list[LabelOut] = Field(description="the most probable labels first")
+    error: str | None = None
+
+
+class ClassifyOut(BaseModel):
+    labels: list[str] = Field(description="the labels classified between (cleaned, in order)")
+    took_ms: float
+    predictions: list[PredictionOut]
+
+
+class ClassifyTagsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[ImageIdIn] = Field(default_factory=list, max_length=5000, description="indexed images' ids")
+    all: bool = Field(False, description="classify every image of the library instead of `ids`")
+    labels: str = Field(max_length=5000, description="comma-separated labels")
+    min_score: float = Field(0.3, gt=0, le=1, description="store a label as a tag from this probability on")
+
+
+class ClassifyTagsOut(ClassifyOut):
+    tags: dict[str, list[TagOut]] = Field(description="each image's tags now, by id (not with `all`)")
+    report: dict[str, Any] | None = Field(None, description="with `all`: images, tags written, and per label the "
+                                          "images whose best label it is")
+
+
+class ErrorRowOut(BaseModel):
+    path: str
+    reason: str | None = None
+    size: int | None = None
+    at: float | None = None
+
+
+class ErrorsOut(BaseModel):
+    total: int = Field(description="files that could not be indexed")
+    offset: int
+    errors: list[ErrorRowOut]
+    next: int | None = Field(description="the offset of the next page; null on the last")

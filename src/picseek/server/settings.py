@@ -29,6 +29,8 @@ class ServerSettings:
       address, loopback names and these when given. "*" accepts any.
     folders: the folders an index run (at start and POST /api/index) scans; a request never names a path.
     watch: follow the folders (ingest/watch.py): file events and periodic re-scans keep the library in step.
+    max_download_images, max_download_bytes: the most images, and the most bytes of their files, one zip of
+      POST /api/download may hold.
     """
 
     host: str = "127.0.0.1"
@@ -41,6 +43,8 @@ class ServerSettings:
     max_upload_bytes: int = 20_000_000
     max_upload_pixels: int = 50_000_000
     thumb_size: int = 320
+    max_download_images: int = 1000
+    max_download_bytes: int = 2_000_000_000
     index_workers: int | None = None
     index_on_start: bool = True
     watch: bool = False
@@ -75,6 +79,8 @@ class ServerSettings:
                              "string)")
         if self.max_upload_bytes < 1 or self.max_upload_pixels < 1:
             raise UsageError("upload limits must be positive")
+        if self.max_download_images < 1 or self.max_download_bytes < 1:
+            raise UsageError("download limits must be positive")
         for folder in self.folders:
             if not os.path.isdir(folder):
                 raise UsageError(f"not a folder: {folder}")

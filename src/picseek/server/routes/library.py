@@ -1,12 +1,14 @@
 """The library as a whole: status (with index progress), starting an index run, the models."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
 
 from ..._version import __version__
-from ...paths import shown_all
+from ...paths import shown, shown_all
 from ..errors import ApiError
-from ..schemas import IndexStartOut, ModelsOut, StatusOut
+from ..schemas import ErrorsOut, IndexStartOut, ModelsOut, StatusOut
 from ..security import token_needed, write_access
 from .common import errors, library_of
 
@@ -43,3 +45,20 @@ def models(request: Request) -> dict:
     from ...models.registry import list_models
 
     return {"library_model": library_of(request).recorded_model, "models": list_models()}
+
+
+MAX_ERROR_OFFSET = 100_000
+
+
+@router.get("/errors", response_model=ErrorsOut)
+def index_errors(request: Request,
+                 limit: Annotated[int, Query(ge=1, le=500, description="rows per page")] = 100,
+                 offset: Annotated[int, Query(ge=0, le=MAX_ERROR_OFFSET, description="rows to skip (the `next` of "
+                                                                                      "the page before)")] = 0) -> dict:
+    """The files that could not be indexed (path, reason, size, when), by path, a page at a time."""
+    store = library_of(request).store
+    total = store.error_count()
+    rows = store.errors(offset + limit)[offset:] if offset < total else []
+    nxt = offset + limit if offset + limit < total and offset + limit <= MAX_ERROR_OFFSET else None
+    return {"total": total, "offset": offset, "next": nxt,
+            "errors": [{**r, "path": shown(r["path"])} for r in rows[:limit]]}

@@ -2,6 +2,9 @@
 Library.browse."""
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -35,6 +38,43 @@ Keywords = Annotated[bool, Query(description="fuse keyword matches (file names, 
                                              "vector ranking")]
 Adaptive = Annotated[bool, Query(description="drop hits that score far below the best")]
 ImageId = Annotated[int, PathParam(ge=1, le=2**62, description="an indexed image's id")]
+After = Annotated[str | None, Query(max_length=200, description="the `next` token of the page before: the hits after "
+                                                                "those (the same search's parameters again)")]
+MAX_DEPTH = 5000  # the deepest hit a search pages to
+
+
+def _key(*parts) -> str:
+    """What a `next` token is bound to: the search's parameters (the page size aside)."""
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
+def _token(shown: int, key: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"n": shown, "k": key}).encode()).decode().rstrip("=")
+
+
+def _shown(after: str | None, key: str) -> int:
+    """How many hits the pages before showed, from a `next` token of this same search; 400 bad_cursor otherwise."""
+    if after is None:
+        return 0
+    try:
+        d = json.loads(base64.urlsafe_b64decode(after + "=" * (-len(after) % 4)))
+        n, k = int(d["n"]), d["k"]
+    except (ValueError, TypeError, KeyError):
+        n, k = -1, None
+    if k != key or not 0 < n < MAX_DEPTH:
+        raise ApiError(400, "bad_cursor", "bad page token: pass the `next` value the previous page of this same "
+                       "search handed out, with the same query, filters and sort")
+    return n
+
+
+def _paged(search, shown: int, limit: int, key: str, sort: str):
+    """One page of a search: the search run for the hits shown so far plus this page, the shown ones cut off; a
+    `next` token while a full page came back (relevance order only: a date sort orders the `limit` most relevant)."""
+    depth = min(shown + limit, MAX_DEPTH)
+    hits = search(depth)
+    page = hits[shown:depth]
+    nxt = _token(depth, key) if sort == "relevance" and len(hits) >= depth and depth < MAX_DEPTH else None
+    return page, getattr(hits, "note", None), nxt
 
 
 def _checked_where(where: list[str]) -> tuple[str, ...]:
@@ -51,21 +91,32 @@ def _options(limit: int, threshold: float | None, where: list[str], sort: str, s
                          adaptive=True if adaptive else None)
 
 
-def _answer(label: str, hits: list, t0: float, note: str | None = None) -> dict:
+def _answer(label: str, hits: list, t0: float, note: str | None = None, nxt: str | None = None) -> dict:
     return {"query": label, "count": len(hits), "took_ms": round((time.perf_counter() - t0) * 1000, 2),
-            "hits": [hit_json(h) for h in hits], "note": note}
+            "hits": [hit_json(h) for h in hits], "note": note, "next": nxt}
 
 
 @router.get("/search", response_model=SearchOut, responses=errors(400, 409, 413, 503))
 def search_get(request: Request, q_text: QText = "", limit: Limit = 20, threshold: Threshold = None,
                where: Where = [], sort: Sort = "relevance", tags: Tags = [],  # noqa: B006
-               soft_tags: SoftTags = False, keywords: Keywords = True, adaptive: Adaptive = False) -> dict:
-    """Search by a query string (the same query language as `picseek search`), optionally with filters."""
+               soft_tags: SoftTags = False, keywords: Keywords = True, adaptive: Adaptive = False,
+               after: After = None) -> dict:
+    """Search by a query string (the same query language as `picseek search`), optionally with filters. `next`:
+    the token of the following page (pass it as `after` with the same parameters)."""
     t0 = time.perf_counter()
+    key = _key("get", q_text, sorted(tags), where, threshold, sort, soft_tags, keywords, adaptive)
+    shown = _shown(after, key)
     require_images(request)
-    label, hits, note = q.run(library_of(request), q.compose(q_text, tags),
-                              request=_options(limit, threshold, where, sort, soft_tags, keywords, adaptive))
-    return _answer(label, hits, t0, note)
+    text, found = q.compose(q_text, tags), {}
+
+    def search(depth):
+        found["label"], hits, note = q.run(library_of(request), text, request=_options(
+            depth, threshold, where, sort, soft_tags, keywords, adaptive))
+        hits.note = note
+        return hits
+
+    hits, note, nxt = _paged(search, shown, limit, key, sort)
+    return _answer(found["label"], hits, t0, note, nxt)
 
 
 @router.post("/search", response_model=SearchOut, responses=errors(400, 409, 413, 415, 503))
@@ -82,32 +133,52 @@ def search_post(request: Request,
                 tags: Annotated[list[str], Form(max_length=50)] = [],  # noqa: B006
                 soft_tags: Annotated[bool, Form()] = False,
                 keywords: Annotated[bool, Form()] = True,
-                adaptive: Annotated[bool, Form()] = False) -> dict:
+                adaptive: Annotated[bool, Form()] = False,
+                after: Annotated[str | None, Form(max_length=200, description="the `next` token of the page "
+                                                                           "before")] = None) -> dict:
     """Search with text, an uploaded example image, or both (multipart/form-data), plus tags and filters."""
     t0 = time.perf_counter()
     settings = request.app.state.settings
-    img = None
+    img, digest = None, None
     if image is not None and (image.filename or image.size):
         data = image.file.read(settings.max_upload_bytes + 1)
         img = q.load_upload(data, settings.max_upload_bytes, settings.max_upload_pixels)
+        digest = hashlib.sha256(data).hexdigest()
+    key = _key("post", text, digest, image_weight, sorted(tags), where, threshold, sort, soft_tags, keywords,
+               adaptive)
+    shown = _shown(after, key)
     require_images(request)
-    label, hits, note = q.run(library_of(request), q.compose(text, tags), image=img, image_weight=image_weight,
-                              request=_options(limit, threshold, where, sort, soft_tags, keywords, adaptive))
-    return _answer(label, hits, t0, note)
+    composed, found = q.compose(text, tags), {}
+
+    def search(depth):
+        found["label"], hits, note = q.run(library_of(request), composed, image=img, image_weight=image_weight,
+                                           request=_options(depth, threshold, where, sort, soft_tags, keywords,
+                                                            adaptive))
+        hits.note = note
+        return hits
+
+    hits, note, nxt = _paged(search, shown, limit, key, sort)
+    return _answer(found["label"], hits, t0, note, nxt)
 
 
 @router.get("/images/{image_id}/similar", response_model=SearchOut, tags=["images"],
             responses=errors(400, 404, 503))
 def similar(request: Request, image_id: ImageId, limit: Limit = 20, threshold: Threshold = None,
-            where: Where = [], sort: Sort = "relevance") -> dict:  # noqa: B006
+            where: Where = [], sort: Sort = "relevance", after: After = None) -> dict:  # noqa: B006
     """More like this: the images nearest to an indexed one (the image itself left out)."""
     t0 = time.perf_counter()
+    key = _key("similar", image_id, where, threshold, sort)
+    shown = _shown(after, key)
     image_row(request, image_id)
     library = library_of(request)
     opts = _options(limit, threshold, where, sort)
     q.ensure_model(library)
-    hits = library.similar(image_id, limit=limit, where=opts.where, threshold=threshold, sort=opts.sort)
-    return _answer(f"id:{image_id}", hits, t0, hits.note)
+
+    def search(depth):
+        return library.similar(image_id, limit=depth, where=opts.where, threshold=threshold, sort=opts.sort)
+
+    hits, note, nxt = _paged(search, shown, limit, key, sort)
+    return _answer(f"id:{image_id}", hits, t0, note, nxt)
 
 
 @router.get("/browse", response_model=BrowseOut, responses=errors(400, 409))

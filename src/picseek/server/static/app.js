@@ -38,6 +38,10 @@ const state = {
   needsLoad: false,   // the library was empty: load once images arrive
   loading: false,
   closingForNav: false,
+  selected: new Map(), // id -> hit: the tiles picked for an action (cleared when another view is drawn)
+  anchor: -1,         // the tile picked last: shift-click picks the range from it
+  errorsOffset: 0,    // the errors dialog: the next page's offset
+  classifyOne: null,  // the image the detail view's "Classify" chose (a hit), until a file or the selection is used
 };
 
 // ------------------------------------------------------------------------------------------------ helpers
@@ -127,7 +131,7 @@ async function refreshStatus() {
       delay = 1000;
       const what = ix.phase === "scan" ? "scanning folders…" :
         `indexing ${ix.done.toLocaleString()} / ${ix.total.toLocaleString()}`;
-      text += ` · ${what}`;
+      text += ` · ${what}` + (ix.errors ? ` (${ix.errors} unreadable)` : "");
       bar.hidden = false;
       bar.classList.toggle("indeterminate", !ix.done);
       bar.firstElementChild.style.width = ix.total ? `${(100 * ix.done / ix.total).toFixed(1)}%` : "";
@@ -135,8 +139,12 @@ async function refreshStatus() {
       bar.hidden = true;
       if (ix.phase === "failed" && ix.error) text += ` · last index run failed: ${ix.error}`;
     }
-    if (s.errors) text += ` · ${s.errors} unreadable`;
     $("#status").textContent = text;
+    const errorsLink = $("#errors-open");
+    errorsLink.hidden = !s.errors;
+    const last = !ix.running && ix.report ? ` (last run: ${ix.report.errors || 0})` : "";
+    errorsLink.textContent = `${s.errors.toLocaleString()} unreadable${last}`;
+    errorsLink.setAttribute("aria-label", `${s.errors} files could not be indexed${last}: show them`);
     if (!s.images) { if (!state.loading && (state.needsLoad || !state.drawnKey)) showWelcome(); }
     else if (state.needsLoad && !state.loading) { state.needsLoad = false; load(state.view || viewFromControls()); }
   } catch (err) {
@@ -332,33 +340,8 @@ async function load(view) {
   state.view = view;
   state.paging = false;
   setLoading(view);
-  const params = new URLSearchParams();
-  params.set("limit", view.limit);
-  for (const w of view.where) params.append("where", w);
   try {
-    let res;
-    if (isBrowse(view)) {
-      for (const t of view.tags) params.append("tags", t);
-      res = await api(`/api/browse?${params}`, { signal: controller.signal });
-    } else {
-      if (view.threshold) params.set("threshold", view.threshold);
-      params.set("sort", view.sort);
-      if (view.similar) {
-        res = await api(`/api/images/${view.similar}/similar?${params}`, { signal: controller.signal });
-      } else {
-        for (const t of view.tags) params.append("tags", t);
-        if (view.image) {
-          const form = new FormData();
-          form.set("text", view.q);
-          form.set("image", view.image, view.image.name || "pasted-image");
-          for (const [k, v] of params) form.append(k, v);
-          res = await api("/api/search", { method: "POST", body: form, signal: controller.signal });
-        } else {
-          params.set("q", view.q);
-          res = await api(`/api/search?${params}`, { signal: controller.signal });
-        }
-      }
-    }
+    const res = await fetchView(view, null, controller.signal);
     if (seq !== state.seq) return;  // a newer request started meanwhile: its answer is the one to draw
     setLoading(null);
     draw(view, res);
@@ -369,11 +352,38 @@ async function load(view) {
   }
 }
 
+// One page of a view: browse (`after`: the cursor), a search or "more like" (`after`: the page token).
+function fetchView(view, after, signal) {
+  const params = new URLSearchParams();
+  params.set("limit", view.limit);
+  for (const w of view.where) params.append("where", w);
+  if (after) params.set("after", after);
+  if (isBrowse(view)) {
+    for (const t of view.tags) params.append("tags", t);
+    return api(`/api/browse?${params}`, { signal });
+  }
+  if (view.threshold) params.set("threshold", view.threshold);
+  params.set("sort", view.sort);
+  if (view.similar) return api(`/api/images/${view.similar}/similar?${params}`, { signal });
+  for (const t of view.tags) params.append("tags", t);
+  if (view.image) {
+    const form = new FormData();
+    form.set("text", view.q);
+    form.set("image", view.image, view.image.name || "pasted-image");
+    for (const [k, v] of params) form.append(k, v);
+    return api("/api/search", { method: "POST", body: form, signal });
+  }
+  params.set("q", view.q);
+  return api(`/api/search?${params}`, { signal });
+}
+
 function clearGrid() {
   state.hits = []; state.next = null; state.month = null;
   $("#results").replaceChildren();
   $("#more").hidden = true;
   $("#summary").hidden = true;
+  $("#select-all").hidden = true;
+  clearSelection();
 }
 
 function drawError(view, err) {
@@ -398,7 +408,8 @@ function summaryLine(view, res) {
     const n = state.hits.length;
     return [`All images, newest first: ${n.toLocaleString()}${state.next ? "+" : ""} shown`, ...rest].join(" · ");
   }
-  return [`${res.count} result${res.count === 1 ? "" : "s"} for “${describe(view)}”`, ...rest,
+  const n = state.hits.length;
+  return [`${n} result${n === 1 ? "" : "s"}${state.next ? "+" : ""} for “${describe(view)}”`, ...rest,
     `${Math.round(res.took_ms)} ms`].join(" · ");
 }
 
@@ -424,9 +435,9 @@ function draw(view, res) {
     return;
   }
   hideMessage();
+  state.next = res.next || null;
   appendHits(view, res.hits);
-  if (isBrowse(view)) state.next = res.next;
-  $("#more").hidden = !state.next;
+  showMore(view);
   summary.textContent = summaryLine(view, res);
   summary.hidden = false;
   syncDetail();
@@ -439,10 +450,18 @@ function monthOf(hit) {
   return Number.isNaN(date.getTime()) ? "Undated" : MONTHS.format(date);
 }
 
+function showMore(view) {
+  $("#more").hidden = !state.next;
+  $("#more-button").textContent = isBrowse(view) ? "Load more" : "More results";
+  $("#select-all").hidden = !state.hits.length;
+}
+
 function appendHits(view, hits) {
   const grid = $("#results");
   const nodes = [];
+  const shown = new Set(state.hits.map((h) => h.id));
   for (const hit of hits) {
+    if (shown.has(hit.id)) continue;  // (a search grown by a page may move a hit across the page boundary)
     if (isBrowse(view)) {
       const month = monthOf(hit);
       if (month !== state.month) {
@@ -456,37 +475,35 @@ function appendHits(view, hits) {
   grid.append(...nodes);
 }
 
-// Browse: the next page (infinite scroll, or the "Load more" button), for the view on screen only.
-async function loadMore() {
+// The next page (browse: infinite scroll or "Load more"; a search: "More results"), for the view on screen only.
+async function loadMore(event) {
   const view = state.view;
-  if (!state.next || state.paging || state.loading || !view || !isBrowse(view)) return;
+  if (!state.next || state.paging || state.loading || !view) return;
+  if (!isBrowse(view) && !(event && event.type === "click")) return;  // a search pages only when asked
   const seq = state.seq;
   state.paging = true;
   const button = $("#more-button");
   button.textContent = "Loading…";
   button.setAttribute("aria-busy", "true");
-  const params = new URLSearchParams({ limit: view.limit, after: state.next });
-  for (const w of view.where) params.append("where", w);
-  for (const t of view.tags) params.append("tags", t);
   try {
-    const res = await api(`/api/browse?${params}`, { signal: state.controller && state.controller.signal });
+    const res = await fetchView(view, state.next, state.controller && state.controller.signal);
     if (seq !== state.seq) return;
+    state.next = res.next || null;
     appendHits(view, res.hits);
-    state.next = res.next;
-    $("#more").hidden = !state.next;
+    showMore(view);
     $("#summary").textContent = summaryLine(view, res);
   } catch (err) {
     if (err.name === "AbortError" || seq !== state.seq) return;
     showMessage("The next page could not be loaded", [err.message], "error",
-      el("button", { type: "button", class: "primary retry", onclick: () => { hideMessage(); loadMore(); } },
+      el("button", { type: "button", class: "primary retry", onclick: (e) => { hideMessage(); loadMore(e); } },
         "Retry"));
   } finally {
     if (seq === state.seq) {
       state.paging = false;
-      button.textContent = "Load more";
+      button.textContent = isBrowse(view) ? "Load more" : "More results";
       button.removeAttribute("aria-busy");
       // Still in sight (a tall screen, a short page): keep going.
-      if (state.next && nearBottom()) setTimeout(loadMore, 0);
+      if (state.next && isBrowse(view) && nearBottom()) setTimeout(loadMore, 0);
     }
   }
 }
@@ -525,15 +542,39 @@ function tileFor(hit, index) {
   button.dataset.id = hit.id; button.dataset.path = hit.path;
   if (hit.score !== null && hit.score !== undefined) button.dataset.score = hit.score;
   if (hit.via) button.dataset.via = hit.via;
-  button.addEventListener("click", () => openDetail(index));
+  renderTileTags(button, hit);
+  const pick = node.querySelector(".pick");
+  pick.setAttribute("aria-label", `Select ${fileName(hit.path)}`);
+  pick.dataset.id = hit.id;
+  pick.checked = state.selected.has(hit.id);
+  node.classList.toggle("picked", pick.checked);
+  pick.addEventListener("click", (e) => pickTile(index, pick.checked, e.shiftKey));
+  button.addEventListener("click", (e) => {
+    if (e.shiftKey || e.ctrlKey || e.metaKey) { e.preventDefault(); pickTile(index, !state.selected.has(hit.id), e.shiftKey); }
+    else openDetail(index);
+  });
   return node;
 }
 
-// Arrow keys move between tiles, row by row as laid out; Enter opens the detail view (a button click).
+function renderTileTags(button, hit) {
+  const box = button.querySelector(".tile-tags");
+  const tags = (hit.tags || []).map((t) => t.tag || t);
+  box.replaceChildren(...tags.slice(0, 3).map((t) => el("span", { class: "tile-tag", "data-tag": t }, t)));
+  if (tags.length > 3) box.append(el("span", { class: "tile-tag more" }, `+${tags.length - 3}`));
+}
+
+// Arrow keys move between tiles, row by row as laid out; Enter opens the detail view (a button click); Space picks
+// the tile (Shift+Space: the range from the one picked last).
 function gridKeys(event) {
   const tiles = [...document.querySelectorAll("#results .tile")];
   const i = tiles.indexOf(document.activeElement);
   if (i < 0) return;
+  if (event.key === " ") {
+    event.preventDefault();
+    const hit = state.hits[i];
+    pickTile(i, !state.selected.has(hit.id), event.shiftKey);
+    return;
+  }
   const top = tiles[0].getBoundingClientRect().top;
   const perRow = Math.max(1, tiles.filter((t) => t.getBoundingClientRect().top === top).length);
   const moves = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: perRow, ArrowUp: -perRow, Home: -i, End: tiles.length };
@@ -541,6 +582,299 @@ function gridKeys(event) {
   event.preventDefault();
   const j = Math.min(tiles.length - 1, Math.max(0, i + moves[event.key]));
   tiles[j].focus();
+}
+
+// ------------------------------------------------------------------------------------------------ selection
+
+// Pick (or unpick) the grid's hit `index`; with `range`, every hit between it and the one picked last.
+function pickTile(index, on, range = false) {
+  const from = range && state.anchor >= 0 ? Math.min(state.anchor, index) : index;
+  const to = range && state.anchor >= 0 ? Math.max(state.anchor, index) : index;
+  for (let i = from; i <= to; i++) {
+    const hit = state.hits[i];
+    if (!hit) continue;
+    if (on) state.selected.set(hit.id, hit); else state.selected.delete(hit.id);
+  }
+  state.anchor = index;
+  syncSelection();
+}
+
+function selectAll() {
+  for (const hit of state.hits) state.selected.set(hit.id, hit);
+  syncSelection();
+}
+
+function clearSelection() {
+  state.selected.clear();
+  state.anchor = -1;
+  syncSelection();
+}
+
+// The checkboxes, the tiles' look and the selection bar, from state.selected.
+function syncSelection() {
+  state.classifyOne = null;
+  for (const pick of document.querySelectorAll("#results .pick")) {
+    const on = state.selected.has(Number(pick.dataset.id));
+    pick.checked = on;
+    pick.parentElement.classList.toggle("picked", on);
+  }
+  const n = state.selected.size;
+  $("#results").classList.toggle("selecting", n > 0);
+  $("#selection").hidden = n === 0;
+  document.body.classList.toggle("has-selection", n > 0);
+  $("#sel-count").textContent = `${n} selected`;
+  const all = state.hits.length && state.hits.every((h) => state.selected.has(h.id));
+  $("#select-all").textContent = all ? "Clear the selection" : "Select all results";
+  updateClassifyTarget();
+}
+
+let toastTimer = null;
+function toast(text, kind = "") {
+  const box = $("#toast");
+  box.textContent = text;
+  box.className = `toast ${kind}`.trim();
+  box.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { box.hidden = true; }, kind === "error" ? 8000 : 4000);
+}
+
+// New tags of some images (the API's {id: tags}): into the hits and their tiles.
+function applyTags(byId) {
+  for (const [id, tags] of Object.entries(byId)) {
+    for (const hit of state.hits) if (hit.id === Number(id)) hit.tags = tags;
+    const tile = document.querySelector(`#results .tile[data-id="${Number(id)}"]`);
+    const hit = state.hits.find((h) => h.id === Number(id));
+    if (tile && hit) { renderTileTags(tile, hit); tile.querySelector("img").alt = altText(hit); }
+  }
+}
+
+async function bulkTag(op) {
+  const input = $("#sel-tag");
+  const tag = input.value.trim().toLowerCase().replace(/"/g, "").replace(/\s+/g, " ");
+  if (!tag) { input.focus(); toast("Type a tag first.", "error"); return; }
+  const ids = [...state.selected.keys()];
+  try {
+    const res = await writeApi("/api/tags", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ids, [op]: [tag] }) });
+    applyTags(res.tags);
+    input.value = "";
+    toast(op === "add" ? `Tagged ${ids.length} image${ids.length === 1 ? "" : "s"} “${tag}”.`
+      : `Removed “${tag}” from ${res.removed} image${res.removed === 1 ? "" : "s"}.`);
+  } catch (err) { toast(err.message, "error"); }
+}
+
+async function downloadZip() {
+  const ids = [...state.selected.keys()];
+  const button = $("#sel-zip");
+  button.disabled = true; button.textContent = "Preparing…";
+  try {
+    const res = await fetch("/api/download", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ids }) });
+    if (!res.ok) {
+      let message = `The download failed (HTTP ${res.status}).`;
+      try { message = (await res.json()).error || message; } catch (err) { /* not JSON */ }
+      throw new Error(message);
+    }
+    const blob = await res.blob();
+    const url = URL.createObjectURL(blob);
+    const a = el("a", { href: url, download: `picseek-${ids.length}-images.zip` });
+    document.body.append(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    toast(`Downloaded ${ids.length} image${ids.length === 1 ? "" : "s"} as a zip (${fmtBytes(blob.size)}).`);
+  } catch (err) {
+    toast(err.message === "Failed to fetch" ? OFFLINE : err.message, "error");
+  } finally {
+    button.disabled = false; button.textContent = "Download zip";
+  }
+}
+
+async function copyPaths() {
+  const text = [...state.selected.values()].map((h) => h.path).join("\n");
+  let ok = false;
+  try { await navigator.clipboard.writeText(text); ok = true; } catch (err) {
+    const area = el("textarea", { class: "offscreen", "aria-hidden": "true" });
+    area.value = text; document.body.append(area); area.select();
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    area.remove();
+  }
+  const n = state.selected.size;
+  toast(ok ? `Copied ${n} path${n === 1 ? "" : "s"}.` : "The browser refused the clipboard.", ok ? "" : "error");
+  $("#sel-copy").dataset.copied = text;
+}
+
+function wireSelection() {
+  $("#select-all").addEventListener("click", () => {
+    if (state.hits.length && state.hits.every((h) => state.selected.has(h.id))) clearSelection(); else selectAll();
+  });
+  $("#sel-clear").addEventListener("click", clearSelection);
+  $("#sel-add").addEventListener("click", () => bulkTag("add"));
+  $("#sel-remove").addEventListener("click", () => bulkTag("remove"));
+  $("#sel-tag").addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); bulkTag("add"); } });
+  $("#sel-zip").addEventListener("click", downloadZip);
+  $("#sel-copy").addEventListener("click", copyPaths);
+  $("#sel-classify").addEventListener("click", () => openClassify());
+  $("#results").addEventListener("keyup", (e) => { if (e.key === " " && e.target.classList.contains("tile")) e.preventDefault(); });
+  document.addEventListener("keydown", (e) => {
+    const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(e.target.tagName) && e.target.type !== "checkbox";
+    if (typing || document.querySelector("dialog[open]")) return;
+    if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "a" && state.hits.length) {
+      e.preventDefault(); selectAll();
+    } else if (e.key === "Escape" && state.selected.size) {
+      clearSelection();
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------------------------ classify
+
+function openClassify() {
+  const panel = $("#classify");
+  panel.hidden = false;
+  $("#classify-open").setAttribute("aria-expanded", "true");
+  updateClassifyTarget();
+  $("#labels").focus();
+}
+
+function closeClassify() {
+  $("#classify").hidden = true;
+  $("#classify-open").setAttribute("aria-expanded", "false");
+}
+
+// What the panel classifies: the whole library, a chosen file, the image the detail view sent, or the selection.
+function classifyTarget() {
+  const file = $("#classify-file").files[0];
+  if ($("#classify-all").checked) return { all: true, text: "Classifies every image of the library and stores "
+    + "the labels as tags." };
+  if (file) return { file, text: `Classifies ${file.name}.` };
+  if (state.classifyOne) return { ids: [state.classifyOne.id], hits: [state.classifyOne],
+    text: `Classifies ${fileName(state.classifyOne.path)}.` };
+  const n = state.selected.size;
+  if (n) return { ids: [...state.selected.keys()], text: `Classifies the ${n} selected image${n === 1 ? "" : "s"}.` };
+  return { text: "Choose an image, or select results." };
+}
+
+function updateClassifyTarget() {
+  const target = classifyTarget();
+  $("#classify-target").textContent = target.text;
+  const store = $("#classify-store");
+  store.disabled = !target.ids && !target.all;
+  if (target.all) store.checked = true;
+}
+
+function bars(labels) {
+  const list = el("ul", { class: "bars" });
+  for (const { label, probability } of labels) {
+    const pct = Math.round(probability * 1000) / 10;
+    const fill = el("span", { class: "bar-fill" });
+    fill.style.width = `${Math.max(pct, 0.5)}%`;
+    list.append(el("li", { class: "bar-row", "data-label": label },
+      el("span", { class: "bar-label" }, label),
+      el("span", { class: "bar", role: "meter", "aria-valuemin": "0", "aria-valuemax": "100",
+        "aria-valuenow": String(pct), "aria-label": `${label}: ${pct}%` }, fill),
+      el("span", { class: "bar-value" }, `${pct.toFixed(1)}%`)));
+  }
+  return list;
+}
+
+async function classify(event) {
+  event.preventDefault();
+  const labels = $("#labels").value.trim();
+  const { file, ids, all } = classifyTarget();
+  const out = $("#classify-result");
+  if (!file && !ids && !all) { out.replaceChildren(el("p", { class: "error-text" }, "Choose an image, or select results first.")); return; }
+  const store = all || (!file && $("#classify-store").checked);
+  try { localStorage.setItem("picseek-labels", labels); } catch (err) { /* storage off: not remembered */ }
+  const button = $("#classify-go");
+  button.disabled = true;
+  out.replaceChildren(el("p", { class: "hint" }, "Classifying…"));
+  try {
+    let res;
+    if (store) {
+      res = await writeApi("/api/classify/tags", { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(all ? { all: true, labels } : { ids, labels }) });
+      applyTags(res.tags);
+    } else {
+      const form = new FormData();
+      form.set("labels", labels);
+      if (file) form.set("image", file, file.name); else form.set("ids", ids.join(","));
+      res = await api("/api/classify", { method: "POST", body: form });
+    }
+    drawClassified(res, file, store);
+  } catch (err) {
+    out.replaceChildren(el("p", { class: "error-text" }, err.message));
+  } finally { button.disabled = false; }
+}
+
+function drawClassified(res, file, stored) {
+  const out = $("#classify-result");
+  const nodes = [];
+  const preds = res.predictions;
+  if (res.report) {  // the whole library: how many images each label won
+    const r = res.report;
+    nodes.push(el("div", { class: "prediction" }, el("div", { class: "prediction-body" },
+      el("h3", {}, `The library: ${r.images.toLocaleString()} images, ${r.tags.toLocaleString()} tags stored`),
+      bars(Object.entries(r.per_label).sort((a, b) => b[1] - a[1])
+        .map(([label, n]) => ({ label, probability: r.images ? n / r.images : 0 }))))));
+    out.replaceChildren(...nodes);
+    if (state.view) load(state.view);  // the tiles show the new tags
+    return;
+  }
+  if (stored) {
+    const tagged = preds.filter((p) => p.labels.length && p.labels[0].probability >= 0.3).length;
+    nodes.push(el("p", { class: "hint" }, `Stored as tags: ${tagged} of ${preds.length} images got a label `
+      + "(probability 30% or more); tiles show the tags."));
+  }
+  for (const p of preds.slice(0, 50)) {
+    const hit = state.hits.find((h) => h.id === p.id);
+    const src = file ? URL.createObjectURL(file) : hit ? hit.thumbnail_url : `/api/images/${p.id}/thumbnail`;
+    const name = file ? file.name : fileName(p.path);
+    nodes.push(el("div", { class: "prediction", "data-id": p.id === null ? "" : p.id },
+      el("img", { src, alt: name }),
+      el("div", { class: "prediction-body" }, el("h3", {}, name),
+        bars(preds.length > 1 ? p.labels.slice(0, 3) : p.labels))));
+  }
+  if (preds.length > 50) nodes.push(el("p", { class: "hint" }, `and ${preds.length - 50} more`));
+  out.replaceChildren(...nodes);
+}
+
+function wireClassify() {
+  try { $("#labels").value = localStorage.getItem("picseek-labels") || ""; } catch (err) { /* storage off */ }
+  $("#classify-open").addEventListener("click", () => ($("#classify").hidden ? openClassify() : closeClassify()));
+  $("#classify-close").addEventListener("click", closeClassify);
+  $("#classify-form").addEventListener("submit", classify);
+  $("#classify-file").addEventListener("change", () => { state.classifyOne = null; updateClassifyTarget(); });
+  $("#classify-all").addEventListener("change", updateClassifyTarget);
+  $("#detail-classify").addEventListener("click", () => {
+    state.classifyOne = state.detailHit;
+    $("#classify-file").value = "";
+    $("#detail").close();
+    openClassify();
+  });
+}
+
+// ------------------------------------------------------------------------------------------------ index errors
+
+async function showErrors(more = false) {
+  const dialog = $("#errors");
+  if (!more) { state.errorsOffset = 0; $("#errors-list").replaceChildren(); }
+  try {
+    const res = await api(`/api/errors?limit=100&offset=${state.errorsOffset}`);
+    $("#errors-summary").textContent = `${res.total.toLocaleString()} file${res.total === 1 ? "" : "s"} could not `
+      + "be read; they are skipped until they change (picseek index --retry-errors tries them again).";
+    $("#errors-list").append(...res.errors.map((r) => el("li", {}, el("code", {}, r.path),
+      el("span", { class: "reason" }, r.reason || ""))));
+    state.errorsOffset = res.next || 0;
+    $("#errors-more").hidden = res.next === null;
+  } catch (err) {
+    $("#errors-summary").textContent = err.message;
+  }
+  if (!dialog.open) dialog.showModal();
+}
+
+function wireErrors() {
+  $("#errors-open").addEventListener("click", () => showErrors());
+  $("#errors-more").addEventListener("click", () => showErrors(true));
+  $("#errors-close").addEventListener("click", () => $("#errors").close());
 }
 
 // ------------------------------------------------------------------------------------------------ image
@@ -818,6 +1152,9 @@ document.addEventListener("DOMContentLoaded", () => {
   wireFilters();
   wirePaging();
   wireFold();
+  wireSelection();
+  wireClassify();
+  wireErrors();
   window.addEventListener("popstate", onPopState);
   refreshStatus();
   const view = viewFromUrl();
