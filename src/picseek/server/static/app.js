@@ -466,7 +466,7 @@ function appendHits(view, hits) {
       const month = monthOf(hit);
       if (month !== state.month) {
         state.month = month;
-        nodes.push(el("li", { class: "month", role: "presentation" }, el("h2", {}, month)));
+        nodes.push(el("li", { class: "month" }, el("h2", {}, month)));
       }
     }
     nodes.push(tileFor(hit, state.hits.length));
