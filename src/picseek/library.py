@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from . import config
-from ._fs import FileLock
+from ._fs import FileLock, write_atomic
 from .errors import IndexBusyError, LibraryError, ModelMismatchError, NoMatchError, UsageError, library_io_error
 from .hits import Hit, Hits
 from .ingest import remote
@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .scale.merge import MergeProgress, MergeReport
 
 log = logging.getLogger(__name__)
+LABEL_SETS = "labelsets.json"
 __all__ = ["Library", "Hit", "Hits", "IndexReport", "Progress", "SearchRequest"]
 
 
@@ -447,6 +448,47 @@ class Library:
         removed = self.store.remove_tags(ids, remove) if remove and ids else 0
         added = self.store.add_tags([(i, t, tagging.USER, None) for i in ids for t in add]) if add else 0
         return {"added": added, "removed": removed}
+
+    # -- label sets: named lists of labels to classify into, kept in the library folder ------------------------------
+    def label_sets(self) -> dict[str, list[str]]:
+        """The saved label sets, by name (none saved: {}). They live in <library>/labelsets.json (the library
+        folder, also for a ChromaDB store: a convenience of this library's users, not part of the index)."""
+        import json
+
+        try:
+            data = json.loads((self.path / LABEL_SETS).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise LibraryError(f"cannot read {self.path / LABEL_SETS}: {exc}") from exc
+        return {str(k): [str(x) for x in v] for k, v in data.items()} if isinstance(data, dict) else {}
+
+    @_on_disk
+    def save_label_set(self, name: str, labels: Iterable[str] | str) -> list[str]:
+        """Save (or replace) a label set; returns its labels cleaned (at least two, as classification needs)."""
+        from .learn.classify import clean_labels, parse_labels
+
+        name = " ".join(str(name).split())
+        if not name or len(name) > 64 or not name.isprintable():
+            raise UsageError("a label set needs a name of 1 to 64 printable characters")
+        cleaned = parse_labels(labels) if isinstance(labels, str) else clean_labels(list(labels))
+        self._change_label_sets(lambda sets: sets.update({name: cleaned}))
+        return cleaned
+
+    @_on_disk
+    def delete_label_set(self, name: str) -> bool:
+        """Forget a label set; False when there was none of that name."""
+        return self._change_label_sets(lambda sets: sets.pop(name, None) is not None)
+
+    def _change_label_sets(self, change: Callable[[dict], object]):
+        """Read, change and write the label sets under a lock (two servers or users saving at once lose nothing)."""
+        import json
+
+        with FileLock(self.path / "labelsets.lock"):
+            sets = self.label_sets()
+            result = change(sets)
+            write_atomic(self.path / LABEL_SETS, lambda f: f.write(json.dumps(sets, indent=1).encode()))
+        return result
 
     def tag_counts(self) -> dict[str, int]:
         """Every tag in the library with the number of images that carry it, most used first."""

@@ -210,3 +210,30 @@ def test_index_errors_are_shown_after_the_run(page, tmp_path):
         assert listed == ["broken.jpg", "empty.png"] and "2 files could not be read" in page.inner_text("#errors")
         shot(page, "index-errors")
         page.click("#errors-close")
+
+
+def test_a_label_set_is_saved_in_the_library_and_chosen_later(page, colour_url):
+    page.goto(colour_url + "/")
+    page.wait_for_selector("#results .tile")
+    page.click("#classify-open")
+    page.fill("#labels", "red, green, blue")
+    page.once("dialog", lambda dialog: dialog.accept("primary colours"))
+    with page.expect_response(lambda r: "/api/labelsets/" in r.url and r.request.method == "PUT") as res:
+        page.click("#labelset-save")
+    assert res.value.status == 200
+    page.wait_for_function("() => document.querySelector('#labelset').value === 'primary colours'")
+    page.reload()  # a new visit: the set comes from the library, not from the page's memory
+    page.wait_for_selector("#results .tile")
+    page.click("#classify-open")
+    page.fill("#labels", "")
+    page.wait_for_function("() => [...document.querySelectorAll('#labelset option')].some(o => o.value === "
+                           "'primary colours')")
+    page.select_option("#labelset", "primary colours")
+    assert page.input_value("#labels") == "red, green, blue"
+    page.click("#results .pick >> nth=0")  # (browsing: the list starts with a month header)
+    with page.expect_response(lambda r: r.url.endswith("/api/classify")):
+        page.click("#classify-go")
+    page.wait_for_selector("#classify-result .bar-row")
+    labels = page.eval_on_selector_all("#classify-result .bar-row", "rs => rs.map(r => r.dataset.label)")
+    assert sorted(labels) == ["blue", "green", "red"]
+    page.click("#sel-clear")

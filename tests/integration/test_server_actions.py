@@ -195,7 +195,35 @@ def test_classify_refuses_what_it_cannot_answer(client, lib):
     err(client.post("/api/classify", data={"ids": "987654", "labels": "red,blue"}), 404, "not_found")
     err(client.post("/api/classify", data={"labels": "red,blue"},
                     files={"image": ("x.jpg", b"not an image", "image/jpeg")}), 422, "bad_image")
-    err(client.post("/api/classify", data={"ids": "1"}), 422, "invalid_parameters")
+    err(client.post("/api/classify", data={"ids": "1"}), 400, "bad_labels")  # neither labels nor a label set
+    err(client.post("/api/classify", data={"ids": "1", "labels": "a,b", "labelset": "x"}), 400, "bad_labels")
+
+
+def test_label_sets_are_saved_in_the_library_and_classify_into(client, lib, photos):
+    assert client.get("/api/labelsets").json() == {"sets": {}}
+    err(client.post("/api/classify", data={"ids": "1", "labelset": "colours"}), 404, "not_found")
+    saved = client.put("/api/labelsets/colours", json={"labels": "red, blue,green,red"})
+    assert saved.status_code == 200 and saved.json() == {"sets": {"colours": ["red", "blue", "green"]}}
+    assert client.put("/api/labelsets/two", json={"labels": ["cat", "dog"]}).json()["sets"]["two"] == ["cat", "dog"]
+    err(client.put("/api/labelsets/bad", json={"labels": "only-one"}), 400, "bad_labels")
+    reds = ids_named(lib, "red")
+    res = client.post("/api/classify", data={"ids": str(reds[0]), "labelset": "colours", "top": 1})
+    assert res.json()["labels"] == ["red", "blue", "green"] and res.json()["predictions"][0]["labels"][0]["label"] \
+        == "red"
+    tagged = client.post("/api/classify/tags", json={"ids": reds[:1], "labelset": "colours", "min_score": 0.5})
+    assert tagged.status_code == 200, tagged.text
+    assert Library(lib.path).label_sets() == {"colours": ["red", "blue", "green"], "two": ["cat", "dog"]}  # on disk
+    assert client.delete("/api/labelsets/two").json() == {"sets": {"colours": ["red", "blue", "green"]}}
+    err(client.delete("/api/labelsets/two"), 404, "not_found")
+    client.delete("/api/labelsets/colours")
+
+
+def test_saving_a_label_set_needs_the_token_when_required(lib, photos):
+    settings = dataclasses.replace(SETTINGS, folders=(str(photos),), token=TOKEN, require_token=True)
+    with TestClient(create_app(lib, settings), base_url=BASE) as c:
+        err(c.put("/api/labelsets/x", json={"labels": "a,b"}), 401, "token_required")
+        err(c.delete("/api/labelsets/x"), 401, "token_required")
+        assert c.get("/api/labelsets").status_code == 200
 
 
 def test_classify_the_selection_into_tags(client, lib):

@@ -191,12 +191,23 @@ class ClassifyOut(BaseModel):
     predictions: list[PredictionOut]
 
 
+class LabelSetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    labels: str | list[str] = Field(description="the labels: comma-separated text or a list (at least two)")
+
+
+class LabelSetsOut(BaseModel):
+    sets: dict[str, list[str]] = Field(description="label set name -> its labels")
+
+
 class ClassifyTagsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ids: list[ImageIdIn] = Field(default_factory=list, max_length=5000, description="indexed images' ids")
     all: bool = Field(False, description="classify every image of the library instead of `ids`")
-    labels: str = Field(max_length=5000, description="comma-separated labels")
+    labels: str = Field("", max_length=5000, description="comma-separated labels")
+    labelset: str = Field("", max_length=64, description="or the name of a label set saved in the library")
     min_score: float = Field(0.3, gt=0, le=1, description="store a label as a tag from this probability on")
 
 

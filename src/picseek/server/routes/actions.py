@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 
 from ...errors import ImageError, UsageError
@@ -17,7 +18,16 @@ from ...ingest.paths import is_remote
 from ...paths import shown
 from ..errors import ApiError
 from ..query import ensure_model, load_upload
-from ..schemas import BulkTagsIn, BulkTagsOut, ClassifyOut, ClassifyTagsIn, ClassifyTagsOut, DownloadIn
+from ..schemas import (
+    BulkTagsIn,
+    BulkTagsOut,
+    ClassifyOut,
+    ClassifyTagsIn,
+    ClassifyTagsOut,
+    DownloadIn,
+    LabelSetIn,
+    LabelSetsOut,
+)
 from ..security import write_access
 from .common import errors, library_of, open_indexed, require_images
 from .images import _clean_tags
@@ -157,6 +167,47 @@ def _labels(text: str) -> list[str]:
         raise ApiError(400, "bad_labels", f"{exc}: e.g. labels=cat,dog,car") from None
 
 
+def _labels_or_set(request: Request, labels: str, labelset: str) -> list[str]:
+    """The labels given as text, or those of a label set saved in the library (exactly one of the two)."""
+    if bool(labels.strip()) == bool(labelset.strip()):
+        raise ApiError(400, "bad_labels", "give labels (comma-separated) or the name of a saved label set (not both)")
+    if labels.strip():
+        return _labels(labels)
+    sets = library_of(request).label_sets()
+    if labelset not in sets:
+        raise ApiError(404, "not_found", f"no label set {labelset!r}" + (
+            f": saved ones are {', '.join(sorted(sets))}" if sets else " (none saved yet: PUT /api/labelsets/NAME)"))
+    return sets[labelset]
+
+
+@router.get("/labelsets", response_model=LabelSetsOut, responses=errors(400))
+def label_sets(request: Request) -> dict:
+    """The label sets saved in the library, by name (labels to classify into, e.g. "rooms": kitchen,bedroom,...)."""
+    return {"sets": library_of(request).label_sets()}
+
+
+@router.put("/labelsets/{name}", response_model=LabelSetsOut, responses=errors(400, 401, 403),
+            dependencies=[Depends(write_access)])
+def save_label_set(request: Request, name: Annotated[str, PathParam(min_length=1, max_length=64)],
+                   body: LabelSetIn) -> dict:
+    """Save (or replace) a label set: `{"labels": "cat,dog,car"}` or a list. Needs the token when the server
+    requires one."""
+    try:
+        library_of(request).save_label_set(name, body.labels)
+    except UsageError as exc:
+        raise ApiError(400, "bad_labels", str(exc)) from None
+    return {"sets": library_of(request).label_sets()}
+
+
+@router.delete("/labelsets/{name}", response_model=LabelSetsOut, responses=errors(401, 403, 404),
+               dependencies=[Depends(write_access)])
+def delete_label_set(request: Request, name: Annotated[str, PathParam(min_length=1, max_length=64)]) -> dict:
+    """Forget a saved label set."""
+    if not library_of(request).delete_label_set(name):
+        raise ApiError(404, "not_found", f"no label set {name!r}")
+    return {"sets": library_of(request).label_sets()}
+
+
 def _ids(text: str) -> list[int]:
     try:
         ids = [int(x) for x in text.replace(" ", "").split(",") if x]
@@ -175,7 +226,9 @@ def _prediction(p) -> dict:
 
 @router.post("/classify", response_model=ClassifyOut, responses=errors(400, 404, 409, 413, 503))
 def classify(request: Request,
-             labels: Annotated[str, Form(max_length=5000, description="comma-separated labels, e.g. cat,dog,car")],
+             labels: Annotated[str, Form(max_length=5000, description="comma-separated labels, e.g. cat,dog,car")] = "",
+             labelset: Annotated[str, Form(max_length=64, description="or the name of a label set saved in the "
+                                                                      "library (GET /api/labelsets)")] = "",
              image: Annotated[UploadFile | None, File(description="an image to classify")] = None,
              ids: Annotated[str, Form(max_length=100_000, description="or indexed images' ids, comma-separated "
                                                                       "(`id:12` works too)")] = "",
@@ -185,7 +238,7 @@ def classify(request: Request,
     comma-separated labels; each label's probability (softmax over the labels given: they sum to 1)."""
     t0 = time.perf_counter()
     settings, library = request.app.state.settings, library_of(request)
-    names = _labels(labels)
+    names = _labels_or_set(request, labels, labelset)
     has_image = image is not None and (image.filename or image.size)
     if has_image == bool(ids.strip()):
         raise ApiError(400, "bad_request", "give an image to classify, or ids of indexed images (not both)")
@@ -217,7 +270,7 @@ def classify_to_tags(request: Request, body: ClassifyTagsIn) -> dict:
     images are replaced). A write."""
     t0 = time.perf_counter()
     library = library_of(request)
-    names = _labels(body.labels)
+    names = _labels_or_set(request, body.labels, body.labelset)
     ids = list(dict.fromkeys(body.ids))
     if body.all == bool(ids):
         raise ApiError(400, "bad_request", "give ids of indexed images, or all: true (not both)")

@@ -732,7 +732,33 @@ function openClassify() {
   panel.hidden = false;
   $("#classify-open").setAttribute("aria-expanded", "true");
   updateClassifyTarget();
+  loadLabelSets($("#labelset").value);
   $("#labels").focus();
+}
+
+// Label sets saved in the library (GET/PUT /api/labelsets): choosing one fills the labels box.
+async function loadLabelSets(selected = "") {
+  let sets = {};
+  try { sets = (await api("/api/labelsets")).sets; } catch (err) { return; }  // (the panel works without them)
+  const select = $("#labelset");
+  select.replaceChildren(el("option", { value: "" }, "(none)"),
+    ...Object.keys(sets).sort().map((name) => el("option", { value: name }, `${name}: ${sets[name].join(", ")}`)));
+  state.labelSets = sets;
+  select.value = selected in sets ? selected : "";
+}
+
+async function saveLabelSet() {
+  const labels = $("#labels").value.trim();
+  const name = (window.prompt("Save these labels as a set named:", $("#labelset").value || "") || "").trim();
+  if (!name) return;
+  try {
+    await writeApi(`/api/labelsets/${encodeURIComponent(name)}`, { method: "PUT",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify({ labels }) });
+    await loadLabelSets(name);
+    toast(`Saved the label set "${name}".`);
+  } catch (err) {
+    toast(err.message, "error");
+  }
 }
 
 function closeClassify() {
@@ -841,6 +867,11 @@ function wireClassify() {
   try { $("#labels").value = localStorage.getItem("picseek-labels") || ""; } catch (err) { /* storage off */ }
   $("#classify-open").addEventListener("click", () => ($("#classify").hidden ? openClassify() : closeClassify()));
   $("#classify-close").addEventListener("click", closeClassify);
+  $("#labelset-save").addEventListener("click", saveLabelSet);
+  $("#labelset").addEventListener("change", () => {
+    const sets = state.labelSets || {};
+    if (sets[$("#labelset").value]) $("#labels").value = sets[$("#labelset").value].join(", ");
+  });
   $("#classify-form").addEventListener("submit", classify);
   $("#classify-file").addEventListener("change", () => { state.classifyOne = null; updateClassifyTarget(); });
   $("#classify-all").addEventListener("change", updateClassifyTarget);
