@@ -39,6 +39,7 @@ class Progress:
         self._done = self._total = 0
         self._postfix: dict = {}
         self._last = 0.0  # when the last plain line was written (or the stage began)
+        self._written = ""  # the last plain line written
 
     @classmethod
     def for_command(cls, ctx: click.Context, as_json: bool = False) -> Progress:
@@ -115,5 +116,8 @@ class Progress:
     def _line(self, stage: tuple | None = None) -> None:
         desc, unit, _ = stage or self._stage
         extra = "".join(f", {k} {v}" for k, v in self._postfix.items() if v not in (0, None, ""))
-        click.echo(f"{desc}: {self._done}/{self._total} {NOUNS.get(unit, unit)}{extra}", file=self.stream)
+        line = f"{desc}: {self._done}/{self._total} {NOUNS.get(unit, unit)}{extra}"
+        if line != self._written:  # (a stage's last line is not written twice)
+            click.echo(line, file=self.stream)
+            self._written = line
         self._last = self.clock()
