@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 
 import click
 
@@ -257,7 +258,7 @@ def echo_hits(hits, output: str = "table", empty: str = "No results.", dates: bo
     elif not hits:
         click.echo(empty)
     else:
-        drawn = preview.choose(output.partition("+")[2] or "none", click.get_binary_stream("stdout"))
+        drawn = preview.choose(output.partition("+")[2] or "none", getattr(sys.stdout, "buffer", sys.stdout))
         via = max(3, *(len(h.via or "") for h in hits))
         date = f"  {'taken':<{DATE_WIDTH}}" if dates else ""
         click.echo(f"{'rank':>4}  {'score':>6}  {'via':<{via}}{date}  path")
