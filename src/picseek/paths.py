@@ -104,3 +104,34 @@ def within(path: str, roots: Iterable[str]) -> bool:
         if path == root or path.startswith(root.rstrip("/") + "/"):
             return True
     return False
+
+
+def unmounted_mount_point(path: str | os.PathLike, fstab: str = "/etc/fstab",
+                          mounts: str = "/proc/self/mounts") -> str | None:
+    """The mount point of `path` that /etc/fstab names but that is not mounted now (a disk or network share that is
+    not there: its empty folder must not become a new library), or None. Unreadable tables: None."""
+    def targets(table: str) -> set[str]:
+        try:
+            with open(table, encoding="utf-8", errors="replace") as f:
+                lines = [line.split() for line in f if line.strip() and not line.lstrip().startswith("#")]
+        except OSError:
+            return set()
+        return {os.path.normpath(_octal(cols[1])) for cols in lines if len(cols) >= 2 and cols[1].startswith("/")}
+
+    wanted = targets(fstab) - {"/"}
+    if not wanted:
+        return None
+    mounted = targets(mounts)
+    here = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    while True:
+        if here in wanted and here not in mounted:
+            return here
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+
+
+def _octal(field: str) -> str:
+    """fstab and /proc/mounts write a space as \\040 (and tab, newline, backslash likewise)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)

@@ -229,3 +229,27 @@ def test_a_library_that_cannot_be_written_is_read_without_migrating_or_writing(t
         ro.add_tags([(1, "x", "user", None)])
     ro.close()
     assert (tmp_path / "lib" / "picseek.db").read_bytes() == before
+
+
+def test_no_new_library_on_the_empty_mount_point_of_a_disk_that_is_not_mounted(tmp_path, monkeypatch):
+    """A library on a disk that is not mounted now (in /etc/fstab, not in /proc/self/mounts): its empty mount point
+    must not become a new, empty library (the next mount would hide it, or an index would start from nothing)."""
+    from picseek import paths
+    from picseek.errors import LibraryIOError
+    from picseek.store import sqlite as sqlite_module
+
+    disk = tmp_path / "my disk"
+    disk.mkdir()
+    fstab, mounts = tmp_path / "fstab", tmp_path / "mounts"
+    fstab.write_text("# a comment\nUUID=1234 / ext4 defaults 0 1\n"
+                     f"/dev/sdb1 {str(disk).replace(' ', chr(92) + '040')} ext4 defaults,nofail 0 2\n")
+    mounts.write_text("/dev/sda1 / ext4 rw 0 0\n")
+    assert paths.unmounted_mount_point(disk / "lib", str(fstab), str(mounts)) == str(disk)
+    assert paths.unmounted_mount_point(tmp_path / "elsewhere", str(fstab), str(mounts)) is None
+    monkeypatch.setattr(sqlite_module, "unmounted_mount_point",
+                        lambda p: paths.unmounted_mount_point(p, str(fstab), str(mounts)))
+    with pytest.raises(LibraryIOError, match=f"its disk is not mounted \\({disk} is in /etc/fstab"):
+        SQLiteStore(disk / "lib")
+    assert list(disk.iterdir()) == []  # nothing made
+    mounts.write_text(f"/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 {str(disk).replace(' ', chr(92) + '040')} ext4 rw 0 0\n")
+    assert SQLiteStore(disk / "lib").count() == 0  # mounted: a new library is fine

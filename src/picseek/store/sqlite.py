@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import config
 from ..errors import LibraryError, LibraryIOError, library_io_error
-from ..paths import MARK, from_text, to_text
+from ..paths import MARK, from_text, to_text, unmounted_mount_point
 from .base import INFO_COLUMNS, MAX_ID, FileState, ImageRecord
 from .fts import MIGRATION as FTS_MIGRATION
 from .sqlite_search import BROWSE_KEY, SQLiteSearch
@@ -131,6 +131,11 @@ class SQLiteStore(SQLiteSearch):
         self.folder = Path(folder).expanduser()
         self.db_path = self.database = self.folder / DB_NAME  # (its errors are the library's: errors.library_io_error)
         if not self.db_path.exists():
+            unmounted = unmounted_mount_point(self.folder)
+            if unmounted:  # the library's disk is not there: its empty mount point is no place for a new one
+                raise LibraryIOError(f"no picseek library at {self.folder}: its disk is not mounted ({unmounted} is "
+                                     "in /etc/fstab but not mounted now); mount it and run the same command again, "
+                                     "or use another --library")
             if not create:
                 raise LibraryError(f"no picseek library at {self.folder}: index a folder first "
                                    f"({config.command_for(self.folder, 'index FOLDER')})")
