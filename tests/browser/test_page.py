@@ -164,8 +164,10 @@ def test_drop_an_image_and_see_its_near_duplicate_first(page, builtin_url, sampl
     assert first_results(page) == ["coffee.jpg"]
     assert page.is_visible("#query-image img")
     shot(page, "drop-an-image")
-    page.click("#clear-image")
+    with page.expect_response(lambda r: "/api/browse" in r.url):  # the grid follows: no query left, so browsing
+        page.click("#clear-image")
     assert page.is_hidden("#query-image")
+    page.wait_for_function("() => !document.querySelector('#summary').textContent.includes('example image')")
 
 
 def test_paste_an_image_and_combine_it_with_words(page, builtin_url, sample_photos):

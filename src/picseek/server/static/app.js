@@ -935,6 +935,7 @@ function clearImage(event) {
   $("#dropzone .drop-empty").hidden = false;
   $("#file").value = "";
   updateFilterCount();
+  if (event) run();  // (a person cleared it: the grid follows what is left, words or the library itself)
 }
 
 function wireImageInput() {
