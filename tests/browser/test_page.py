@@ -12,44 +12,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from picseek.library import Library
+
+# browsers skips this module where chromium, Playwright or the server extra is missing (test_page_actions imports
+# ARTIFACTS and CHROMIUM from here)
+import browsers
+from browsers import ARTIFACTS, CHROMIUM, ServerSettings, create_app, running, shot  # noqa: F401
 from conftest import ColourEmbedder, draw_photo
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does)", allow_module_level=True)
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test,server]'")
-pytest.importorskip("fastapi", reason="pip install -e '.[test,server]'")
-
-from picseek.library import Library  # noqa: E402
-from picseek.server import ServerSettings, create_app  # noqa: E402
-from picseek.server.run import running  # noqa: E402
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-TIMEOUT_MS = 60_000
-
-
-# -- fixtures --------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser_context(tmp_path_factory):
-    with playwright.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), headless=True,
-            args=FLAGS, viewport={"width": 1280, "height": 800})
-        context.set_default_timeout(TIMEOUT_MS)
-        yield context
-        context.close()
-
-
-@pytest.fixture
-def page(browser_context):
-    pg = browser_context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield pg
-    pg.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+browser_context, page = browsers.browser_context, browsers.page  # the fixtures
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +74,6 @@ def colour_url(tmp_path_factory):
             library.store.set_fields([(image_id, {"description": "a blue shape on grey",
                                                   "photographer": "Alec Weir" if name == "blue_02.jpg" else "Ann"})])
         yield url
-
-
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def first_results(page, n: int = 1) -> list[str]:
