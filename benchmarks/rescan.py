@@ -30,16 +30,17 @@ PER_FOLDER = 1000
 DIM = 384
 
 
-def make_folder(root: Path, n: int) -> Path:
-    folder = root / f"files-{n}"
+def make_folder(root: Path, n: int, per_folder: int = PER_FOLDER, name: str = "files") -> Path:
+    """n tiny fake .jpg files in folders of `per_folder` (made once: kept under `root`)."""
+    folder = root / f"{name}-{n}"
     done = folder / ".complete"
     if done.exists():
         return folder
     payload = b"\xff\xd8\xff\xe0 not a photo"
-    for start in range(0, n, PER_FOLDER):
-        sub = folder / f"d{start // PER_FOLDER:04d}"
+    for start in range(0, n, per_folder):
+        sub = folder / f"d{start // per_folder:04d}"
         sub.mkdir(parents=True, exist_ok=True)
-        for i in range(start, min(n, start + PER_FOLDER)):
+        for i in range(start, min(n, start + per_folder)):
             (sub / f"img_{i:07d}.jpg").write_bytes(payload)
     done.touch()
     return folder

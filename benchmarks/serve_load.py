@@ -73,9 +73,10 @@ def picseek(*args: str, env: dict, **kw) -> subprocess.CompletedProcess:
                           text=True, **kw)
 
 
-def start_server(library: Path, folders: list[Path], env: dict, model: str) -> tuple[subprocess.Popen, str]:
+def start_server(library: Path, args: list, env: dict) -> tuple[subprocess.Popen, str]:
+    """`picseek serve --port 0 ARGS...` over `library` in a subprocess: (the process, its URL)."""
     proc = subprocess.Popen([sys.executable, "-m", "picseek.cli", "-L", str(library), "serve", "--port", "0",
-                             "--model", model, *map(str, folders)], env=env, stderr=subprocess.PIPE, text=True)
+                             *map(str, args)], env=env, stderr=subprocess.PIPE, text=True)
     line = proc.stderr.readline()
     m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
     if not m:
@@ -212,7 +213,7 @@ def build_browse_library(folder: Path, n: int) -> Path:
 
 def browse_paging(work: Path, n: int, pages: int, rounds: int, env: dict) -> int:
     library = build_browse_library(work / f"browse-{n}", n)
-    proc, url = start_server(library, [], env, "builtin")
+    proc, url = start_server(library, ["--model", "builtin"], env)
     try:
         wait_ready(url)
         times: dict[int, list[float]] = {}
@@ -284,7 +285,7 @@ def load(args, work: Path, env: dict) -> int:
         incoming.mkdir(parents=True, exist_ok=True)
         picseek("-q", "-L", str(library), "index", str(base), "--model", args.model, env=env, timeout=3600)
     first_new = 10**6 + len(list(incoming.glob("*.jpg")))
-    proc, url = start_server(library, [base, incoming], env, args.model)
+    proc, url = start_server(library, ["--model", args.model, base, incoming], env)
     try:
         wait_ready(url)
         images_at_start = httpx.get(url + "/api/status", timeout=30).json()["images"]

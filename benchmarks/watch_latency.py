@@ -34,26 +34,11 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from rescan import make_library  # noqa: E402  (a library of fake rows for a tree of tiny files)
+from rescan import make_folder, make_library  # noqa: E402  (a tree of tiny files, a library of fake rows)
 
 from stress import cpu  # noqa: E402  (CPU model name and SIMD flags)
 
 PER_FOLDER = 100
-
-
-def make_tree(root: Path, n: int) -> Path:
-    folder = root / f"tree-{n}"
-    done = folder / ".complete"
-    if done.exists():
-        return folder
-    payload = b"\xff\xd8\xff\xe0 not a photo"
-    for start in range(0, n, PER_FOLDER):
-        sub = folder / f"d{start // PER_FOLDER:04d}"
-        sub.mkdir(parents=True, exist_ok=True)
-        for i in range(start, min(n, start + PER_FOLDER)):
-            (sub / f"img_{i:07d}.jpg").write_bytes(payload)
-    done.touch()
-    return folder
 
 
 class Watching:
@@ -135,7 +120,7 @@ def latency(out: Path, env: dict, n: int) -> list[float]:
 
 def idle_cpu(out: Path, env: dict, n: int, seconds: float) -> tuple[float, float, float]:
     t0 = time.perf_counter()
-    tree = make_tree(out, n)
+    tree = make_folder(out, n, PER_FOLDER, name="tree")
     lib = make_library(out, tree, n)
     made = time.perf_counter() - t0
     t1 = time.perf_counter()

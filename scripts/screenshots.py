@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from urllib.request import urlopen
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from serve_load import start_server  # noqa: E402  (picseek serve in a subprocess, its URL)
 
 ROOT = Path(__file__).resolve().parents[1]
 VIEWPORT = {"width": 1280, "height": 800}
@@ -47,18 +48,6 @@ def sample_photos(folder: Path) -> list[Path]:
 
 def picseek(*args: str, env: dict) -> None:
     subprocess.run([sys.executable, "-m", "picseek.cli", *args], env=env, check=True)
-
-
-def serve(library: Path, env: dict) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "picseek.cli", "-L", str(library), "serve", "--port", "0",
-                             "--no-index"], env=env, stderr=subprocess.PIPE, text=True)
-    line = proc.stderr.readline()
-    m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-    if not m:
-        proc.kill()
-        raise SystemExit(f"the server did not start: {line}{proc.stderr.read()}")
-    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # keep the pipe drained
-    return proc, m.group(1)
 
 
 def small_png(raw: Path, out: Path) -> int:
@@ -111,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         photos, library = work / "photos", work / "library"
         sample_photos(photos)
         picseek("-q", "-L", str(library), "index", str(photos), "--model", "builtin", env=env)
-        proc, url = serve(library, env)
+        proc, url = start_server(library, ["--no-index"], env)
         try:
             screenshots(url, args.out, work, args.chromium)
         finally:
