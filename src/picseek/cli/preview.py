@@ -14,10 +14,12 @@ import base64
 import io
 import os
 from collections.abc import Mapping
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-import numpy as np
-from PIL import Image
+if TYPE_CHECKING:  # (numpy and Pillow load only when a preview is drawn: the CLI starts without them)
+    import numpy as np
+    from PIL import Image
+
 
 PROTOCOLS = ("auto", "kitty", "iterm", "sixel", "none")
 SIXEL_TERMS = ("foot", "mlterm", "yaft", "contour")
@@ -87,6 +89,8 @@ def iterm(img: Image.Image, rows: int = CELL_ROWS) -> str:
 def sixel(img: Image.Image) -> str:
     """DEC sixel graphics: the image in at most 256 colours (Pillow's quantizer), six pixel rows per band, each
     colour's runs length-encoded."""
+    import numpy as np
+
     pal_img = img.quantize(colors=256)
     arr = np.asarray(pal_img)
     height, width = arr.shape
@@ -109,6 +113,8 @@ def sixel(img: Image.Image) -> str:
 
 def _runs(bits: np.ndarray) -> str:
     """Sixel characters for one colour of a band, repeated runs as !N."""
+    import numpy as np
+
     starts = np.flatnonzero(np.r_[True, bits[1:] != bits[:-1]])
     lengths = np.diff(np.r_[starts, len(bits)])
     return "".join(f"!{n}{chr(63 + int(bits[i]))}" if n > 3 else chr(63 + int(bits[i])) * int(n)
