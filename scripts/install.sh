@@ -24,6 +24,8 @@ usage: scripts/install.sh [options]
                       with sudo when not root; packages already installed are skipped (npm too where Node.js
                       brings its own)
   --apt-only          only install those Debian packages
+  --gpu               run models on an NVIDIA GPU (picseek index --device cuda): onnxruntime-gpu (CUDA 12 and cuDNN 9
+                      from its own pip dependencies) in place of onnxruntime, which shares its module name
   --torch-index URL   where an extra needs torch, the index it comes from, e.g. https://download.pytorch.org/whl/cpu
                       (default: pip's configured index; env PICSEEK_TORCH_INDEX)
   --dry-run           print the commands instead of running them
@@ -38,10 +40,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # machine never uses. Asking for the pinned CPU build first (from --torch-index where the default index has no CPU
 # build) means pip finds the extra's `torch>=2.2,<3` already satisfied and never fetches the CUDA one.
 TORCH="torch==2.13.0"
+ORT_GPU="onnxruntime-gpu>=1.20,<2"  # --gpu: the CUDA build of the onnxruntime requirement in pyproject.toml
 TORCH_EXTRAS=(torch dev)
 # npm: installs axe-core for the accessibility tests (.ci/run: npm ci --prefix tests/browser).
 APT_PACKAGES=(chromium nginx openjdk-17-jre-headless npm)
-VENV="" PYTHON="python3" EXTRAS="" EDITABLE=0 APT=0 PY_INSTALL=1 DRY=0
+VENV="" PYTHON="python3" EXTRAS="" EDITABLE=0 APT=0 PY_INSTALL=1 DRY=0 GPU=0
 TORCH_INDEX="${PICSEEK_TORCH_INDEX:-}"
 
 while [ $# -gt 0 ]; do
@@ -52,6 +55,7 @@ while [ $# -gt 0 ]; do
     --editable) EDITABLE=1; shift ;;
     --apt) APT=1; shift ;;
     --apt-only) APT=1; PY_INSTALL=0; shift ;;
+    --gpu) GPU=1; shift ;;
     --torch-index) TORCH_INDEX="${2:?--torch-index needs a URL}"; shift 2 ;;
     --dry-run) DRY=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -111,6 +115,10 @@ python_install() {
     run "$py" -m pip install -q -e "$target"
   else
     run "$py" -m pip install -q "$target"
+  fi
+  if [ "$GPU" -eq 1 ]; then  # after picseek, whose onnxruntime requirement would otherwise bring the CPU build back
+    run "$py" -m pip uninstall -q -y onnxruntime
+    run "$py" -m pip install -q "$ORT_GPU"
   fi
   if [ "$DRY" -eq 0 ]; then "$py" -m picseek.cli --version >&2; fi
 }

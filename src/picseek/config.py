@@ -42,10 +42,13 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "ChromaDB folder); see docs/deployment.md"),
     Setting("model", "auto", "model for a new library: auto, builtin, clip-vit-b-32, hf:ORG/NAME, onnx:ORG/NAME or a "
             "folder"),
-    Setting("precision", "auto", "what runs CLIP-family models: auto (int8 ONNX Runtime where available, else fp32), "
-            "fp32 (torch, the reference), bf16 (torch bfloat16 weights; fast only on CPUs with native bf16) or int8"),
+    Setting("precision", "auto", "what runs CLIP-family models: auto (int8 ONNX Runtime where available, else fp32; "
+            "fp16 on a GPU), fp32 (torch, the reference), bf16 (torch bfloat16 weights; fast only on CPUs with "
+            "native bf16), int8, or fp16 (a GPU)"),
+    Setting("device", "cpu", "where the model embeds images while indexing: cpu, or cuda / cuda:N (a GPU through "
+            "ONNX Runtime's CUDA provider, from the onnxruntime-gpu package, or torch for torch models)"),
     Setting("workers", None, "decode worker processes while indexing (default: one per CPU core)", int),
-    Setting("batch_size", 16, "images per model batch while indexing", int),
+    Setting("batch_size", 16, "images per model batch while indexing (on a GPU the default is 128)", int),
     Setting("follow_links", False, "also index (and serve) files and folders behind symbolic links that lead outside "
             "the indexed folders; links that stay inside them are always followed", boolean),
     Setting("max_image_pixels", 250_000_000, "larger images are refused as possible decompression bombs", int),
@@ -99,8 +102,12 @@ def _file_values(path: str) -> dict[str, Any]:
         raise UsageError(f"cannot read config file {p}: {exc}") from exc
 
 
-def get(name: str, value: Any = None) -> Any:
-    """The effective value of a setting; `value` (e.g. a CLI option) wins when it is not None."""
+_DECLARED = object()
+
+
+def get(name: str, value: Any = None, fallback: Any = _DECLARED) -> Any:
+    """The effective value of a setting; `value` (e.g. a CLI option) wins when it is not None. `fallback`: what
+    stands in for the declared default where nothing set the setting (a default that depends on another one)."""
     setting = SETTINGS[name]
     if value is not None:
         return value
@@ -110,7 +117,7 @@ def get(name: str, value: Any = None) -> Any:
         raw = _file_values(str(config_file())).get(name)
         source = f"{config_file()} [{name}]"
     if raw is None or raw == "":
-        return setting.default
+        return setting.default if fallback is _DECLARED else fallback
     try:
         return setting.type(raw)
     except (TypeError, ValueError) as exc:

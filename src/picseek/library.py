@@ -23,7 +23,7 @@ from .errors import IndexBusyError, LibraryError, ModelMismatchError, NoMatchErr
 from .hits import Hit, Hits
 from .ingest import remote
 from .ingest.paths import DOWNLOADS
-from .ingest.pipeline import IndexReport, Progress, run_index
+from .ingest.pipeline import GPU_BATCH_SIZE, IndexReport, Progress, run_index
 from .models import registry
 from .query import engine
 from .query import tags as tagging
@@ -79,17 +79,19 @@ class Library:
     """An image library on disk. `model` is only needed for a new library: an existing one knows its model."""
 
     def __init__(self, path: str | os.PathLike | None = None, model=None, create: bool = True,
-                 store: str | None = None, precision: str | None = None):
+                 store: str | None = None, precision: str | None = None, device: str | None = None):
         """`model`: a name (see `picseek models`), or any object that implements the Embedder protocol.
         `store`: where vectors and metadata live (default: the `store` setting, else the built-in store in the
         library folder): "chroma://HOST:PORT/COLLECTION" or "chroma:///PATH?collection=NAME" (ChromaDB; the
         folder then holds only the index lock and thumbnails; docs/deployment.md).
-        `precision`: what runs a CLIP-family model (auto, fp32, bf16, int8; default: the `precision` setting)."""
+        `precision`: what runs a CLIP-family model (auto, fp32, bf16, int8, fp16; default: the `precision` setting).
+        `device`: where the model embeds images while indexing (cpu, cuda, cuda:N; default: the `device` setting)."""
         self.path = config.library_path(path)
         with _disk_errors(self.path, None):
             self.store = open_store(config.get("store", store), self.path, create=create)
         self._model_arg = model
         self._precision_arg = precision
+        self._device_arg = device
         self._embedder = None
 
     # -- model ----------------------------------------------------------------------------------------------------
@@ -115,7 +117,7 @@ class Library:
             self._check_same(asked)
             self._embedder = asked
             return asked
-        emb = registry.load_embedder(self.model_name(asked), precision=self._precision())
+        emb = registry.load_embedder(self.model_name(asked), device=self._device(), precision=self._precision())
         if rec:
             self._check_same(emb)
         self._embedder = emb
@@ -141,6 +143,19 @@ class Library:
         from .models.onnx import check_precision
 
         return check_precision(config.get("precision", self._precision_arg))
+
+    def _device(self) -> str:
+        from .models.onnx import check_device
+
+        return check_device(config.get("device", self._device_arg))
+
+    def _batch_size(self, asked: int | None) -> int:
+        """Images per model batch: asked, else the setting, else the device's default (a GPU wants big batches)."""
+        from .models.onnx import is_gpu
+
+        if is_gpu(self._device()):
+            return config.get("batch_size", asked, fallback=GPU_BATCH_SIZE)
+        return config.get("batch_size", asked)
 
     def _record_model(self, emb) -> None:
         if not self.recorded_model:
@@ -170,7 +185,7 @@ class Library:
             rec = self.recorded_model
             name = self._model_arg or self.model_name()
             self._embedder = name if not isinstance(name, str) else registry.load_embedder(
-                name, precision=self._precision())
+                name, device=self._device(), precision=self._precision())
             self.store.clear_vectors()
         rec = self.recorded_model
         if self._embedder is None and rec and self._model_arg in (None, registry.AUTO, rec["name"]):
@@ -179,7 +194,7 @@ class Library:
             emb = self.embedder()
             self._record_model(emb)
         report = run_index(self.store, emb, [os.fspath(r) for r in roots],
-                           workers=config.get("workers", workers), batch_size=config.get("batch_size", batch_size),
+                           workers=config.get("workers", workers), batch_size=self._batch_size(batch_size),
                            retry_errors=retry_errors, max_pixels=config.get("max_image_pixels"),
                            progress=progress, skip=[str(self.path)], scope=scope)
         if report.embedded and hasattr(emb, "prepare"):

@@ -501,3 +501,30 @@ def test_a_broken_graph_is_one_clear_model_error_on_first_use(tiny, tmp_path):
         emb.embed_images(_photos()[:1])
     assert "\n" not in str(err.value)
     assert emb.embed_texts(["a cat"]).shape == (1, 16)  # the text tower is unaffected
+
+
+def test_a_gpu_index_asks_cuda_for_an_fp16_image_tower_in_big_batches(tiny, tmp_path, monkeypatch):
+    """`--device cuda` end to end on the CPU: this onnxruntime is told it has CUDA, so every session the run makes
+    is recorded with the providers it was asked for (ONNX Runtime then falls back to the CPU it really has)."""
+    import onnxruntime as ort
+
+    from picseek import library
+
+    asked, batches = [], []
+    real_session, real_run = ort.InferenceSession, library.run_index
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", lambda path, opts, providers: (
+        asked.append((Path(path).name, providers)), real_session(path, opts, providers=["CPUExecutionProvider"]))[1])
+    monkeypatch.setattr(library, "run_index", lambda *a, **k: (batches.append(k["batch_size"]), real_run(*a, **k))[1])
+    photos = tmp_path / "photos"
+    make_folder(photos, 3)
+    lib = library.Library(tmp_path / "lib", model=str(tiny["clip"][1]), device="cuda:1")
+    assert lib.index([photos], workers=1).embedded == 3
+    emb = lib.embedder()
+    assert (emb.precision, emb.device) == ("fp16", "cuda:1") and batches == [library.GPU_BATCH_SIZE]
+    assert asked == [("vision-fp16.onnx", [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"])]
+    ref = load_embedder(str(tiny["clip"][1]), precision="fp32")
+    pixels = _pixels(_photos(), ref.image_spec)
+    cos = _cosines(emb.embed_pixels(pixels)["main"], ref.embed_pixels(pixels)["main"])
+    assert cos.min() >= INT8_MIN_COSINE, cos  # fp16 stays as close to fp32 as int8 must
+    assert lib.recorded_model["model_id"] == ref.model_id  # the same model: a GPU-made library searches on the CPU

@@ -63,9 +63,13 @@ class _FolderOrUrl(click.Path):
 @model_option()
 @click.option("--workers", type=click.IntRange(0, 64), help="Decode worker processes (0 = decode in-process).")
 @click.option("--batch-size", type=click.IntRange(1, 1024), help="Images per model batch.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "int8"]),
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "int8", "fp16"]),
               help="What runs a CLIP-family model: int8 (ONNX Runtime, exported once and cached), fp32 (the "
-                   "reference), bf16 (fast only on CPUs with native bf16). Default auto: int8 where available.")
+                   "reference), bf16 (fast only on CPUs with native bf16), fp16 (a GPU). Default auto: int8 where "
+                   "available, fp16 on a GPU.")
+@click.option("--device", metavar="DEVICE", help="Where the model embeds images: cpu (default), cuda or cuda:N (a "
+              "GPU: pip install onnxruntime-gpu in place of onnxruntime; docs/deployment.md). With --engine spark: "
+              "cuda uses each task's GPU.")
 @click.option("--retry-errors", is_flag=True, help="Try again files that failed before and did not change.")
 @click.option("--rebuild", is_flag=True, help="Drop all vectors and re-embed everything (e.g. with a new --model).")
 @click.option("--storage-option", "storage_option", multiple=True, metavar="KEY=VALUE",
@@ -81,7 +85,7 @@ class _FolderOrUrl(click.Path):
               "executors share, or hdfs://, s3a://) and stop; load them later with picseek merge DIR.")
 @json_option("Print the summary as JSON.")
 @click.pass_context
-def index(ctx, folders, from_list, url_column, model, workers, batch_size, precision, retry_errors, rebuild,
+def index(ctx, folders, from_list, url_column, model, workers, batch_size, precision, device, retry_errors, rebuild,
           storage_option, engine, master, shards, as_json):
     """Index the images in FOLDERS: new and changed files are embedded, moved ones followed, deleted ones dropped.
 
@@ -101,6 +105,8 @@ def index(ctx, folders, from_list, url_column, model, workers, batch_size, preci
     storage_options = parse_storage_options(storage_option) or None
     if precision:
         ctx.obj["precision"] = precision
+    if device:
+        ctx.obj["device"] = device
     from .scale import check_spark_options, index_on_spark_cli
 
     if check_spark_options(engine, master, shards, **{"--workers": workers, "--retry-errors": retry_errors,

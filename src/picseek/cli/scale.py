@@ -75,7 +75,7 @@ def index_on_spark_cli(ctx, folders, from_list, url_column, model, *, master, sh
     try:
         report = index_on_spark(master, inputs, target, model=name, batch_size=config.get("batch_size", batch_size),
                                 max_pixels=config.get("max_image_pixels"), column=url_column,
-                                precision=ctx.obj.get("precision"),
+                                precision=ctx.obj.get("precision"), device=config.get("device", ctx.obj.get("device")),
                                 skip=[str(lib.path)] if lib is not None else [])
         merged = lib.merge([target]) if shards is None else None
     finally:

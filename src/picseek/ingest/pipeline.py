@@ -33,6 +33,7 @@ from .scan import ScanResult, WalkProblem, diff, normalize_roots, walk
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE: int = config.default("batch_size")  # images per model call (the batch_size setting's default)
+GPU_BATCH_SIZE = 128  # ... where the model runs on a GPU (`device` cuda): a batch of 16 leaves most of it idle
 
 
 @dataclass

@@ -171,7 +171,7 @@ class Backend:
     name    ModelSpec.backend of its specs, and the prefix of the names it answers to: `NAME:SOURCE` (`hf:ORG/NAME`,
             `onnx:ORG/NAME`). The model ids its embedders record should start with `NAME:` too, so that a library's
             recorded model is reopened by this backend (registry.spec_for_record).
-    load    (spec, device="cpu", precision=None) -> Embedder; `precision` (auto, fp32, bf16, int8) is passed where
+    load    (spec, device="cpu", precision=None) -> Embedder; `precision` (auto, fp32, bf16, int8, fp16) is passed where
             one is asked for, which a library always does.
     spec    SOURCE (the text after `NAME:`) -> the ModelSpec it names, whose `name` should be `NAME:SOURCE` so that
             the name an embedder records resolves back to it; ModelError where SOURCE names nothing. None: the

@@ -420,6 +420,11 @@ def load(spec=None, device: str = "cpu", precision: str | None = None) -> Builti
     model runs in fp32 (its cost is small next to decoding; models/onnx.py serves the CLIP family)."""
     if precision not in (None, "auto", "fp32"):
         log.warning("the built-in model runs in fp32 (precision %s applies to CLIP-family models)", precision)
+    from .onnx import check_device, is_gpu, providers
+
+    device = check_device(device)
+    if is_gpu(device):
+        providers(device)  # a GPU ONNX Runtime cannot use: said now, not at the first batch
     return BuiltinEmbedder(device=device)
 
 

@@ -190,27 +190,13 @@ def ensure(cache_dir: Path, rebuild: bool = False) -> Path | bytes:
     return path if _write_atomic(path, data) else data
 
 
-def providers(device: str) -> list:
-    """ONNX Runtime providers for a torch-style device name: CUDA where asked and available, else the CPU."""
-    import onnxruntime as ort
-
-    if device.startswith("cuda"):
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            index = int(device.partition(":")[2] or 0)
-            return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-        log.warning("the built-in model runs on the CPU: this onnxruntime has no CUDA provider (%s asked)", device)
-    elif device != "cpu":
-        log.warning("the built-in model runs on the CPU (device %s is not available to ONNX Runtime)", device)
-    return ["CPUExecutionProvider"]
-
-
 def session(cache_dir: Path, device: str = "cpu", threads: int | None = None):
     """An ONNX Runtime session of the graph, with the options of the CLIP towers (models/onnx.py's OrtTower: all
     cores, no busy-waiting between batches, every graph optimisation). A cached file that does not load is built
     again and replaced."""
     import onnxruntime as ort
 
-    from .onnx import default_threads
+    from .onnx import default_threads, providers
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or default_threads()

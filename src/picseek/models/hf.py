@@ -333,9 +333,10 @@ def load_source(name: str, source: str, load_parts: Callable[[str, bool], Any] =
 
 def load(spec, device: str = "cpu", precision: str | None = None) -> HFEmbedder:
     """A ModelSpec with backend "hf" (source = repo id or local folder) -> a ready HFEmbedder on `device`.
-    `precision` (models/onnx.py): auto (default), fp32, bf16 or int8."""
+    `precision` (models/onnx.py): auto (default), fp32, bf16, int8, or on a GPU fp16."""
     source = spec.source or spec.name
     asked = onnx.check_precision(precision)
+    device = onnx.check_device(device)
     if device == "cpu" and asked in ("auto", "int8") and onnx.onnxruntime_available():
         known = _known_model_id(source)
         if known and not exported(known, "int8"):
@@ -361,7 +362,7 @@ def load(spec, device: str = "cpu", precision: str | None = None) -> HFEmbedder:
     image_spec, patch = image_spec_from_processor(parts.processor)
     model_id = f"hf:{label}@{revision}"
     exportable = patch is None and device == "cpu"  # SigLIP 2 NaFlex takes patch sequences: not exported
-    chosen = onnx.resolve_precision(precision, can_export=exportable)
+    chosen = onnx.resolve_precision(precision, can_export=exportable, device=device)
     text_cfg = getattr(config, "text_config", config)
     dim = int(getattr(config, "projection_dim", None) or getattr(text_cfg, "projection_size", None)
               or text_cfg.hidden_size)
@@ -374,8 +375,8 @@ def load(spec, device: str = "cpu", precision: str | None = None) -> HFEmbedder:
                      device=device, padding=TEXT_PADDING.get(model_type, DEFAULT_PADDING),
                      max_length=max_length, patch_size=patch)
     emb.precision, emb.precision_auto = chosen, asked == "auto"
-    if chosen == "bf16":
-        to_bf16(emb)
+    if chosen in HALF:
+        to_half(emb, HALF[chosen])
     log.debug("loaded %s (%s, dim %d, %s, %s)", emb.model_id, model_type, dim, image_spec, emb.precision)
     return emb
 
@@ -575,11 +576,14 @@ def light_embedder(name: str, model_id: str, precision: str, auto: bool):
                       precision=precision, precision_auto=auto)
 
 
-def to_bf16(emb) -> None:
+HALF = {"bf16": "bfloat16", "fp16": "float16"}  # precision -> the torch dtype of the weights and the arithmetic
+
+
+def to_half(emb, dtype: str) -> None:
     import torch
 
-    emb.model.to(torch.bfloat16)
-    emb.compute_dtype = "bfloat16"
+    emb.model.to(getattr(torch, dtype))
+    emb.compute_dtype = dtype
 
 
 # -- the backend, as the registry sees it (models/base.py Backend) ---------------------------------------------------

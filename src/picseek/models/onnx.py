@@ -5,7 +5,13 @@ child processes that export and quantize, and the cache folder of what they writ
   fp32  the reference: the torch model as loaded (a ready-ONNX model: its downloaded graphs).
   int8  ONNX Runtime with dynamic int8 quantization of the MatMul/Gemm weights (activations quantized per batch).
   bf16  torch with bfloat16 weights; fast only where the CPU computes in bf16 (AVX-512 BF16 / AMX); elsewhere slow.
-  auto  int8 where onnxruntime is installed and the model exports, else fp32.
+  fp16  on a GPU (`device` cuda): ONNX Runtime's CUDA provider running an fp16 copy of the graph (inputs and
+        outputs stay float32), or torch with float16 weights for a model that runs in torch.
+  auto  on the CPU: int8 where onnxruntime is installed and the model exports, else fp32; on a GPU: fp16.
+
+`device` names where: `cpu` (the default), or `cuda` / `cuda:N` (ONNX Runtime's CUDA provider, which the
+onnxruntime-gpu package brings; torch models use torch's CUDA). `providers` is the one translation of a device into
+ONNX Runtime providers; asking for a GPU that ONNX Runtime cannot use is an error, never a silent CPU run.
 
 What a backend makes once per model and precision (models/hf.py: a Hugging Face model's towers exported through
 torch; models/onnx_repo.py: a ready image tower quantized) lives under `<cache_dir>/onnx/<key>/` (the key hashes the
@@ -32,7 +38,7 @@ from ..errors import ModelError, UsageError
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+PRECISIONS = ("auto", "fp32", "bf16", "int8", "fp16")
 OPSET = 17
 NOT_EXPORTABLE = 3  # the export child's exit status for a model that does not export (SigLIP 2 NaFlex)
 
@@ -42,6 +48,36 @@ def check_precision(value: str | None) -> str:
     if value not in PRECISIONS:
         raise UsageError(f"unknown precision {value!r}: use one of {', '.join(PRECISIONS)}")
     return value
+
+
+def check_device(value: str | None) -> str:
+    """`cpu`, `cuda` or `cuda:N` (case and spaces forgiven) -> its canonical spelling; anything else: UsageError."""
+    value = (value or "cpu").strip().lower()
+    kind, sep, index = value.partition(":")
+    if kind == "cpu" and not sep or kind == "cuda" and (not sep or index.isdigit()):
+        return value
+    raise UsageError(f"unknown device {value!r}: use cpu, cuda or cuda:N")
+
+
+def is_gpu(device: str | None) -> bool:
+    return check_device(device).startswith("cuda")
+
+
+def providers(device: str | None) -> list:
+    """ONNX Runtime providers for a device: the CPU's, or CUDA's (on GPU `N` of `cuda:N`) with the CPU's for the
+    operators CUDA lacks. A GPU this onnxruntime cannot use is a ModelError that says what to install."""
+    device = check_device(device)
+    if not device.startswith("cuda"):
+        return ["CPUExecutionProvider"]
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in available:
+        raise ModelError(f"device {device}: this onnxruntime cannot use a GPU (it has {', '.join(available)}); "
+                         "install the GPU build in its place: pip uninstall -y onnxruntime && pip install "
+                         "onnxruntime-gpu (docs/deployment.md, \"GPU\")")
+    index = int(device.partition(":")[2] or 0)
+    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
 
 
 def cpu_has_bf16() -> bool:
@@ -61,9 +97,16 @@ def onnxruntime_available() -> bool:
     return find_spec("onnx") is not None and find_spec("onnxruntime") is not None
 
 
-def resolve_precision(value: str | None, can_export: bool = True) -> str:
-    """`auto` and impossible requests -> what will actually run."""
+def resolve_precision(value: str | None, can_export: bool = True, device: str | None = "cpu") -> str:
+    """`auto` and impossible requests -> what will actually run on `device`."""
     value = check_precision(value)
+    if is_gpu(device):
+        if value == "int8":
+            raise ModelError("precision int8 runs on the CPU (ONNX Runtime's int8 kernels); on a GPU use fp16 or "
+                             "fp32")
+        return "fp16" if value == "auto" else value
+    if value == "fp16":
+        raise ModelError("precision fp16 is for a GPU (--device cuda); on the CPU use auto, int8 or fp32")
     if value == "auto":
         return "int8" if can_export and onnxruntime_available() else "fp32"
     if value == "int8":
@@ -110,7 +153,7 @@ def default_threads() -> int:
 class OrtTower:
     """One exported tower in an ONNX Runtime session. Call with numpy inputs by name -> float32 unit rows."""
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, device: str = "cpu"):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -119,7 +162,7 @@ class OrtTower:
         # no busy-waiting between batches: the decode workers need those cycles
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), opts, providers=providers(device))
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, **feeds: np.ndarray) -> np.ndarray:
@@ -131,15 +174,15 @@ class LazyTower:
     """An OrtTower built on first use: a session costs ~0.5 s and its weights' memory (the text tower of a CLIP
     ViT-B/32 holds 250 MB), and an index run never needs the text tower, a text query never the vision tower."""
 
-    def __init__(self, path: Path, threads: int | None = None):
-        self.path, self.threads = path, threads
+    def __init__(self, path: Path, threads: int | None = None, device: str = "cpu"):
+        self.path, self.threads, self.device = path, threads, device
         self._tower: OrtTower | None = None
         self._lock = threading.Lock()
 
     def load(self) -> OrtTower:
         with self._lock:
             if self._tower is None:
-                self._tower = OrtTower(self.path, self.threads)
+                self._tower = OrtTower(self.path, self.threads, self.device)
             return self._tower
 
     def __call__(self, **feeds: np.ndarray) -> np.ndarray:
@@ -158,6 +201,18 @@ def quantize(source: Path, out: Path, external: bool = False) -> None:
                      use_external_data_format=external)
 
 
+def to_fp16(source: Path, out: Path, external: bool = False) -> None:
+    """fp16 weights and arithmetic for a GPU: ONNX Runtime's converter (onnxruntime.transformers.float16), with the
+    graph's inputs and outputs kept float32 (callers feed and read the same arrays) and the operators it keeps in
+    fp32 for accuracy left there."""
+    import onnx as onnx_lib
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx_lib.load(str(source)), keep_io_types=True)
+    onnx_lib.save(model, str(out), save_as_external_data=external)
+
+
+CONVERTERS = {"int8": quantize, "fp16": to_fp16}  # precision -> what makes that copy of an fp32 graph
 EXTERNAL_ABOVE = 1_500_000_000  # bytes of weights past which a quantized graph keeps them in a side file
 
 
@@ -171,10 +226,11 @@ def writes_external(source: Path) -> bool:
     return sum(f.stat().st_size for f in _graph_files(source)) > EXTERNAL_ABOVE
 
 
-def quantize_cached(source: Path, target: Path, external: bool | None = None) -> None:
-    """Quantize a ready ONNX graph (models/onnx_repo.py) into the cache, atomically as `hf._export` writes: into a
-    temporary folder beside `target`, then renamed into place, a side file of weights first and the graph last (its
-    presence means complete). No torch: the quantizer reads and writes ONNX only. `external`: None asks
+def quantize_cached(source: Path, target: Path, external: bool | None = None, precision: str = "int8") -> None:
+    """Quantize a ready ONNX graph (models/onnx_repo.py) to int8 (or, `precision` fp16, convert it: CONVERTERS) into
+    the cache, atomically as `hf._export` writes: into a temporary folder beside `target`, then renamed into place, a
+    side file of weights first and the graph last (its presence means complete). No torch: the quantizer reads and
+    writes ONNX only. `external`: None asks
     `writes_external`. `quantize_in_child` runs this in a child process."""
     target.parent.mkdir(parents=True, exist_ok=True)
     files = _graph_files(source)
@@ -188,7 +244,7 @@ def quantize_cached(source: Path, target: Path, external: bool | None = None) ->
             os.symlink(source.resolve(), Path(tmp) / "source" / source.name)
             source = Path(tmp) / "source" / source.name
         out = Path(tmp) / target.name
-        quantize(source, out, external=external)
+        CONVERTERS[precision](source, out, external=external)
         for side in Path(tmp).iterdir():
             if side != out and side.is_file():
                 os.replace(side, target.parent / side.name)
@@ -243,13 +299,14 @@ def export_in_child(source: str, precision: str) -> bool:
     raise ModelError(f"cannot export {source} to ONNX: {lines[-1] if lines else f'exit status {proc.returncode}'}")
 
 
-def quantize_in_child(source, target) -> None:
+def quantize_in_child(source, target, precision: str = "int8") -> None:
     """`quantize_cached` in a child process: ONNX Runtime's quantizer holds about three copies of the graph's
     weights at its peak (1.1 GB for a ViT-B/32 image tower), which the indexing process would keep as its own peak
     (and often as heap it does not give back) for the rest of its run. ModelError when it failed."""
     external = ["--external"] if writes_external(source) else []
     proc = subprocess.run([sys.executable, "-m", "picseek.models.onnx_export", "--quantize", str(source),
-                           str(target), *external], capture_output=True, text=True)
+                           str(target), *external, *(["--fp16"] if precision == "fp16" else [])],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         lines = [ln for ln in (proc.stderr or "").strip().splitlines() if ln.strip()]
         raise ModelError(lines[-1] if lines else f"the quantizer exited with status {proc.returncode}")

@@ -1,6 +1,7 @@
 """The program the export and quantize children run (models/onnx.py `export_in_child`, `quantize_in_child`):
 `python -m picseek.models.onnx_export SOURCE PRECISION` exports a Hugging Face dual encoder's towers to ONNX (through
-models/hf.py), `--quantize SOURCE TARGET` quantizes a ready ONNX image tower (models/onnx_repo.py).
+models/hf.py), `--quantize SOURCE TARGET [--fp16]` quantizes a ready ONNX image tower to int8 (or converts it to
+fp16 for a GPU) (models/onnx_repo.py).
 
 The export needs the torch weights, the tracer's copy of the graph, and then the quantizer's; done in the indexing
 process, all of that would stay in its peak memory. A child process does it once per model (text tower fp32, then
@@ -53,7 +54,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
         if argv[0] == "--quantize":
-            onnx.quantize_cached(Path(argv[1]), Path(argv[2]), external="--external" in argv[3:])
+            onnx.quantize_cached(Path(argv[1]), Path(argv[2]), external="--external" in argv[3:],
+                                 precision="fp16" if "--fp16" in argv[3:] else "int8")
             return 0
         source, precision = argv
         return export(source, precision)

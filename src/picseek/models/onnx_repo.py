@@ -133,15 +133,17 @@ class _Tower:
     """One tower's ONNX Runtime session, built on first use (models/onnx.py LazyTower, its session options), and
     what its graph says about its inputs: names, element types, a batch fixed at 1."""
 
-    def __init__(self, path: Path, threads: int | None, what: str):
+    def __init__(self, path: Path, threads: int | None, what: str, device: str = "cpu"):
         self.path, self.what = path, what
-        self.lazy = onnx.LazyTower(path, threads)
+        self.lazy = onnx.LazyTower(path, threads, device)
         self.inputs: list[tuple[str, Any]] = []
         self.one_at_a_time = False
 
     def load(self):
         try:
             tower = self.lazy.load()
+        except ModelError:
+            raise
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types: one line that names the file
             raise ModelError(f"cannot load the {self.what} ({self.path}): {one_line(exc)}") from exc
         if not self.inputs:
@@ -166,10 +168,12 @@ class _Tower:
 
 @dataclass(eq=False)
 class OnnxRepoEmbedder(EmbedderBase):
-    """Both towers of a ready-ONNX model. `precision` is what runs the image tower (fp32 or int8)."""
+    """Both towers of a ready-ONNX model. `precision` is what runs the image tower (fp32 or int8 on the CPU, fp16 or
+    fp32 on a GPU); `device` where (models/onnx.py). The text tower, one query at a time, runs on the CPU."""
 
     folder: Path = field(default=Path("."), repr=False)
     precision: str = "fp32"
+    device: str = "cpu"
     precision_auto: bool = False  # chosen by `auto`: a failed quantization falls back to fp32 instead of failing
     context_length: int = 77
     canonicalize: bool = False
@@ -181,7 +185,7 @@ class OnnxRepoEmbedder(EmbedderBase):
     def _image_tower(self) -> _Tower:
         with self._lock:
             if self._image is None:
-                self._image = _Tower(self._vision_path(), None, "image tower of " + self.name)
+                self._image = _Tower(self._vision_path(), None, "image tower of " + self.name, self.device)
             return self._image
 
     def _text_tower(self) -> _Tower:
@@ -191,24 +195,25 @@ class OnnxRepoEmbedder(EmbedderBase):
             return self._text
 
     def _vision_path(self) -> Path:
-        """The graph the image tower runs: the downloaded one (fp32), or its int8 copy, quantized once into the
-        cache (key: model id, onnx/onnxruntime versions)."""
+        """The graph the image tower runs: the downloaded one (fp32), or its int8 (CPU) or fp16 (GPU) copy, made
+        once into the cache (key: model id, onnx/onnxruntime versions)."""
         source = self.folder / VISUAL
-        if self.precision != "int8":
+        if self.precision not in onnx.CONVERTERS:
             return source
-        target = onnx.cache_folder(self.model_id) / "vision-int8.onnx"
+        target = onnx.cache_folder(self.model_id) / f"vision-{self.precision}.onnx"
         if target.is_file():
             return target
-        log.warning("first use of %s at int8: quantizing its image tower (once; cached in %s)", self.name,
-                    target.parent)
+        verb = "quantize" if self.precision == "int8" else "convert"
+        log.warning("first use of %s at %s: making that copy of its image tower (once; cached in %s)", self.name,
+                    self.precision, target.parent)
         try:
-            onnx.quantize_in_child(source, target)
+            onnx.quantize_in_child(source, target, self.precision)
         except Exception as exc:  # noqa: BLE001 - the quantizer raises many types; fp32 still runs the model
             if not self.precision_auto:
-                raise ModelError(f"cannot quantize the image tower of {self.name} to int8: {one_line(exc)}; "
-                                 "use --precision fp32") from exc
-            log.warning("cannot quantize the image tower of %s to int8 (%s): running it in fp32", self.name,
-                        one_line(exc))
+                raise ModelError(f"cannot {verb} the image tower of {self.name} to {self.precision}: "
+                                 f"{one_line(exc)}; use --precision fp32") from exc
+            log.warning("cannot %s the image tower of %s to %s (%s): running it in fp32", verb, self.name,
+                        self.precision, one_line(exc))
             self.precision = "fp32"
             return source
         return target
@@ -316,21 +321,21 @@ def _locate(name: str, source: str) -> tuple[Path, str, str]:
 
 def _precision(name: str, precision: str | None, device: str) -> tuple[str, bool]:
     asked = onnx.check_precision(precision)
-    if device != "cpu":
-        log.warning("%s runs in ONNX Runtime on the CPU (device %s is for torch models)", name, device)
     if asked == "bf16":
         log.warning("precision bf16 is for torch models: %s runs its downloaded fp32 graphs", name)
         return "fp32", False
-    return onnx.resolve_precision(asked), asked == "auto"
+    return onnx.resolve_precision(asked, device=device), asked == "auto"
 
 
 def load(spec, device: str = "cpu", precision: str | None = None) -> OnnxRepoEmbedder:
     """A ModelSpec with backend "onnx" (source = a repo id or a folder in the immich layout) -> OnnxRepoEmbedder.
-    `precision`: auto (default: int8 image tower), fp32 or int8; sessions load on first use."""
+    `precision`: auto (default: int8 image tower on the CPU, fp16 on a GPU), fp32, int8 or fp16; `device`: cpu or
+    cuda[:N] (models/onnx.py); sessions load on first use."""
     from importlib.util import find_spec
 
     if find_spec("onnxruntime") is None:
         raise ModelError(f"model {spec.name} needs onnxruntime: pip install onnxruntime")
+    device = onnx.check_device(device)
     chosen, auto = _precision(spec.name, precision, device)
     folder, label, revision = _locate(spec.name, spec.source or spec.name)
     config = _read_json(folder, CONFIG, spec.name)
@@ -347,7 +352,7 @@ def load(spec, device: str = "cpu", precision: str | None = None) -> OnnxRepoEmb
         raise ModelError(f"model {spec.name}: bad {PREPROCESS}: {exc}") from exc
     kwargs = text_cfg.get("tokenizer_kwargs") or {}
     emb = OnnxRepoEmbedder(name=spec.name, model_id=f"onnx:{label}@{revision}", dim=dim, image_spec=image_spec,
-                           spaces={MAIN: dim}, image_query_space=MAIN, folder=folder, precision=chosen,
+                           spaces={MAIN: dim}, image_query_space=MAIN, folder=folder, precision=chosen, device=device,
                            precision_auto=auto, context_length=context_length,
                            canonicalize=isinstance(kwargs, dict) and kwargs.get("clean") == "canonicalize",
                            tokenizer=_tokenizer(folder, spec.name, context_length))

@@ -38,7 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--partitions", type=int, help="Spark partitions (default: one per 512 inputs, at least the "
                                                    "default parallelism)")
     ap.add_argument("--threads", type=int, help="model threads per task (default: spark.task.cpus)")
-    ap.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], help="what runs a CLIP-family model")
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8", "fp16"],
+                    help="what runs a CLIP-family model")
     ap.add_argument("--device", default="cpu", help="cpu (default), or cuda on GPU executors: each task uses the "
                                                     "GPU Spark assigned it (spark.task.resource.gpu.amount)")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
