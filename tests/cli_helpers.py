@@ -8,9 +8,9 @@ import sys
 PICSEEK = [sys.executable, "-m", "picseek.cli"]
 
 
-def run(*args, env=None, check=True, cwd=None, timeout=300) -> subprocess.CompletedProcess:
+def run(*args, env=None, check=True, cwd=None, timeout=300, input_text=None) -> subprocess.CompletedProcess:
     proc = subprocess.run(PICSEEK + [str(a) for a in args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=cwd)
+                          timeout=timeout, cwd=cwd, input=input_text)
     if check and proc.returncode != 0:
         raise AssertionError(f"picseek {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -10,6 +10,7 @@ import functools
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -226,6 +227,39 @@ class Library:
                 rescan=config.get("watch_rescan", rescan), initial=initial, workers=workers, on_event=on_event,
                 stop=stop, after_initial=None if run else warm).run_forever()
 
+    def handle_event(self, event, headers: dict | None = None, *, roots: Iterable[str] | None = None,
+                     storage_options: dict | None = None, wait: float = 0) -> dict:
+        """Index or remove the one object a storage event is about (ingest/events.py: Cloud Storage CloudEvents,
+        structured or binary with `headers`; S3 notifications, also inside SQS/SNS; EventBridge S3 events). `event`:
+        the JSON document (dict, text or bytes). Returns the answer: {"action": indexed, updated, removed,
+        unchanged, skipped, ignored or failed, "url", "event", "id", "reason"}; for an event about several objects
+        {"action": "batch", "results": [...]}. The object's current state in storage decides, so a repeated or late
+        event changes nothing. Raises UsageError (not an event), StorageError (storage cannot be read: deliver it
+        again) and IndexBusyError (another run holds the library for more than `wait` seconds: deliver it again).
+        `roots`: only objects below these URLs are indexed (others skipped)."""
+        from .ingest import events
+        from .ingest.images import decode_file
+
+        parsed = events.parse_event(event, headers)
+        wanted = [e for e in parsed if e.kind is not None]
+        scope = [remote.store_path(r) for r in roots or ()]
+        decode = functools.partial(decode_file, max_pixels=config.get("max_image_pixels"))
+
+        def model():
+            emb = self.embedder()
+            self._record_model(emb)
+            return emb
+
+        def one(e) -> dict:
+            return events.apply(self.store, model, e, info=remote.object_info, decode=decode, roots=scope)
+
+        if not wanted:
+            results = [one(e) for e in parsed]
+        else:
+            with self._index_lock(wait), remote.storage_options(storage_options, [e.url for e in wanted]):
+                results = [one(e) for e in parsed]
+        return results[0] if len(results) == 1 else {"action": "batch", "results": results}
+
     def remove(self, paths: Iterable[str | os.PathLike]) -> int:
         """Forget the images at or below `paths` (which may no longer exist). Files on disk are never touched.
         Returns how many images left the library."""
@@ -283,15 +317,25 @@ class Library:
             return merge_shards(self.store, list(shards), progress=progress)
 
     @contextmanager
-    def _index_lock(self) -> Iterator[None]:
-        """Hold the one-run-at-a-time lock. A run the log still calls "running" then belongs to a process that
-        died without recording its end (SIGKILL, power loss): it is recorded as interrupted first."""
+    def _index_lock(self, wait: float = 0) -> Iterator[None]:
+        """Hold the one-run-at-a-time lock (waiting up to `wait` seconds for it). A run the log still calls
+        "running" then belongs to a process that died without recording its end (SIGKILL, power loss): it is
+        recorded as interrupted first."""
         busy = IndexBusyError(f"another index run is using {self.path}; wait for it to finish")
-        with self._disk_errors(), FileLock(self.path / "index.lock", busy=busy):
-            last = self.store.last_run()
-            if last and last["status"] == "running":
-                self.store.finish_run(last["id"], "interrupted", last.get("stats") or {})
-            yield
+        lock = FileLock(self.path / "index.lock")
+        with self._disk_errors():
+            deadline = time.monotonic() + wait
+            while not lock.acquire(wait=False):
+                if time.monotonic() >= deadline:
+                    raise busy
+                time.sleep(0.05)
+            try:
+                last = self.store.last_run()
+                if last and last["status"] == "running":
+                    self.store.finish_run(last["id"], "interrupted", last.get("stats") or {})
+                yield
+            finally:
+                lock.release()
 
     def last_run(self) -> dict | None:
         """The last index or merge run. One the log calls "running" while no process holds the index lock was

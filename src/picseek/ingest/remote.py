@@ -36,7 +36,7 @@ from .paths import url_scheme as _scheme
 
 # (is_url, is_remote, file_url_path, canonical_url and store_path live in ingest/paths.py; kept importable from here)
 __all__ = ["is_url", "is_remote", "file_url_path", "canonical_url", "store_path", "normalize_root", "filesystem",
-           "list_entries", "change_marker", "read_url", "open_url", "RemoteReadError", "translate",
+           "list_entries", "object_info", "change_marker", "read_url", "open_url", "RemoteReadError", "translate",
            "parse_storage_options", "storage_options"]
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,22 @@ def list_entries(root: str) -> list[FileEntry]:
     wanted = {u: info for u, info in urls.items() if _is_image(u, base)}
     _fill_missing_info(fs, wanted)
     return [FileEntry(u, int(info.get("size") or 0), change_marker(info)) for u, info in sorted(wanted.items())]
+
+
+def object_info(url: str) -> dict | None:
+    """One object's metadata as storage has it now (size, ETag/generation, ...; what a listing gives), or None when
+    there is no such object. Other failures: one line (translate)."""
+    fs, path = filesystem(url)
+    fs.invalidate_cache()
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - each backend raises its own types: translated to one line
+        if getattr(exc, "status", None) == 404:
+            return None
+        raise translate(exc, url, "read") from None
+    return None if info.get("type") == "directory" else info
 
 
 def _find(fs, path: str) -> dict[str, dict]:
