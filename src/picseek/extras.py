@@ -2,7 +2,8 @@
 
 torch and transformers are needed only to convert a Hugging Face model (`hf:`, a model folder, the `-hf` names), for
 BLIP re-ranking, for training, and for bf16; indexing and search with the built-in model or a ready-ONNX model (the
-CLIP short names) never import them (docs/models.md)."""
+CLIP short names) never import them (docs/models.md). Reading text in images (OCR) needs rapidocr-onnxruntime (the `ocr`
+extra), which brings OpenCV."""
 from __future__ import annotations
 
 from importlib.util import find_spec
@@ -10,6 +11,7 @@ from importlib.util import find_spec
 from .errors import MissingExtraError
 
 TORCH = ("torch", ("torch", "transformers"))  # the extra, and the modules it brings
+OCR = ("ocr", ("rapidocr_onnxruntime", "cv2", "wordninja"))  # reading text in images (ingest/ocr.py)
 
 
 def require(feature: str, extra: tuple[str, tuple[str, ...]] = TORCH) -> None:
@@ -17,5 +19,7 @@ def require(feature: str, extra: tuple[str, tuple[str, ...]] = TORCH) -> None:
     name, modules = extra
     missing = [m for m in modules if find_spec(m) is None]
     if missing:
-        raise MissingExtraError(f"{feature} needs {' and '.join(missing)}: pip install 'picseek[{name}]' (or bash "
-                                f"scripts/install.sh --extras {name}, which takes the CPU build of torch)")
+        how = f"pip install 'picseek[{name}]'"
+        if name == TORCH[0]:
+            how += f" (or bash scripts/install.sh --extras {name}, which takes the CPU build of torch)"
+        raise MissingExtraError(f"{feature} needs {' and '.join(missing)}: {how}")

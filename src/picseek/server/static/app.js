@@ -1012,6 +1012,7 @@ async function showDetail(hit, index, push) {
   full.onload = () => { if (state.detailHit === hit) img.src = full.src; };
   full.src = hit.image_url;
   $("#detail-title").textContent = fileName(hit.path);
+  renderOcr(hit.ocr);
   const where = index >= 0 ? `result ${index + 1} of ${state.hits.length}` : "";
   const via = VIA[hit.via] ? VIA[hit.via][1].toLowerCase() : "";
   $("#detail-score").textContent = [hit.score !== null && hit.score !== undefined ? `score ${fmtScore(hit.score)}` : "",
@@ -1061,6 +1062,53 @@ function renderMeta(meta) {
   dl.replaceChildren();
   for (const [k, v] of rows) if (v !== null && v !== undefined && v !== "") dl.append(el("dt", {}, k), el("dd", {}, v));
   renderDetailTags(meta.id, meta.tags || []);
+  if (state.detailHit && state.detailHit.ocr === undefined && meta.ocr !== undefined) renderOcr(meta.ocr);
+}
+
+// The text read in the image (`ocr`: null, or {text, lines: [{text, box, score, matched}]}, each box four corners as
+// fractions of the oriented image): the lines as text beside the image, the matched ones marked, and their boxes
+// drawn over the image in those fractions (an SVG stretched over the image, so they fit any size it is shown at).
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function renderOcr(ocr) {
+  const section = $("#detail-ocr");
+  const boxes = $("#detail-boxes");
+  const list = $("#detail-ocr-lines");
+  boxes.replaceChildren();
+  list.replaceChildren();
+  const lines = ocr && Array.isArray(ocr.lines) ? ocr.lines
+    : ocr && ocr.text ? ocr.text.split("\n").map((text) => ({ text, box: null, matched: false })) : [];
+  section.hidden = !lines.length;
+  if (!lines.length) return;
+  let matched = 0;
+  for (const line of lines) {
+    const p = el("p", { class: "ocr-line" });
+    if (line.matched) {
+      matched += 1;
+      p.append(el("mark", {}, line.text));
+      const points = validBox(line.box);
+      if (points) {
+        const shape = document.createElementNS(SVG_NS, "polygon");
+        shape.setAttribute("points", points.map(([x, y]) => `${x},${y}`).join(" "));
+        shape.setAttribute("class", "text-box");
+        boxes.append(shape);
+      }
+    } else {
+      p.textContent = line.text;
+    }
+    list.append(p);
+  }
+  $("#detail-ocr-note").textContent = matched
+    ? `${matched} of ${lines.length} ${lines.length === 1 ? "line matches" : "lines match"} the search (outlined in the image)`
+    : `${lines.length} ${lines.length === 1 ? "line" : "lines"}`;
+}
+
+// Four [x, y] corners, each a fraction of the image (0..1), or null.
+function validBox(box) {
+  if (!Array.isArray(box) || box.length !== 4) return null;
+  const ok = box.every((c) => Array.isArray(c) && c.length === 2
+    && c.every((v) => typeof v === "number" && Number.isFinite(v) && v >= 0 && v <= 1));
+  return ok ? box : null;
 }
 
 function renderDetailTags(id, tags) {
@@ -1080,6 +1128,7 @@ function wireDetail() {
     const byNav = state.closingForNav;
     state.closingForNav = false;
     state.detailHit = null;
+    renderOcr(null);
     if (!byNav && new URLSearchParams(location.search).get("open") !== null) {
       if (history.state && history.state.detail) history.back();
       else history.replaceState(null, "", urlParams(state.view || viewFromUrl()));
