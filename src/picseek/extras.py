@@ -10,6 +10,7 @@ from importlib.util import find_spec
 from .errors import MissingExtraError
 
 TORCH = ("torch", ("torch", "transformers"))  # the extra, and the modules it brings
+OCR = ("ocr", ("rapidocr_onnxruntime",))  # reading text in images (ingest/ocr.py)
 
 
 def require(feature: str, extra: tuple[str, tuple[str, ...]] = TORCH) -> None:
