@@ -52,9 +52,17 @@ class Hit:
     # where the image came from when that is not its file: the URL of an image downloaded from a URL list
     # (`picseek index --from-list`; the file in <library>/downloads is a copy)
     source: str | None = None
+    # the words read in the image (libraries indexed with OCR; None: none read): {"text", "lines": [{"text", "box"
+    # (4 [x, y] corners, fractions of the oriented image), "score", "matched" (the line holds a searched word)}]}
+    ocr: dict | None = None
+
+    @property
+    def matched_text(self) -> list[str]:
+        """The lines of the image's text that hold a searched word."""
+        return [line["text"] for line in (self.ocr or {}).get("lines", ()) if line.get("matched")]
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self) | {"matched_text": self.matched_text}
 
     @property
     def name(self) -> str:

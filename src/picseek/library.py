@@ -32,9 +32,10 @@ from .query.parse import parse
 from .query.rank import date_key
 from .query.search import SearchOptions
 from .request import ID, IMAGE, Query, SearchRequest, Term
-from .store.base import clean_tags
+from .store.base import TextRecord, clean_tags
 from .store.filters import parse_filters
 from .store.select import open_store
+from .store.words import line_matches, text_words
 
 if TYPE_CHECKING:  # pragma: no cover
     from .ingest.download import DownloadOptions, UrlIndexReport
@@ -158,30 +159,50 @@ class Library:
             return config.get("batch_size", asked, fallback=GPU_BATCH_SIZE)
         return config.get("batch_size", asked)
 
-    def _record_model(self, emb) -> None:
+    def _record_model(self, emb, ocr: bool = False) -> None:
         if not self.recorded_model:
             self.store.set_model({"name": emb.name, "model_id": emb.model_id, "dim": emb.dim,
-                                  "spaces": dict(emb.spaces)})
+                                  "spaces": dict(emb.spaces), "ocr": bool(ocr)})
+
+    @property
+    def ocr(self) -> bool:
+        """Whether index runs read the words in images (OCR): a setting of the library, recorded with its model
+        by the run that turned it on (`index(..., ocr=True)`, `picseek index --ocr`) or off."""
+        return bool((self.recorded_model or {}).get("ocr"))
+
+    def _set_ocr(self, ocr: bool) -> None:
+        rec = self.recorded_model
+        if rec and bool(rec.get("ocr")) != ocr:
+            self.store.set_model(dict(rec, ocr=ocr))
 
     # -- indexing -------------------------------------------------------------------------------------------------
     def index(self, roots: Iterable[str | os.PathLike], *, workers: int | None = None,
               batch_size: int | None = None, retry_errors: bool = False, rebuild: bool = False,
               progress: Callable[[Progress], None] | None = None,
-              storage_options: dict | None = None, scope: Iterable[str | os.PathLike] | None = None) -> IndexReport:
+              storage_options: dict | None = None, scope: Iterable[str | os.PathLike] | None = None,
+              ocr: bool | None = None) -> IndexReport:
         """Add new and changed images below `roots`, follow moved ones, drop vanished ones. Safe to interrupt:
         the next call continues where this one stopped. Roots may be URLs (s3://bucket/prefix, gs://...,
         https://host/dir/; docs/deployment.md); `storage_options` go to their fsspec backends for this run.
-        `scope`: the folders `roots` are subfolders of (a watcher's; ingest/pipeline.run_index). Raises
-        IndexBusyError while another run holds the library."""
+        `scope`: the folders `roots` are subfolders of (a watcher's; ingest/pipeline.run_index). `ocr`: read the
+        words in images (True: from now on, for this library: later runs and watchers keep doing it, and images
+        indexed before are read without being embedded again; False: no longer; None: as the library says,
+        `Library.ocr`). Raises IndexBusyError while another run holds the library."""
         roots = list(roots)
         with self._index_lock(), remote.storage_options(storage_options, [os.fspath(r) for r in roots]):
             return self._index_locked(roots, workers=workers, batch_size=batch_size,
                                       retry_errors=retry_errors, rebuild=rebuild, progress=progress,
-                                      scope=None if scope is None else [os.fspath(r) for r in scope])
+                                      scope=None if scope is None else [os.fspath(r) for r in scope], ocr=ocr)
 
     def _index_locked(self, roots: list, *, workers: int | None, batch_size: int | None, retry_errors: bool,
                       rebuild: bool, progress: Callable[[Progress], None] | None,
-                      scope: list[str] | None = None) -> IndexReport:
+                      scope: list[str] | None = None, ocr: bool | None = None) -> IndexReport:
+        ocr = self.ocr if ocr is None else bool(ocr)
+        if ocr:
+            from . import extras
+
+            extras.require("reading text in images (--ocr)", extras.OCR)
+        self._set_ocr(ocr)
         if rebuild:
             rec = self.recorded_model
             name = self._model_arg or self.model_name()
@@ -193,11 +214,11 @@ class Library:
             emb = _LazyModel(self.embedder)  # a re-scan that finds nothing new never loads the model
         else:
             emb = self.embedder()
-            self._record_model(emb)
+            self._record_model(emb, ocr)
         report = run_index(self.store, emb, [os.fspath(r) for r in roots],
                            workers=config.get("workers", workers), batch_size=self._batch_size(batch_size),
                            retry_errors=retry_errors, max_pixels=config.get("max_image_pixels"),
-                           progress=progress, skip=[str(self.path)], scope=scope)
+                           progress=progress, skip=[str(self.path)], scope=scope, ocr=ocr)
         if report.embedded and hasattr(emb, "prepare"):
             emb.prepare()  # e.g. export the fast text tower now, so the first search does not wait for it
         if report.embedded or report.removed:  # e.g. a large library's approximate index, in step now
@@ -284,7 +305,7 @@ class Library:
     def index_urls(self, path: str | os.PathLike, *, url_column: str | None = None, retry_errors: bool = False,
                    rebuild: bool = False, workers: int | None = None, batch_size: int | None = None,
                    progress: Callable[[Progress], None] | None = None,
-                   download_options: DownloadOptions | None = None) -> UrlIndexReport:
+                   download_options: DownloadOptions | None = None, ocr: bool | None = None) -> UrlIndexReport:
         """Download the images a URL list names into <library>/downloads (checked, resumable), index them, and
         import the list's other columns as metadata joined by URL (each image gets the field `url`).
         `download_options` (concurrency, timeouts, retries, size cap) default to the settings."""
@@ -300,7 +321,7 @@ class Library:
             got, paths = download.download_urls(self.store, (r.get(column) for r in rows), folder, opts,
                                                 retry_errors=retry_errors, progress=progress)
             report = self._index_locked([folder], workers=workers, batch_size=batch_size,
-                                        retry_errors=retry_errors, rebuild=rebuild, progress=progress)
+                                        retry_errors=retry_errors, rebuild=rebuild, progress=progress, ocr=ocr)
             ids = {p: s.id for p, s in self.store.file_states([str(folder)]).items()}
             urls = {ids[p]: u for u, p in paths.items() if p in ids}
             meta = import_rows(self.store, rows, source=str(path), key="url", column=column, urls=urls)
@@ -374,7 +395,8 @@ class Library:
             ranked = engine.rank(self.store, self.embedder, spaces, parsed, plan)
         except NoMatchError as exc:  # not an error: an honest "nothing", with the reason
             return Hits(note=str(exc))
-        hits = self.hits(ranked)
+        searched = text_words(" ".join([parsed.words] + [w for w, shown in parsed.in_text if shown]))
+        hits = self.hits(ranked, searched)
         if req.rerank:
             from .query.rerank import rerank_hits
 
@@ -397,18 +419,20 @@ class Library:
         page = self.store.browse(selection, limit, after)
         return self.hits((i, None) for i, _ in page.items), page.next
 
-    def hits(self, ranked: Iterable[tuple]) -> Hits:
+    def hits(self, ranked: Iterable[tuple], searched: Iterable[str] = ()) -> Hits:
         """(image id, score) or (image id, score, via) tuples (engine.Ranked) -> Hits with the image's facts,
-        fields and tags (ids no longer there dropped; scores clipped to [-1, 1]: stored float16 vectors can make a
-        cosine a hair above 1)."""
+        fields, tags and words read in it (lines holding a word of `searched` marked as matched; ids no longer
+        there dropped; scores clipped to [-1, 1]: stored float16 vectors can make a cosine a hair above 1)."""
         ranked = [(r[0], r[1], r[2] if len(r) > 2 else None) for r in ranked]
         ids = [i for i, _, _ in ranked]
         rows, fields, tags = self.store.get_images(ids), self.store.get_fields(ids), self.store.get_tags(ids)
+        texts, searched = self.store.get_texts(ids), list(searched)
         downloads = str(self.path.resolve() / DOWNLOADS) + os.sep
         return Hits(Hit(i, r["path"], None if s is None else round(min(max(s, -1.0), 1.0), 6), r["width"],
                         r["height"], r["taken_at"], r["camera_make"], r["camera_model"], fields.get(i, {}),
                         tags.get(i, []), via=via,
-                        source=fields.get(i, {}).get("url") if r["path"].startswith(downloads) else None)
+                        source=fields.get(i, {}).get("url") if r["path"].startswith(downloads) else None,
+                        ocr=ocr_json(texts.get(i), searched))
                     for i, s, via in ranked if (r := rows.get(i)))
 
     def similar(self, image: int | str, *, limit: int = 20, where: Iterable[str] = (),
@@ -570,7 +594,7 @@ class Library:
         return {"library": str(self.path), "model": rec.get("name"), "model_id": rec.get("model_id"),
                 "dim": rec.get("dim"), "images": images, "errors": self.store.error_count(),
                 "disk_bytes": disk, "bytes_per_image": round(disk / images) if images else None,
-                "last_run": self.last_run(), "store": self.store.url}
+                "last_run": self.last_run(), "store": self.store.url, "ocr": self.ocr}
 
     def errors(self, limit: int | None = None) -> list[dict]:
         return self.store.errors(limit)
@@ -583,6 +607,17 @@ class Library:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def ocr_json(text: TextRecord | None, searched: Iterable[str] = ()) -> dict | None:
+    """The words read in an image as hits and the REST API show them (None: none read): the text, and each line
+    with its box, score and whether it holds one of the `searched` words (folded, store.words.text_words)."""
+    if text is None or not text.text:
+        return None
+    searched = list(searched)
+    return {"text": text.text, "lines": [{"text": line["text"], "box": line["box"], "score": line["score"],
+                                          "matched": bool(searched) and line_matches(line["text"], searched)}
+                                         for line in text.lines]}
 
 
 def _labels(labels: Iterable[str] | str) -> list[str]:

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 TEXT, IMAGE, URL, ID, TAG = "text", "image", "url", "id", "tag"
+IN_TEXT = "in_text"  # `text:"WORDS"`: the words read in the image (OCR) hold these (a filter, as a hard tag is)
 VECTOR_KINDS = (TEXT, IMAGE, URL, ID)
 SORTS = ("score", "date", "newest")
 
@@ -19,7 +20,7 @@ class Term:
     """One term of a query. `value`: the text, a file path, a URL, an image id (as text) or a tag; an IMAGE term
     may also hold the image itself (a PIL image or encoded bytes: an upload, a notebook's image)."""
 
-    kind: str  # TEXT, IMAGE, URL, ID or TAG
+    kind: str  # TEXT, IMAGE, URL, ID, TAG or IN_TEXT
     value: object
     weight: float = 1.0  # signed: a negative term pushes results away
     pos: int = field(default=0, compare=False)  # where the term starts in the query text (0-based)
@@ -61,6 +62,14 @@ class Query:
     @property
     def negative_words(self) -> str:
         return " ".join(str(t.value) for t in self.terms if t.kind == TEXT and t.weight < 0)
+
+    @property
+    def in_text(self) -> tuple[tuple[str, bool], ...]:
+        """The `text:` terms: (words, True) for text the image must show, (words, False) for text it must not."""
+        return tuple((str(t.value), t.weight >= 0) for t in self.terms if t.kind == IN_TEXT)
+
+    def without_in_text(self) -> Query:
+        return Query(tuple(t for t in self.terms if t.kind != IN_TEXT), self.text)
 
     def with_soft_tags(self) -> Query:
         """Each tag becomes a text term with the same weight and sign."""

@@ -612,3 +612,50 @@ def test_every_store_implements_the_whole_protocol(url, tmp_path):
             params = list(inspect.signature(wanted).parameters)[1:]
             assert list(inspect.signature(getattr(store, name)).parameters) == params, name
     assert isinstance(store.label, str) and store.url in ("built-in", url)
+
+
+def test_words_read_in_images_alike_on_every_store(url, tmp_path):
+    """The OCR records (store.write_texts, get_texts, missing_texts), the `text` and `has_text` filters and the
+    keyword column of the words read, on every store (written directly: no OCR models here)."""
+    from picseek.store.base import TextRecord
+
+    photos = tmp_path / "photos"
+    make_folder(photos, 4)
+    lib = Library(tmp_path / "lib", model=ColourEmbedder(), store=url)
+    lib.index([photos], workers=0)
+    ids = {Path(p).name: s.id for p, s in lib.store.file_states([str(photos)]).items()}
+    assert [Path(s.path).name for s in lib.store.missing_texts([str(photos)])] == sorted(ids)
+    line = {"text": "QUARTERLY REVENUE", "box": [[0.1, 0.1], [0.9, 0.1], [0.9, 0.2], [0.1, 0.2]], "score": 0.9}
+    lib.store.write_texts([(ids["img_000.jpg"], TextRecord("QUARTERLY REVENUE\nTotaldue 42", [line])),
+                           (ids["img_001.jpg"], TextRecord("grocerystore", [])),
+                           (ids["img_002.jpg"], TextRecord("", [], "reading text failed: boom")),
+                           (10**9, TextRecord("no such image", []))])
+    texts = lib.store.get_texts(list(ids.values()) + [10**9])
+    assert set(texts) == {ids["img_000.jpg"], ids["img_001.jpg"], ids["img_002.jpg"]}
+    assert texts[ids["img_000.jpg"]] == TextRecord("QUARTERLY REVENUE\nTotaldue 42", [line], None)
+    assert texts[ids["img_002.jpg"]].error == "reading text failed: boom"
+    assert [Path(s.path).name for s in lib.store.missing_texts([str(photos)])] == ["img_003.jpg"]
+
+    def found(query, **kw):
+        return sorted(Path(h.path).name for h in lib.search(query, limit=10, **kw))
+
+    assert found("red", where=["has_text=yes"]) == ["img_000.jpg", "img_001.jpg"]
+    assert found("red", where=["has_text=no"]) == ["img_002.jpg", "img_003.jpg"]
+    assert found('text:"quartely revenue"') == ["img_000.jpg"]  # a reading error forgiven
+    assert found("red text:grocery") == ["img_001.jpg"]  # inside a run of words without spaces
+    assert found("red text:due") == ["img_000.jpg"]
+    assert found("red -text:grocery") == ["img_000.jpg", "img_002.jpg", "img_003.jpg"]
+    assert not lib.search('text:"zebra"', limit=5) and "text" in lib.search('text:"zebra"', limit=5).note
+    hit = lib.search("revenue", limit=1, keywords=5.0)[0]  # the words join keyword search
+    assert Path(hit.path).name == "img_000.jpg" and "keyword" in hit.via and hit.matched_text == ["QUARTERLY REVENUE"]
+    hit = lib.search("total", limit=1, keywords=5.0)[0]  # inside a run the reader did not space ("Totaldue")
+    assert Path(hit.path).name == "img_000.jpg" and "keyword" in hit.via and hit.matched_text == []
+    assert "keyword" not in lib.search("grocer", limit=4, keywords=5.0, where=["has_text=no"])[0].via
+    # a moved file keeps its words; a changed one is read again (here: not read, so it has none)
+    (photos / "img_000.jpg").rename(photos / "moved.jpg")
+    lib.index([photos], workers=0)
+    assert found('text:"quarterly revenue"') == ["moved.jpg"]
+    draw_photo("yellow", seed=3).save(photos / "img_001.jpg")
+    lib.index([photos], workers=0)
+    assert found("red text:grocery") == []
+    assert "img_001.jpg" in [Path(s.path).name for s in lib.store.missing_texts([str(photos)])]

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from broken_images import make_broken_images
-from cli_helpers import PICSEEK, cli_env, run
+from cli_helpers import PICSEEK, cli_env, kill_when, run
 from conftest import make_folder
 from tiny_models import make_tiny_clip
 
@@ -121,19 +119,7 @@ def test_killed_run_resumes_without_duplicates_or_loss(tmp_path, env, tiny_clip)
     proc = subprocess.Popen(PICSEEK + ["-L", str(killed), "index", str(photos), "--model", str(tiny_clip),
                                        "--workers", "1", "--batch-size", "4"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    n = 0
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            n = sqlite3.connect(killed / "picseek.db", timeout=5).execute("SELECT count(*) FROM images").fetchone()[0]
-        except sqlite3.OperationalError:
-            n = 0
-        if n >= 8:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed; make the folder bigger"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(proc, killed / "picseek.db", "SELECT count(*) FROM images", 8)
     partial = stored(killed)
     assert 0 < len(partial) < 120
     run("-L", killed, "index", photos, env=env)  # resumes with the recorded model
@@ -197,7 +183,6 @@ def test_global_options_after_the_command_and_hints_that_repeat_them(tmp_path, e
 
 def _in_a_terminal(args: list, env: dict) -> bytes:
     """What the CLI writes when its stdout is a terminal (a pseudo-terminal; stderr stays a pipe)."""
-    import os
     import pty
     import subprocess
 

@@ -359,3 +359,19 @@ def test_decode_file_never_raises(data):
         load_image(data)
     except ImageError:
         pass
+
+
+def test_the_ocr_decode_is_oriented_and_about_ocr_side_long(tmp_path):
+    """The second decode of an image the OCR's first pass lets through: JPEG draft no smaller than OCR_SIDE on the
+    long side, EXIF orientation applied, then scaled to OCR_SIDE; a small image is left as it is."""
+    from picseek.ingest.images import _ocr_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise
+    big = io.BytesIO()
+    Image.new("RGB", (2600, 1000), "white").save(big, "JPEG", exif=exif.tobytes())
+    img = _ocr_image(big.getvalue(), 10**9, 1280)
+    assert img.size == (492, 1280)  # upright: tall
+    small = io.BytesIO()
+    Image.new("RGB", (300, 100), "white").save(small, "PNG")
+    assert _ocr_image(small.getvalue(), 10**9, 1280).size == (300, 100)

@@ -80,6 +80,9 @@ def test_rendered_sentences_are_read_with_boxes_where_they_were_drawn(reader):
 def test_words_run_together_are_spaced_and_other_text_is_kept():
     assert ocr.spaced("Noparkingbetweeneightandsix") == "No parking between eight and six"
     assert ocr.spaced("Board meetingminutesfrom  lastweek") == "Board meeting minutes from last week"
+    # fewer, longer words where the frequencies alone would cut a word in two (wordninja: "In voice number")
+    assert ocr.spaced("Invoicenumber 7731") == "Invoice number 7731"
+    assert ocr.split_words("Paywithinthirtydays") == ["Pay", "within", "thirty", "days"]
     for kept in ("Stockholm", "Zürichstrasse", "COVIDVACCINE", "iPhone15Pro", "Москва", "北京欢迎你", "x1 y2"):
         assert ocr.spaced(kept) == kept
 

@@ -164,3 +164,15 @@ def test_the_parser_is_not_fooled_by_the_current_folder(tmp_path, monkeypatch):
     (tmp_path / "cats").write_text("not an image")
     assert kinds(parse("cats")) == [(TEXT, "cats", 1.0)]
     assert os.path.exists("cats")
+
+
+def test_text_terms_are_the_words_read_in_images():
+    from picseek.query.parse import parse
+    from picseek.request import IN_TEXT, TEXT
+
+    q = parse('receipt text:"total due" -text:void')
+    assert [(t.kind, t.value, t.weight) for t in q.terms] == [(TEXT, "receipt", 1.0), (IN_TEXT, "total due", 1.0),
+                                                              (IN_TEXT, "void", -1.0)]
+    assert q.in_text == (("total due", True), ("void", False)) and q.without_in_text().words == "receipt"
+    with pytest.raises(UsageError, match="text: needs the words"):
+        parse('text:"  "')

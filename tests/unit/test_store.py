@@ -4,7 +4,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-from picseek.errors import LibraryError
+from picseek.errors import FilterError, LibraryError
+from picseek.request import Filter
 from picseek.store.base import ImageRecord
 from picseek.store.sqlite import DB_NAME, SCHEMA_VERSION, SQLiteStore
 
@@ -229,6 +230,25 @@ def test_a_library_that_cannot_be_written_is_read_without_migrating_or_writing(t
         ro.add_tags([(1, "x", "user", None)])
     ro.close()
     assert (tmp_path / "lib" / "picseek.db").read_bytes() == before
+
+
+def test_a_read_only_library_from_before_ocr_is_searched_and_says_it_has_no_words(tmp_path, monkeypatch):
+    from picseek.store import sqlite as sqlite_module
+
+    s = SQLiteStore(tmp_path / "lib")
+    s.write_images([ImageRecord("/p/a.jpg", 1, 1, "h", {}, {"main": np.ones(4, np.float32)})])
+    s.close()
+    db = sqlite3.connect(tmp_path / "lib" / "picseek.db")
+    db.execute("DROP TABLE texts")  # (what a library from before the words read in images lacks)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION - 1}")
+    db.commit()
+    db.close()
+    monkeypatch.setattr(sqlite_module.os, "access", lambda path, mode: mode != os.W_OK)
+    ro = SQLiteStore(tmp_path / "lib", create=False)
+    assert ro.get_texts([1]) == {} and ro.keyword_ids("a", "", ro.select([], [], [], ""), 5) == [1]
+    with pytest.raises(FilterError, match="older picseek"):
+        ro.select([Filter("has_text", "=", "yes", "has_text=yes")], [], [], "")
+    ro.close()
 
 
 def test_no_new_library_on_the_empty_mount_point_of_a_disk_that_is_not_mounted(tmp_path, monkeypatch):

@@ -14,13 +14,14 @@ from ..paths import raw_bytes, shown
 from ..request import SearchRequest
 from . import preview
 from .group import _open, cli, fail, nothing_found
-from .options import json_option, limit_option, model_option, threshold_option, where_option
+from .options import json_option, limit_option, model_option, ocr_option, threshold_option, where_option
 from .progress import Progress
 
 EPILOG_INDEX = """\b
 Examples:
   picseek index ~/Pictures
   picseek index ~/Pictures /mnt/photos --workers 2
+  picseek index ~/Screenshots --ocr        # also read the words in the images (text:"..." finds them)
   picseek --library ~/work-lib index ./shots --model clip-vit-b-32
   picseek index --from-list photos.csv --url-column photo_image_url
   picseek index s3://my-bucket/photos gs://other-bucket/2024 https://example.com/photos/
@@ -38,6 +39,7 @@ Examples:
   picseek search '2:"at night"' + 0.5:./city.jpg
   picseek search tag:beach sunset --where 'taken>=2021-06-01' --sort date
   picseek search "a red car" --where camera~canon --where width>=1024
+  picseek search 'text:"total due"' --where has_text=yes   # the words read in images (index --ocr)
   picseek search "sunset" --paths | xargs -d '\\n' feh
   picseek search "sunset" -0 | xargs -0 feh   # any file name, exactly
   cd ~/Pictures/2024 && picseek search "a cat" --here   # index this folder (new files only), search in it
@@ -72,6 +74,7 @@ class _FolderOrUrl(click.Path):
               "cuda uses each task's GPU.")
 @click.option("--retry-errors", is_flag=True, help="Try again files that failed before and did not change.")
 @click.option("--rebuild", is_flag=True, help="Drop all vectors and re-embed everything (e.g. with a new --model).")
+@ocr_option()
 @click.option("--storage-option", "storage_option", multiple=True, metavar="KEY=VALUE",
               help="Option for the fsspec backend of URL roots (repeatable; JSON values), e.g. "
                    "endpoint_url=http://minio:9000, anon=true, profile=work. See docs/deployment.md.")
@@ -86,7 +89,7 @@ class _FolderOrUrl(click.Path):
 @json_option("Print the summary as JSON.")
 @click.pass_context
 def index(ctx, folders, from_list, url_column, model, workers, batch_size, precision, device, retry_errors, rebuild,
-          storage_option, engine, master, shards, as_json):
+          ocr, storage_option, engine, master, shards, as_json):
     """Index the images in FOLDERS: new and changed files are embedded, moved ones followed, deleted ones dropped.
 
     FOLDERS may also be files, or URLs of images in object storage or on a web server (s3://bucket/prefix,
@@ -110,14 +113,15 @@ def index(ctx, folders, from_list, url_column, model, workers, batch_size, preci
     from .scale import check_spark_options, index_on_spark_cli
 
     if check_spark_options(engine, master, shards, **{"--workers": workers, "--retry-errors": retry_errors,
-                                                      "--rebuild": rebuild, "--storage-option": storage_option}):
+                                                      "--rebuild": rebuild, "--storage-option": storage_option,
+                                                      "--ocr": ocr}):
         return index_on_spark_cli(ctx, folders, from_list, url_column, model, master=master, shards=shards,
                                   batch_size=batch_size, as_json=as_json)
     if from_list:
         from .metadata import index_from_list
 
         return index_from_list(ctx, from_list, url_column, model, workers=workers, batch_size=batch_size,
-                               retry_errors=retry_errors, rebuild=rebuild, as_json=as_json)
+                               retry_errors=retry_errors, rebuild=rebuild, as_json=as_json, ocr=ocr)
 
     lib = _open(ctx, model, create=True)
     with Progress.for_command(ctx, as_json) as shown_progress:  # (ends with the run: "done" comes on failure too)
@@ -126,9 +130,11 @@ def index(ctx, folders, from_list, url_column, model, workers, batch_size, preci
                 shown_progress.note(f"Scanning {', '.join(folders)} ...")
             elif p.phase == "embed":
                 shown_progress.update(p.done, p.total, "indexing", errors=p.errors)
+            elif p.phase == "ocr":
+                shown_progress.update(p.done, p.total, "reading text", errors=p.errors)
 
         report = lib.index(folders, workers=workers, batch_size=batch_size, retry_errors=retry_errors,
-                           rebuild=rebuild, progress=progress, storage_options=storage_options)
+                           rebuild=rebuild, progress=progress, storage_options=storage_options, ocr=ocr)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return
@@ -137,6 +143,8 @@ def index(ctx, folders, from_list, url_column, model, workers, batch_size, preci
                f"{report.added} added, {report.updated} updated, {report.moved} moved, {report.removed} removed, "
                f"{report.unchanged} unchanged, {report.errors} errors"
                + (f" ({report.images_per_s:.1f} images/s)" if report.embedded else ""))
+    if report.texts_read:
+        click.echo(f"Read the text of {report.texts_read} images: {report.with_text} with words")
     if report.skipped_known_errors:
         click.echo(f"{report.skipped_known_errors} files that failed before were skipped (--retry-errors to retry)")
     for path, reason in report.error_samples[:5]:
@@ -156,8 +164,10 @@ def hit_output(command):
     """The output options of commands that print hits (search, similar): table, --json, --paths or --null,
     passed to the command as `output` ("table", "json", "paths" or "null")."""
     options = [
-        json_option(help="JSON: id, path, score, via, width, height, taken_at, camera, fields, tags. A file name "
-                          "that is not valid UTF-8 keeps its bytes as \\udcXX escapes (Python's surrogateescape)."),
+        json_option(help="JSON: id, path, score, via, width, height, taken_at, camera, fields, tags, ocr (the words "
+                          "read in the image, each line with its box and whether it holds a searched word) and "
+                          "matched_text (those lines). A file name that is not valid UTF-8 keeps its bytes as "
+                          "\\udcXX escapes (Python's surrogateescape)."),
         click.option("--paths", is_flag=True, help="Bare paths, one per line (for pipes); line breaks, control "
                      "characters and undecodable bytes in a name are escaped (\\n, \\x1b, \\xff)."),
         click.option("--null", "-0", "null", is_flag=True, help="Bare paths exactly as on disk, each ended by a NUL "
@@ -306,6 +316,9 @@ def _about(hit) -> str:
         parts.append(f"by {hit.fields['photographer']}")
     if hit.tags:
         parts.append(" ".join(f"#{t['tag']}" for t in hit.tags[:6]))
+    if hit.matched_text:
+        text = " / ".join(" ".join(line.split()) for line in hit.matched_text)
+        parts.append(f"text: {text[:90]}" + ("..." if len(text) > 90 else ""))
     return "  ".join(parts)
 
 
@@ -331,6 +344,8 @@ def status(ctx, show_errors, as_json):
         click.echo(f"model:    none yet (chosen by the first index run that embeds images: "
                    f"{lib.command('index FOLDER')})")
     click.echo(f"images:   {info['images']}")
+    if info.get("ocr"):
+        click.echo("text:     read in every image (OCR; index --no-ocr stops it)")
     click.echo(f"errors:   {info['errors']}" + ("" if show_errors or not info["errors"] else
                                                  "  (picseek status --errors lists them)"))
     if info["disk_bytes"] or info.get("store", "built-in") == "built-in":  # (a ChromaDB server keeps its own disk)

@@ -66,7 +66,7 @@ def _print_import(report) -> None:
 
 
 def index_from_list(ctx, source: str, url_column: str | None, model: str | None, *, workers, batch_size,
-                    retry_errors: bool, rebuild: bool, as_json: bool) -> None:
+                    retry_errors: bool, rebuild: bool, as_json: bool, ocr: bool | None = None) -> None:
     """`picseek index --from-list FILE`: download, index, import; progress for the downloads and the index."""
     lib = _open(ctx, model, create=True)
     with Progress.for_command(ctx, as_json) as progress:
@@ -76,7 +76,7 @@ def index_from_list(ctx, source: str, url_column: str | None, model: str | None,
                                 errors=p.errors)
 
         report = lib.index_urls(source, url_column=url_column, retry_errors=retry_errors, rebuild=rebuild,
-                                workers=workers, batch_size=batch_size, progress=update)
+                                workers=workers, batch_size=batch_size, progress=update, ocr=ocr)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return

@@ -32,6 +32,14 @@ def threshold_option():
                         help="Only hits with at least this score (cosine similarity).")
 
 
+def ocr_option(help: str = "Read the words in images (OCR, pip install 'picseek[ocr]'): they join keyword "
+               "search, text:\"...\" and --where has_text=yes. A setting of the library: later runs, watch and "
+               "serve --watch keep doing it; images indexed before are read without being embedded again. "
+               "--no-ocr stops it."):  # noqa: A002
+    """`--ocr/--no-ocr` (None when neither is given: as the library says)."""
+    return click.option("--ocr/--no-ocr", "ocr", default=None, help=help)
+
+
 def where_option():
     """`--where/-w FILTER` (repeatable): the filters of docs/query.md."""
     return click.option("--where", "-w", "where", multiple=True, metavar="FILTER",

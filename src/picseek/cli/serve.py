@@ -7,7 +7,7 @@ import click
 
 from ..errors import UsageError
 from .group import _open, cli
-from .options import model_option
+from .options import model_option, ocr_option
 
 EPILOG_SERVE = """\b
 Examples:
@@ -41,6 +41,8 @@ Examples:
 @click.option("--no-index", is_flag=True, help="Do not index FOLDERS at start (POST /api/index starts a run).")
 @click.option("--watch", is_flag=True, help="Follow FOLDERS as picseek watch does: file events and a re-scan every "
               "watch_rescan seconds keep the library in step (one worker watches).")
+@ocr_option("Index runs read the words in images (OCR, pip install 'picseek[ocr]'), and the library keeps doing it "
+            "(see index --ocr); --no-ocr stops it.")
 @click.option("--workers", "-w", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Web worker processes. Each loads the model and answers searches from the same library; index "
                    "runs happen in one of them at a time. (Decode workers of index runs: --index-workers.)")
@@ -56,7 +58,7 @@ Examples:
 @click.option("--max-upload-mp", type=click.FloatRange(0.01, 1000), default=50, show_default=True,
               help="Largest query image a client may upload, in megapixels.")
 @click.pass_context
-def serve(ctx, folders, host, port, model, token, require_token, cors_origin, allowed_host, no_index, watch,
+def serve(ctx, folders, host, port, model, token, require_token, cors_origin, allowed_host, no_index, watch, ocr,
           workers, index_workers, forwarded_allow_ips, max_upload_mb, max_upload_mp):
     """Serve the web page and the REST API (OpenAPI at /docs) for the library; index FOLDERS in the background.
 
@@ -73,7 +75,7 @@ def serve(ctx, folders, host, port, model, token, require_token, cors_origin, al
         host=host, port=port, folders=tuple(os.path.abspath(f) for f in folders), token=token or None,
         require_token=require_token, allowed_hosts=tuple(allowed_host) or None, cors_origins=tuple(cors_origin),
         max_upload_bytes=int(max_upload_mb * 1e6), max_upload_pixels=int(max_upload_mp * 1e6),
-        index_workers=index_workers, index_on_start=not no_index, watch=watch)
+        index_workers=index_workers, index_on_start=not no_index, watch=watch, ocr=ocr)
     if watch and not folders:
         raise UsageError("--watch needs the FOLDERS to follow")
     settings.check()

@@ -29,7 +29,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .. import config
 from ..errors import ImageError, one_line
-from ..models.base import ImageSpec, prepare_image
+from ..models.base import ImageSpec, prepare_image, to_rgb
+from ..store.base import TextRecord
 from .exif import ImageInfo, exif_of, info_from, orientation_of
 from .paths import AVIF_SUPPORTED as _HAS_AVIF
 from .paths import HEIF_SUPPORTED as _HAS_HEIF
@@ -66,16 +67,18 @@ class Decoded:
     info: ImageInfo | None
     content_hash: str  # blake2b-128 hex of the file's bytes; "" when the file could not be read
     error: str | None
+    text: TextRecord | None = None  # the words read in the image (OCR); None: not asked for, or no image
 
 
 # ------------------------------------------------------------------------------------------ public API
 
 
 def decode_file(path: str, spec: ImageSpec, max_pixels: int = DEFAULT_MAX_PIXELS, *,
-                draft: int | None = 1) -> Decoded:
+                draft: int | None = 1, ocr: bool = False) -> Decoded:
     """Read, check and decode one file into model-ready pixels. Never raises (bar KeyboardInterrupt).
     draft: JPEGs decode at a reduced scale no smaller than `draft` x the model's input on either side; None
-    decodes at full size (the reference that benchmarks/decode_quality.py measures the reduced decode against)."""
+    decodes at full size (the reference that benchmarks/decode_quality.py measures the reduced decode against).
+    ocr: also read the words in the image (`Decoded.text`, read_text)."""
     path = os.fspath(path)
     try:
         data = _read_file(path)
@@ -86,12 +89,51 @@ def decode_file(path: str, spec: ImageSpec, max_pixels: int = DEFAULT_MAX_PIXELS
     digest = hashlib.blake2b(data, digest_size=_BLAKE2_DIGEST).hexdigest()
     try:
         with _quiet():
-            pixels, info = _decode(data, spec, max_pixels, draft)
+            pixels, info, small = _decode(data, spec, max_pixels, draft)
     except ImageError as exc:
         return Decoded(path, None, None, digest, str(exc))
     except Exception as exc:  # noqa: BLE001 - MemoryError, ValueError, ...: recorded, never fatal
         return Decoded(path, None, None, digest, _reason(exc))
-    return Decoded(path, pixels, info, digest, None)
+    return Decoded(path, pixels, info, digest, None, read_text(data, small, max_pixels) if ocr else None)
+
+
+_OCR_READER = None  # one per decode worker, made on its first image
+
+
+def read_text(data: bytes, small: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> TextRecord:
+    """The words in an image (a file's bytes, and `small`: the oriented image already decoded for the model).
+    The cheap first pass looks at `small`; only an image it passes is decoded again at about ocr.OCR_SIDE (JPEG
+    draft at that scale, the EXIF orientation applied, so rotated text reads upright) for the full pass. Never
+    raises: a failure is a record with no words and the reason (the image is not tried again)."""
+    from . import ocr  # (its models are loaded once per worker, on the first image that asks)
+
+    global _OCR_READER
+    try:
+        with _quiet():
+            if _OCR_READER is None:
+                _OCR_READER = ocr.OcrReader(threads=1)
+            if not _OCR_READER.likely(small):
+                return TextRecord("", [], None)
+            page = _OCR_READER.read(_ocr_image(data, max_pixels, ocr.OCR_SIDE))
+        return TextRecord(page.text, page.to_json(), None)
+    except Exception as exc:  # noqa: BLE001 - a model error, MemoryError, ...: recorded, never fatal
+        return TextRecord("", [], f"reading text failed: {_reason(exc)}")
+
+
+def _ocr_image(data: bytes, max_pixels: int, side: int) -> Image.Image:
+    """The image decoded with its long side at least `side` where it is that big (JPEG draft at the largest
+    reduction that keeps it), oriented, then scaled down to `side`."""
+    img = _open(data, max_pixels)
+    w, h = img.size
+    long = max(w, h)
+    if long > side:  # draft keeps both sides at least the size asked: ask for the image's own shape at `side`
+        img.draft("RGB", (max(1, -(-w * side // long)), max(1, -(-h * side // long))))
+    _load(img)
+    img = _orient(img, orientation_of(exif_of(img)))
+    if max(img.size) > side:
+        img = to_rgb(img) if img.mode not in ("RGB", "L") else img
+        img.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return img
 
 
 def load_image(source: str | os.PathLike | bytes | BinaryIO,
@@ -185,7 +227,8 @@ def _hash_or_empty(path: str) -> str:
         return ""
 
 
-def _decode(data: bytes, spec: ImageSpec, max_pixels: int, draft: int | None = 1) -> tuple[np.ndarray, ImageInfo]:
+def _decode(data: bytes, spec: ImageSpec, max_pixels: int,
+            draft: int | None = 1) -> tuple[np.ndarray, ImageInfo, Image.Image]:
     img = _open(data, max_pixels)
     full_size = img.size
     if draft:
@@ -197,7 +240,7 @@ def _decode(data: bytes, spec: ImageSpec, max_pixels: int, draft: int | None = 1
     _load(img)
     info = info_from(img, full_size, _format_name(img.format))
     img = _orient(img, info.orientation)
-    return prepare_image(img, spec), info
+    return prepare_image(img, spec), info, img
 
 
 _OPEN_FORMATS: tuple[str, ...] | None = None

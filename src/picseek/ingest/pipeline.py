@@ -26,7 +26,7 @@ import numpy as np
 from .. import config
 from ..models.base import ImageSpec
 from ..paths import within
-from ..store.base import ImageRecord, recorded_run
+from ..store.base import FileState, ImageRecord, TextRecord, recorded_run
 from .images import DEFAULT_MAX_PIXELS, Decoded, decode_file
 from .paths import FileEntry, is_remote
 from .scan import ScanResult, WalkProblem, diff, normalize_roots, walk
@@ -38,7 +38,7 @@ GPU_BATCH_SIZE = 128  # ... where the model runs on a GPU (`device` cuda): a bat
 
 @dataclass
 class Progress:
-    phase: str  # "scan", "embed", "done"
+    phase: str  # "scan", "embed", "ocr" (reading the words in images indexed before), "done"
     done: int = 0
     total: int = 0
     errors: int = 0
@@ -56,6 +56,8 @@ class IndexReport:
     removed: int = 0
     errors: int = 0
     skipped_known_errors: int = 0
+    texts_read: int = 0  # images whose words were read (OCR) in this run, with the ones embedded
+    with_text: int = 0  # of those, how many had words
     seconds: float = 0.0
     error_samples: list[tuple[str, str]] = field(default_factory=list)
 
@@ -115,12 +117,13 @@ def _pool(workers: int, ctx) -> ProcessPoolExecutor:
 
 
 def decode_stream(entries: Sequence[FileEntry], spec: ImageSpec, workers: int, window: int,
-                  max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[tuple[FileEntry, Decoded]]:
-    """Decode files in order, at most `window` ahead of the consumer. workers=0 decodes inline.
+                  max_pixels: int = DEFAULT_MAX_PIXELS, ocr: bool = False) -> Iterator[tuple[FileEntry, Decoded]]:
+    """Decode files in order, at most `window` ahead of the consumer. workers=0 decodes inline. `ocr`: the
+    workers also read the words in each image (Decoded.text).
     A worker that dies (a decoder crash) costs only the files it held: they are retried once, then reported."""
     if workers <= 0:
         for e in entries:
-            yield e, decode_file(e.path, spec, max_pixels)
+            yield e, decode_file(e.path, spec, max_pixels, ocr=ocr)
         return
     pending: deque[tuple[FileEntry, Future, int]] = deque()
     todo = deque((e, 0) for e in entries)
@@ -130,7 +133,7 @@ def decode_stream(entries: Sequence[FileEntry], spec: ImageSpec, workers: int, w
         while todo or pending:
             while todo and len(pending) < window:
                 e, tries = todo.popleft()
-                pending.append((e, pool.submit(decode_file, e.path, spec, max_pixels), tries))
+                pending.append((e, pool.submit(decode_file, e.path, spec, max_pixels, ocr=ocr), tries))
             e, fut, tries = pending.popleft()
             try:
                 yield e, fut.result()
@@ -178,18 +181,20 @@ def embed_batches(embedder, stream: Iterable[tuple[FileEntry, Decoded]], batch_s
             vectors = embedder.embed_pixels(np.stack([d.pixels for _, d in good]))
             for i, (e, d) in enumerate(good):
                 records.append(ImageRecord(e.path, e.size, e.mtime_ns, d.content_hash, _info_dict(d),
-                                           {space: v[i] for space, v in vectors.items()}))
+                                           {space: v[i] for space, v in vectors.items()}, d.text))
         yield batch, records, bad
 
 
 def run_index(store, embedder, roots: Iterable[str], *, workers: int | None = None,
               batch_size: int = DEFAULT_BATCH_SIZE, retry_errors: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
               progress: Callable[[Progress], None] | None = None, skip: Sequence[str] = (),
-              scope: Sequence[str] | None = None) -> IndexReport:
+              scope: Sequence[str] | None = None, ocr: bool = False) -> IndexReport:
     """Bring the store in step with the files below `roots`. Returns what was done. `scope`: the folders the
     roots are part of (a watcher's run of the subfolders where files changed): symbolic links are followed within
     them, and only a scope folder left without images is taken for a disk that is not mounted (a subfolder whose
-    last photo was deleted is just empty)."""
+    last photo was deleted is just empty). `ocr`: the words in each embedded image are read in the decode
+    workers and written with its vectors; then the images indexed before without them are read (decode and OCR
+    only, nothing re-embedded), a batch per transaction."""
     t0 = time.perf_counter()
     roots = normalize_roots(roots)
     notify = progress or (lambda p: None)
@@ -214,8 +219,10 @@ def run_index(store, embedder, roots: Iterable[str], *, workers: int | None = No
             if scan.moved:
                 store.move(scan.moved)
                 report.moved = len(scan.moved)
-            _embed_all(store, embedder, scan, report, workers if workers is not None else default_workers(),
-                       batch_size, max_pixels, notify)
+            workers = workers if workers is not None else default_workers()
+            _embed_all(store, embedder, scan, report, workers, batch_size, max_pixels, notify, ocr)
+            if ocr:
+                _read_missing_texts(store, roots, report, workers, batch_size, max_pixels, notify)
             report.removed = store.delete_paths(scan.missing + scan.stale_errors)
     finally:
         notify(Progress("done", report.embedded, report.embedded, report.errors))
@@ -267,7 +274,7 @@ def _warm_up(embedder) -> None:
 
 
 def _embed_all(store, embedder, scan: ScanResult, report: IndexReport, workers: int, batch_size: int,
-               max_pixels: int, notify: Callable[[Progress], None]) -> None:
+               max_pixels: int, notify: Callable[[Progress], None], ocr: bool = False) -> None:
     total = len(scan.todo)
     notify(Progress("embed", 0, total))
     if not total:
@@ -275,7 +282,7 @@ def _embed_all(store, embedder, scan: ScanResult, report: IndexReport, workers: 
     if workers > 1:
         workers = min(workers, -(-total // batch_size))  # a second process (~0.4 s to start) needs a batch to repay it
     window = max(2 * batch_size, 4 * max(workers, 1))
-    stream = decode_stream(scan.todo, embedder.image_spec, workers, window, max_pixels)
+    stream = decode_stream(scan.todo, embedder.image_spec, workers, window, max_pixels, ocr)
     _warm_up(embedder)
     try:
         _write_batches(store, scan, report, embed_batches(embedder, stream, batch_size), total, notify)
@@ -294,5 +301,54 @@ def _write_batches(store, scan: ScanResult, report: IndexReport, batches, total:
             else:
                 report.added += 1
         report.note_errors((path, reason) for path, _, _, reason in bad)
+        _count_texts(report, [(rec.path, rec.text) for rec in records])
         done += len(batch)
         notify(Progress("embed", done, total, report.errors, batch[-1][0].path))
+
+
+def _count_texts(report: IndexReport, texts: Iterable[tuple[str, TextRecord | None]]) -> None:
+    """Count the images read (and with words) in this run; a failure to read one is logged, not an error of the
+    file (it is indexed, and recorded as read)."""
+    for path, text in texts:
+        if text is not None:
+            report.texts_read += 1
+            report.with_text += bool(text.text)
+            if text.error:
+                log.warning("%s: %s", path, text.error)
+
+
+def _read_missing_texts(store, roots: Sequence[str], report: IndexReport, workers: int, batch_size: int,
+                        max_pixels: int, notify: Callable[[Progress], None]) -> None:
+    """Read the words in the images below `roots` that have no OCR record (indexed before OCR was on): decode
+    and OCR only, `batch_size` images per transaction, so a killed run keeps what it read. A file that cannot be
+    read now gets a record with the reason (it is indexed; its vectors stay)."""
+    todo: list[FileState] = store.missing_texts(roots)
+    if not todo:
+        return
+    total = len(todo)
+    notify(Progress("ocr", 0, total))
+    by_path = {s.path: s for s in todo}
+    if workers > 1:
+        workers = min(workers, -(-total // batch_size))
+    entries = [FileEntry(s.path, s.size, s.mtime_ns) for s in todo]
+    # the decode for the first pass: the default model input size (the pixels themselves are not used)
+    stream = decode_stream(entries, ImageSpec(), workers, max(2 * batch_size, 4 * max(workers, 1)), max_pixels,
+                           ocr=True)
+    done, rows, paths = 0, [], []
+    try:
+        for e, d in stream:
+            state = by_path[e.path]
+            if d.error is not None:
+                rows.append((state.id, TextRecord("", [], f"reading text failed: {d.error}")))
+                paths.append(e.path)
+            elif d.content_hash == state.content_hash and d.text is not None:  # (not a file changed since the scan)
+                rows.append((state.id, d.text))
+                paths.append(e.path)
+            done += 1
+            if len(rows) >= batch_size or done == total:
+                store.write_texts(rows)
+                _count_texts(report, [(path, text) for path, (_, text) in zip(paths, rows)])
+                rows, paths = [], []
+                notify(Progress("ocr", done, total, report.errors, e.path))
+    finally:
+        stream.close()

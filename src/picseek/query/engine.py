@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import NoMatchError, UsageError
-from ..request import ID, SORTS, TAG, TEXT, Filter, Query, SearchRequest, Term
+from ..request import ID, IN_TEXT, SORTS, TAG, TEXT, Filter, Query, SearchRequest, Term
 from ..store.base import Store
 from ..store.filters import parse_filters
 from .parse import QueryError
@@ -75,7 +75,8 @@ def make_plan(req: SearchRequest, opts: SearchOptions, default_keyword_weight: f
 def _split_tags(query: Query, soft: bool) -> tuple[Query, bool]:
     """The query to embed: soft tags become text terms; hard tags filter (the store's selection), and rank by
     their own words when the query has nothing else to rank by. Also whether they do (the vector ranking is then
-    the tags' ranking: via "tag")."""
+    the tags' ranking: via "tag"). `text:` terms filter; they rank by their words when nothing else does."""
+    query = _in_text_ranks(query)
     if soft:
         return query.with_soft_tags(), False
     vector_query = query.without_tags()
@@ -83,6 +84,21 @@ def _split_tags(query: Query, soft: bool) -> tuple[Query, bool]:
         tag_words = [Term(TEXT, t.value, t.weight, t.pos) for t in query.terms if t.kind == TAG and t.weight > 0]
         return vector_query.plus(*tag_words), bool(tag_words)
     return vector_query, False
+
+
+def _in_text_ranks(query: Query) -> Query:
+    """Without its `text:` terms, or, when nothing else would rank (no positive vector term or tag), with their
+    words as text terms."""
+    rest = query.without_in_text()
+    if any(t.weight > 0 and t.kind != IN_TEXT for t in query.terms):
+        return rest
+    return rest.plus(*(Term(TEXT, t.value, t.weight, t.pos) for t in query.terms if t.kind == IN_TEXT and t.weight > 0))
+
+
+def in_text_filters(query: Query) -> tuple[Filter, ...]:
+    """The `text:` terms as the filters they are (`text~WORDS`, `text!=WORDS` for -text:)."""
+    return tuple(Filter("text", "~" if shown else "!=", words, f'{"" if shown else "-"}text:"{words}"')
+                 for words, shown in query.in_text)
 
 
 def _check_ids(store: Store, query: Query) -> None:
@@ -97,10 +113,11 @@ def rank(store: Store, get_embedder: Callable, spaces: list[str], query: Query, 
     cwd = os.getcwd()
     tags, excluded = ((), ()) if plan.soft_tags else (query.tags, query.excluded_tags)
     vector_query, by_tags = _split_tags(query, plan.soft_tags)
-    selection = store.select(plan.where, tags, excluded, cwd)
+    where = plan.where + in_text_filters(query)
+    selection = store.select(where, tags, excluded, cwd)
 
     def no_match() -> NoMatchError:
-        return NoMatchError(store.explain_no_match(plan.where, tags, excluded, cwd))
+        return NoMatchError(store.explain_no_match(where, tags, excluded, cwd))
 
     if selection.empty:
         raise no_match()

@@ -3,8 +3,9 @@
     ./me.jpg + "in winter" - people          an example image, plus words, minus words
     2:"at night" 0.5:./a.jpg id:42           weights; an indexed image by id
     tag:beach -tag:people sunset             tags (a hard filter unless soft tags are asked for)
+    receipt text:"total due"                 words read in the image (OCR; a filter, forgiving reading errors)
 
-A term is a quoted string, a `tag:`/`id:` term, an http(s) URL, or a run of bare words. Bare words that name an
+A term is a quoted string, a `tag:`/`id:`/`text:` term, an http(s) URL, or a run of bare words. Bare words that name an
 existing image file (a path may contain spaces) become image terms; the other words of the run are text. `+` and
 `-` (alone, or right before a term) set the sign of the term after them; juxtaposed terms are added. `N:` in front
 of a term weights it. Any problem is one `QueryError` (a `UsageError`) that names the column of the bad term.
@@ -19,12 +20,13 @@ from pathlib import Path
 
 from ..errors import ImageError, UsageError
 from ..ingest.paths import has_image_extension
-from ..request import ID, IMAGE, TAG, TEXT, URL, Query, Term
+from ..request import ID, IMAGE, IN_TEXT, TAG, TEXT, URL, Query, Term
 from ..store.base import MAX_ID
 
 QUOTES = "\"'"
 MAX_PATH_WORDS = 32  # longest run of words tried as one file path (a path with spaces)
 _URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
+PREFIXES = {"id": ID, "tag": TAG, "text": IN_TEXT}  # prefix: -> the kind of term
 _NUMBERISH = re.compile(r"^[+-]?([0-9.]|(nan|inf|infinity)$)", re.IGNORECASE)  # (nan: and inf: are refused)
 
 
@@ -87,8 +89,8 @@ def parse_term(raw: str) -> Term:
     if not s:
         raise UsageError("empty query: give some words, an image file, an image URL or id:N")
     prefix, _, rest = s.partition(":")
-    if prefix.lower() in ("id", "tag") and rest:
-        return _prefixed(prefix.lower(), rest.strip(), s, 0)
+    if prefix.lower() in PREFIXES and rest:
+        return _prefixed(PREFIXES[prefix.lower()], rest.strip(), s, 0)
     return _classify(s, s, 0, whole=True) or Term(TEXT, s)
 
 
@@ -99,6 +101,11 @@ def _prefixed(kind: str, value: str, query: str, pos: int) -> Term:
         if not 0 < int(value) <= MAX_ID:
             raise QueryError(f"id:{value} is not an indexed image (ids run from 1 to {MAX_ID})", query, pos)
         return Term(ID, str(int(value)), pos=pos)
+    if kind == IN_TEXT:
+        words = " ".join(value.split())
+        if not words:
+            raise QueryError('text: needs the words to look for (text:"total due")', query, pos)
+        return Term(IN_TEXT, words, pos=pos)
     tag = " ".join(value.split()).lower()
     if not tag:
         raise QueryError("tag: needs a name (tag:beach)", query, pos)
@@ -172,7 +179,7 @@ def _word_or_prefix(s: str, i: int, toks: list[_Tok]) -> int:
         return end
     prefix, after = word[:colon], word[colon + 1:colon + 2]
     k = i + colon + 1  # just after the colon
-    if prefix.lower() in (ID, TAG):
+    if prefix.lower() in PREFIXES:
         if after and after in QUOTES:
             value, end = _read_quoted(s, k)
         else:
@@ -250,7 +257,7 @@ def _terms_of(toks: list[_Tok], s: str) -> list[Term]:
         if _URL.match(tok.value):
             return [Term(URL, tok.value, pos=tok.pos)]
         kind, _, value = tok.value.partition(":")
-        return [_prefixed(kind, value.strip(), s, tok.pos)]
+        return [_prefixed(PREFIXES[kind], value.strip(), s, tok.pos)]
     return _run_terms(toks, s)
 
 

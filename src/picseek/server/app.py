@@ -41,7 +41,7 @@ def create_app(lib, settings: ServerSettings | None = None, indexer: BackgroundI
     `indexer`: the one several web worker processes share (server/workers.py); default: this process's own."""
     settings = settings or ServerSettings()
     settings.check()
-    indexer = indexer or BackgroundIndexer(lib, settings.folders, settings.index_workers)
+    indexer = indexer or BackgroundIndexer(lib, settings.folders, settings.index_workers, settings.ocr)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

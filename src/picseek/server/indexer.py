@@ -36,10 +36,11 @@ class IndexState:
 class BackgroundIndexer:
     """Starts `library.index(folders)` in a daemon thread; `state()` is a consistent snapshot."""
 
-    def __init__(self, library, folders: tuple[str, ...], workers: int | None = None):
+    def __init__(self, library, folders: tuple[str, ...], workers: int | None = None, ocr: bool | None = None):
         self.library = library
         self.folders = tuple(folders)
         self.workers = workers
+        self.ocr = ocr  # read the words in images (None: as the library says; True turns it on for later runs)
         self._lock = threading.Lock()
         self._state = IndexState(folders=list(self.folders))
         self._thread: threading.Thread | None = None
@@ -83,7 +84,8 @@ class BackgroundIndexer:
     def _run(self) -> None:
         report, error = None, None
         try:
-            report = self.library.index(list(self.folders), workers=self.workers, progress=self._progress).as_dict()
+            report = self.library.index(list(self.folders), workers=self.workers, progress=self._progress,
+                                        ocr=self.ocr).as_dict()
         except PicseekError as exc:
             error = str(exc)
             log.warning("index run failed: %s", exc)
@@ -103,7 +105,7 @@ class BackgroundIndexer:
         report = None
         try:
             report = self.library.index(roots, workers=self.workers if workers is None else workers,
-                                        progress=self._progress, scope=scope)
+                                        progress=self._progress, scope=scope, ocr=self.ocr)
             return report
         except IndexBusyError:  # (another process holds the library: not a failure of this server)
             with self._lock:

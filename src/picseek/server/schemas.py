@@ -20,6 +20,19 @@ class TagOut(BaseModel):
     score: float | None = None
 
 
+class OcrLineOut(BaseModel):
+    text: str
+    box: list[list[float]] = Field(description="the line's 4 corners [x, y], fractions of the (EXIF-oriented) "
+                                   "image's width and height")
+    score: float = Field(description="the reader's confidence, 0-1")
+    matched: bool = Field(description="the line holds a word of the query (or of its text: terms)")
+
+
+class OcrOut(BaseModel):
+    text: str = Field(description="every line read in the image, joined by line breaks")
+    lines: list[OcrLineOut]
+
+
 class HitOut(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -39,6 +52,9 @@ class HitOut(BaseModel):
                             "tag+keyword), rerank")
     source: str | None = Field(None, description="where the image came from when that is not its file: the URL "
                                "of an image downloaded from a URL list (`index --from-list`)")
+    ocr: OcrOut | None = Field(None, description="the words read in the image (libraries indexed with --ocr); "
+                               "null when none were read")
+    matched_text: list[str] = Field(default_factory=list, description="the lines of `ocr` that hold a searched word")
     image_url: str = Field(description="the original image")
     thumbnail_url: str = Field(description="a small cached WebP/JPEG")
 
@@ -86,6 +102,7 @@ class ImageOut(BaseModel):
     indexed_at: float | None = None
     fields: dict[str, Any] = Field(default_factory=dict)
     tags: list[TagOut] = Field(default_factory=list)
+    ocr: OcrOut | None = Field(None, description="the words read in the image; null when none were read")
     image_url: str
     thumbnail_url: str
 
@@ -123,6 +140,7 @@ class StatusOut(BaseModel):
     errors: int
     disk_bytes: int
     last_run: dict[str, Any] | None = None
+    ocr: bool = Field(False, description="index runs read the words in images (the library's OCR setting)")
     indexing: IndexStateOut
     writes_need_token: bool
     version: str

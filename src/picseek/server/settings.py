@@ -29,6 +29,7 @@ class ServerSettings:
       address, loopback names and these when given. "*" accepts any.
     folders: the folders an index run (at start and POST /api/index) scans; a request never names a path.
     watch: follow the folders (ingest/watch.py): file events and periodic re-scans keep the library in step.
+    ocr: index runs read the words in images (True: turned on for the library; None: as the library says).
     max_download_images, max_download_bytes: the most images, and the most bytes of their files, one zip of
       POST /api/download may hold.
     """
@@ -48,6 +49,7 @@ class ServerSettings:
     index_workers: int | None = None
     index_on_start: bool = True
     watch: bool = False
+    ocr: bool | None = None
 
     @property
     def loopback(self) -> bool:

@@ -51,7 +51,8 @@ def app_from_env():
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["settings"].items()}
     settings = ServerSettings(**fields)
     library = Library(spec["library"], model=spec["model"], create=False)
-    indexer = SharedIndexer(library, settings.folders, settings.index_workers, boot_id=spec["boot_id"])
+    indexer = SharedIndexer(library, settings.folders, settings.index_workers, boot_id=spec["boot_id"],
+                            ocr=settings.ocr)
     app = create_app(library, settings, indexer)
     app.add_middleware(WorkerHeader)
     return app
@@ -90,8 +91,9 @@ class SharedIndexer(BackgroundIndexer):
     """A BackgroundIndexer whose runs are exclusive across the processes of one `picseek serve`, with its state
     shared through `<library>/serve-indexer.json`."""
 
-    def __init__(self, library, folders: tuple[str, ...], workers: int | None = None, boot_id: str = ""):
-        super().__init__(library, folders, workers)
+    def __init__(self, library, folders: tuple[str, ...], workers: int | None = None, boot_id: str = "",
+                 ocr: bool | None = None):
+        super().__init__(library, folders, workers, ocr)
         self.boot_id = boot_id
         self._lock_path = Path(library.path) / LOCK_NAME
         self._state_path = Path(library.path) / STATE_NAME

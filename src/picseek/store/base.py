@@ -31,9 +31,22 @@ class FileState(NamedTuple):
     content_hash: str
 
 
+@dataclass(frozen=True)
+class TextRecord:
+    """The words read in one image (OCR): all of them, and each line with its box and confidence (ingest/ocr.py's
+    PageText.to_json: {"text", "box": 4 [x, y] corners as fractions of the oriented image, "score"}). An image the
+    first pass let go, or where nothing was found, has an empty one; `error`: why reading failed. Either way it is
+    recorded, so the image is not read again."""
+
+    text: str
+    lines: list = field(default_factory=list)
+    error: str | None = None
+
+
 @dataclass
 class ImageRecord:
-    """One image to write: file facts, image facts, and a vector per space."""
+    """One image to write: file facts, image facts, a vector per space, and the words read in it (None: not read:
+    a record it had is dropped, as it may describe the file before it changed)."""
 
     path: str
     size: int
@@ -41,6 +54,7 @@ class ImageRecord:
     content_hash: str
     info: dict  # width, height, format, taken_at, camera_make, camera_model, lens, gps_lat, gps_lon, orientation
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    text: TextRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +145,11 @@ class Store(Protocol):
     def vector_of(self, image_id: int, space: str) -> np.ndarray | None: ...
     def get_images(self, ids: Sequence[int]) -> dict[int, dict]: ...
     def find_path(self, path: str) -> int | None: ...
+
+    # -- words read in images (OCR) ---------------------------------------------------------------------------
+    def write_texts(self, rows: Sequence[tuple[int, TextRecord]]) -> None: ...
+    def get_texts(self, ids: Sequence[int]) -> dict[int, TextRecord]: ...
+    def missing_texts(self, roots: Sequence[str]) -> list[FileState]: ...
 
     # -- imported fields and tags -----------------------------------------------------------------------------
     def set_fields(self, rows: Iterable[tuple[int, Mapping[str, object]]], source: str = "import") -> int: ...

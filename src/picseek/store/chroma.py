@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import LibraryError
 from ..models.base import MAIN
 from ..paths import from_text, to_text
-from .base import MAX_ID, FileState, ImageRecord
+from .base import MAX_ID, FileState, ImageRecord, TextRecord
 from .chroma_base import (
     MODEL_KEY,
     PLACEHOLDER,
@@ -39,6 +39,7 @@ from .chroma_base import (
     under_where,
 )
 from .chroma_records import (
+    HAS_TEXT,
     ancestors,
     carried,
     fields_of,
@@ -46,6 +47,8 @@ from .chroma_records import (
     image_metadata,
     row_of,
     tags_of,
+    text_metadata,
+    text_of,
     with_fields,
     with_tags,
     without_none,
@@ -145,7 +148,8 @@ class ChromaStore(ChromaSearch, ChromaCollections):
             new = [r.path for r in records if r.path not in ids]
             ids.update(zip(new, self._reserve(len(new))))
             metas = [image_metadata(ids[r.path], r.path, r.size, r.mtime_ns, r.content_hash, r.info, now)
-                     | carried(old.get(r.path, {})) for r in records]  # (a changed file keeps its fields and tags)
+                     | carried(old.get(r.path, {})) | text_metadata(r.text)
+                     for r in records]  # (a changed file keeps its fields and tags; its words are read again)
             docs = [filter_document(m) for m in metas]
             fresh = set(new)
             spaces = sorted({s for r in records for s in r.vectors}, key=lambda s: (s == MAIN, s))
@@ -182,7 +186,7 @@ class ChromaStore(ChromaSearch, ChromaCollections):
             for i, old in zip(got["ids"], got["metadatas"]):
                 path, size, mtime = moves[int(i)]
                 now_meta[i] = image_metadata(int(i), path, size, mtime, old["content_hash"], old,
-                                             old.get("indexed_at", 0.0)) | carried(old)
+                                             old.get("indexed_at", 0.0)) | carried(old, text=True)
         self._write_metadata(now_meta)
 
     def _write_metadata(self, metas: dict[str, dict]) -> None:
@@ -287,6 +291,23 @@ class ChromaStore(ChromaSearch, ChromaCollections):
     @translated
     def find_path(self, path: str) -> int | None:
         return self._ids_of_paths([path]).get(path)
+
+    @translated
+    def write_texts(self, rows: Sequence[tuple[int, TextRecord]]) -> None:
+        """(image id, words read in it) for images indexed before (ids no longer indexed are skipped)."""
+        texts = {int(i): t for i, t in rows}
+        self._change(list(texts), lambda meta: meta | text_metadata(texts[int(meta["pid"])]))
+
+    @translated
+    def get_texts(self, ids: Sequence[int]) -> dict[int, TextRecord]:
+        return {i: t for i, meta in self._metadata_of(ids).items() if (t := text_of(meta)) is not None}
+
+    @translated
+    def missing_texts(self, roots: Sequence[str]) -> list[FileState]:
+        """The indexed images below `roots` whose words were never read, in path order."""
+        states = [FileState(int(m["pid"]), from_text(m["path"]), int(m["size"]), int(m["mtime_ns"]), m["content_hash"])
+                  for m in self._all_metadatas(self._col(MAIN), under_where(roots)) if HAS_TEXT not in m]
+        return sorted(states, key=lambda s: s.path)
 
     @translated
     def get_fields(self, ids: Sequence[int]) -> dict[int, dict[str, str]]:

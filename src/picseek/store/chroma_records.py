@@ -9,8 +9,11 @@ images without a date). Imported fields and tags: `fields` (JSON: key -> [text, 
 
 Document: lowercased `key:value` lines that text filters match with regular expressions (`=`, `!=`, `~`): path,
 name, folder, camera, make, model, lens, format, taken; `tag:TAG` per tag; `field.KEY:VALUE` per imported field;
-and the keyword lines keyword search reads, `kw.name:`, `kw.folder:`, `kw.fields:`, `kw.tags:`, each the
+and the keyword lines keyword search reads, `kw.name:`, `kw.folder:`, `kw.fields:`, `kw.tags:`, `kw.text:`, each the
 Porter-stemmed words of what the built-in store's FTS5 table holds for the image (store/fts.py, store/words.py).
+Words read in the image (OCR): `ocr` (JSON: {"text", "lines", "error"}) and `has_text` (whether it has words; absent
+while it was never read) in the metadata, and an `ocr:` line of its words as read (folded, not stemmed) that the
+`text` filter matches.
 """
 from __future__ import annotations
 
@@ -20,9 +23,9 @@ import os
 from datetime import UTC, datetime
 
 from ..paths import from_text, to_text
-from .base import INFO_COLUMNS
+from .base import INFO_COLUMNS, TextRecord
 from .values import field_number
-from .words import is_searched_field, words_of
+from .words import fold, is_searched_field, words_of
 
 FILE_COLUMNS = ("path", "size", "mtime_ns", "content_hash")
 TEXT_KEYS = ("path", "name", "folder", "camera", "make", "model", "lens", "format", "taken")
@@ -30,8 +33,8 @@ _INTS = {"width", "height", "orientation", "size", "mtime_ns"}
 _FLOATS = {"gps_lat", "gps_lon"}
 _EPOCH = datetime(1970, 1, 1)
 TAKEN_KEYS = ("taken_days", "taken_y", "taken_m", "taken_d")
-FIELDS, TAGS, NUM_PREFIX = "fields", "tags", "n:"
-KEYWORD_COLUMNS = ("name", "folder", "fields", "tags")
+FIELDS, TAGS, NUM_PREFIX, OCR, HAS_TEXT = "fields", "tags", "n:", "ocr", "has_text"
+KEYWORD_COLUMNS = ("name", "folder", "fields", "tags", "text")
 _stemmer = None
 
 
@@ -79,9 +82,32 @@ def image_metadata(image_id: int, path: str, size: int, mtime_ns: int, content_h
     return meta  # None: a value the image lacks (an upsert then drops the key a former version of the file had)
 
 
-def carried(old: dict) -> dict:
-    """What a record keeps when its file is written again or moves: its imported fields and tags."""
-    return {k: v for k, v in old.items() if k in (FIELDS, TAGS) or k.startswith(NUM_PREFIX)}
+def carried(old: dict, text: bool = False) -> dict:
+    """What a record keeps when its file is written again or moves: its imported fields and tags (`text`: and the
+    words read in it: a moved file's)."""
+    keep = (FIELDS, TAGS, OCR, HAS_TEXT) if text else (FIELDS, TAGS)
+    return {k: v for k, v in old.items() if k in keep or k.startswith(NUM_PREFIX)}
+
+
+def text_metadata(text: TextRecord | None) -> dict:
+    """The metadata keys of the words read in an image (None: never read: the keys are dropped)."""
+    if text is None:
+        return {OCR: None, HAS_TEXT: None}
+    return {OCR: json.dumps({"text": text.text, "lines": list(text.lines), "error": text.error}),
+            HAS_TEXT: bool(text.text)}
+
+
+def text_of(meta: dict) -> TextRecord | None:
+    raw = meta.get(OCR)
+    if not raw:
+        return None
+    d = json.loads(raw)
+    return TextRecord(d["text"], d["lines"], d.get("error"))
+
+
+def _ocr_words(meta: dict) -> str:
+    text = text_of(meta)
+    return text.text if text is not None else ""
 
 
 def fields_of(meta: dict) -> dict[str, list]:
@@ -120,14 +146,8 @@ def stem_words(text: str) -> list[str]:
         import snowballstemmer
 
         _stemmer = snowballstemmer.stemmer("porter")
-    return _stemmer.stemWords(words_of(_fold(text)))
+    return _stemmer.stemWords(words_of(fold(text)))
 
-
-def _fold(text: str) -> str:
-    """Accents removed (the built-in store's `remove_diacritics`)."""
-    import unicodedata
-
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
 def keyword_text(meta: dict) -> dict[str, str]:
@@ -136,7 +156,7 @@ def keyword_text(meta: dict) -> dict[str, str]:
     folder = os.path.basename(os.path.dirname(path).rstrip("/"))
     fields = " ".join(text for key, (text, num, _) in fields_of(meta).items() if num is None and is_searched_field(key))
     return {"name": os.path.basename(path), "folder": folder, "fields": fields,
-            "tags": " ".join(t for t, _, _ in tags_of(meta))}
+            "tags": " ".join(t for t, _, _ in tags_of(meta)), "text": _ocr_words(meta)}
 
 
 def browse_key(meta: dict) -> str:
@@ -163,6 +183,9 @@ def filter_document(meta: dict) -> str:
     lines += [f"tag:{_line(t)}" for t, _, _ in tags_of(meta)]
     lines += [f"field.{_line(k)}:{_line(text).lower()}" for k, (text, _, _) in fields_of(meta).items()]
     lines += [f"kw.{col}:{' '.join(stem_words(text))}" for col, text in keyword_text(meta).items()]
+    words = words_of(fold(_ocr_words(meta)))
+    if words:
+        lines.append(f"ocr:{' '.join(words)}")
     return "\n".join(lines)
 
 

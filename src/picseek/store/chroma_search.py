@@ -28,13 +28,15 @@ from ..models.base import MAIN
 from ..request import Filter
 from .base import Candidates, Page, Selection, make_cursor, parse_cursor
 from .chroma_base import chunks, translated
-from .chroma_records import KEYWORD_COLUMNS, NUM_PREFIX, browse_key, stem_words
+from .chroma_records import HAS_TEXT, KEYWORD_COLUMNS, NUM_PREFIX, browse_key, stem_words
 from .filters import (
     DATE,
     FOLDER,
     KINDS,
+    OCR,
     PARTIAL_DATE,
     TAG,
+    YES_NO,
     bad,
     builtin_key,
     check_text_op,
@@ -45,12 +47,14 @@ from .filters import (
     no_contains_for_numbers,
     no_image_has,
     no_match_message,
+    ocr_words,
     tag_value,
     unknown_key,
     value_range,
+    yes_no,
 )
 from .values import field_number
-from .words import query_words
+from .words import close_words, query_words, read_variants
 
 NUMBER_KEYS = {"width": "width", "height": "height", "size": "size", "id": "pid", "orientation": "orientation",
                "gps_lat": "gps_lat", "gps_lon": "gps_lon"}
@@ -58,7 +62,7 @@ _OPS = {"=": "$eq", "!=": "$ne", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$g
 _REGEX_META = set("\\.+*?()|[]{}^$#&-~")
 NOTHING = {"pid": {"$lt": 0}}  # a condition no image passes
 KEYWORD_SCAN = 5000  # keyword matches scored per search at most
-COLUMN_WEIGHTS = {"name": 1.0, "folder": 0.5, "fields": 2.0, "tags": 2.0}  # as fts.RANK
+COLUMN_WEIGHTS = {"name": 1.0, "folder": 0.5, "fields": 2.0, "tags": 2.0, "text": 1.5}  # as fts.RANK
 BM25_K1, BM25_B = 1.2, 0.75  # FTS5's bm25 constants
 TYPICAL_SAMPLE = 2000  # records whose scores give the background of the adaptive cut-off
 
@@ -139,6 +143,10 @@ class ChromaSearch:
             return None, _text(Filter(f.key, f.op, value, f.raw), "tag")
         if kind == FOLDER:
             return self._folder(f, roots, cwd)
+        if kind == OCR:
+            return self._ocr_text(f)
+        if kind == YES_NO:
+            return {HAS_TEXT: {"$eq": True} if yes_no(f) else {"$ne": True}}, None
         if kind == DATE and f.op == "~":
             return None, _text(f, "taken")
         if kind == DATE:
@@ -166,6 +174,29 @@ class ChromaSearch:
             return {meta: {"$ne": lo}}, None  # ($ne keeps the images without the field)
         matching = [int(i) for page in self._pages(self._col(MAIN), inside, ()) for i in page["ids"]]
         return ({"pid": {"$nin": matching}} if matching else None), None
+
+    def _ocr_text(self, f: Filter) -> tuple[dict | None, dict | None]:
+        """Every word, each as any recognised word close to it (words.close_to): the vocabulary is read from the
+        `ocr:` lines of the records that have words."""
+        words, vocabulary = ocr_words(f), self._ocr_vocabulary()
+        patterns = []
+        for word in words:
+            close = close_words(word, vocabulary)
+            if not close:
+                return (None if f.op == "!=" else NOTHING), None
+            patterns.append(f"(?m)^ocr:(?:.* )?(?:{'|'.join(regex_literal(t) for t in close)})(?: |$)")
+        if f.op == "!=":  # not every word there
+            return None, join("$or", [{"$not_regex": p} for p in patterns])
+        return None, join("$and", [{"$regex": p} for p in patterns])
+
+    def _ocr_vocabulary(self) -> list[str]:
+        """Every word read in the images (folded), from the `ocr:` lines of the records that have words."""
+        vocabulary: set[str] = set()
+        for page in self._pages(self._col(MAIN), {HAS_TEXT: {"$eq": True}}, ("documents",)):
+            for doc in page["documents"]:
+                for line in _OCR_LINE.findall(doc or ""):
+                    vocabulary.update(line.split())
+        return sorted(vocabulary)
 
     @staticmethod
     def _folder(f: Filter, roots: Sequence[str], cwd: str) -> tuple[dict | None, dict | None]:
@@ -241,7 +272,8 @@ class ChromaSearch:
     @translated
     def keyword_ids(self, words: str, negative: str, selection: Selection, k: int) -> list[int]:
         pos, neg = query_words(words, negative)
-        stems = list(dict.fromkeys(s for s in stem_words(" ".join(pos)) if s))
+        read = read_variants(words, self._ocr_vocabulary())  # (words read in images close to a query word)
+        stems = list(dict.fromkeys(s for s in stem_words(" ".join(pos + read)) if s))
         if not stems or self._col(MAIN) is None:
             return []
         no = list(dict.fromkeys(s for s in stem_words(" ".join(neg)) if s))
@@ -298,6 +330,7 @@ def _bm25(ids: list[str], docs: list[str], stems: list[str], total: int) -> list
 
 
 _KEYWORD_LINE = re.compile(r"^kw\.([a-z]+):(.*)$", re.M)
+_OCR_LINE = re.compile(r"^ocr:(.*)$", re.M)
 
 
 def _keyword_columns(doc: str) -> dict[str, list[str]]:

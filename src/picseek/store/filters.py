@@ -3,9 +3,11 @@ how values read as numbers, dates and folders, and the messages for bad filters.
 own way (sqlfilters.py: SQL for the built-in store; chroma_search.py: ChromaDB's where clauses) from these rules.
 
 Keys: the image's own facts (taken, width, height, size, camera, make, model, lens, format, path, name, folder,
-tag, id, gps_lat, gps_lon, orientation) or any imported field. Operators: = != < <= > >= and ~ (contains,
-case-insensitive). Numbers and dates compare as numbers; a date may be a year, a month or a day (`taken=2021-06` is
-all of June; `taken<=2021-06` includes June). `!=` keeps images that lack the value altogether.
+tag, id, gps_lat, gps_lon, orientation), the words read in it (`text~WORDS`: every word is there, within a few
+reading errors; `has_text=yes|no`: any words read at all; libraries indexed with --ocr) or any imported field.
+Operators: = != < <= > >= and ~ (contains, case-insensitive). Numbers and dates compare as numbers; a date may be
+a year, a month or a day (`taken=2021-06` is all of June; `taken<=2021-06` includes June). `!=` keeps images that
+lack the value altogether.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from ..ingest.paths import is_url
 from ..request import Filter
 from .base import normalize_tag
 from .values import field_number
+from .words import text_words
 
 OPS = ("<=", ">=", "!=", "~=", "=", "<", ">", "~")
 _FILTER = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(<=|>=|!=|~=|=|<|>|~)\s*(.*?)\s*$", re.S)
@@ -26,14 +29,15 @@ PARTIAL_DATE = re.compile(r"^(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?$")
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d")
 _EPOCH = datetime(1970, 1, 1)
 
-NUM, DATE, TEXT, FOLDER, TAG = "num", "date", "text", "folder", "tag"
+NUM, DATE, TEXT, FOLDER, TAG, OCR, YES_NO = "num", "date", "text", "folder", "tag", "ocr", "yes_no"
 KINDS: dict[str, str] = {
     "taken": DATE, "width": NUM, "height": NUM, "size": NUM, "id": NUM, "orientation": NUM, "gps_lat": NUM,
     "gps_lon": NUM, "camera": TEXT, "make": TEXT, "model": TEXT, "lens": TEXT, "format": TEXT, "path": TEXT,
-    "name": TEXT, "folder": FOLDER, "tag": TAG,
+    "name": TEXT, "folder": FOLDER, "tag": TAG, "text": OCR, "has_text": YES_NO,
 }
 ALIASES = {"taken_at": "taken", "date": "taken", "camera_make": "make", "camera_model": "model",
-           "filename": "name", "file": "name", "tags": "tag", "bytes": "size"}
+           "filename": "name", "file": "name", "tags": "tag", "bytes": "size", "ocr": "text"}
+_YES, _NO = ("yes", "true", "1", "y"), ("no", "false", "0", "n")
 
 
 def parse_filter(text: str) -> Filter:
@@ -81,6 +85,24 @@ def tag_value(f: Filter) -> str:
     """A tag filter's value as tags are kept (trimmed, single spaces, lower case)."""
     check_text_op(f, "tags take =, != or ~ (contains)")
     return normalize_tag(f.value)
+
+
+def ocr_words(f: Filter) -> list[str]:
+    """The words a `text` filter looks for in the words read in images (= and ~: all of them are there; !=: not
+    all of them)."""
+    check_text_op(f, "text takes ~ or = (the words are in the image) or != (they are not)")
+    words = text_words(f.value)
+    if not words:
+        raise bad(f, "give a word to look for in the images' text")
+    return words
+
+
+def yes_no(f: Filter) -> bool:
+    """A `has_text` filter: whether the images it keeps have words (=yes, !=no) or not."""
+    value = f.value.strip().lower()
+    if f.op not in ("=", "!=") or value not in _YES + _NO:
+        raise bad(f, f"{f.key} takes =yes or =no")
+    return (value in _YES) == (f.op == "=")
 
 
 def no_contains_for_numbers(f: Filter) -> None:

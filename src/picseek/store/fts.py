@@ -8,9 +8,12 @@ and accents folded.
 
 MIGRATION is schema version 3 of the store as shipped: never edit it; change things with a new migration. It also
 makes the fields indexes covering (filters read image ids from the index alone) and indexes width, height and
-taken_at for filters.
+taken_at for filters. TEXT_MIGRATION (the words read in images) adds a fifth column, `text`, and the tables of the
+`text:` filter.
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from .words import query_words
 
@@ -26,6 +29,27 @@ _REFRESH = ("DELETE FROM search_text WHERE rowid = {id}; INSERT INTO search_text
             "VALUES ({id}, " + ", ".join(f"(SELECT {c} FROM search_text_source WHERE id = {{id}})" for c in _COLUMNS)
             + ");")
 _EXISTS = "EXISTS (SELECT 1 FROM images WHERE id = {id})"  # not while an image's fields go with the image
+
+def _triggers(refresh) -> str:
+    """The triggers that keep search_text in step with images, fields and tags (`refresh(id=...)`: the SQL that
+    writes one image's row again)."""
+    return f"""    CREATE TRIGGER search_text_image_added AFTER INSERT ON images BEGIN {refresh(id='NEW.id')} END;
+    CREATE TRIGGER search_text_image_moved AFTER UPDATE OF path ON images BEGIN {refresh(id='NEW.id')} END;
+    CREATE TRIGGER search_text_image_removed AFTER DELETE ON images BEGIN
+        DELETE FROM search_text WHERE rowid = OLD.id; END;
+    CREATE TRIGGER search_text_field_added AFTER INSERT ON fields
+        WHEN {_NEW_FIELD} AND {_EXISTS.format(id='NEW.image_id')} BEGIN {refresh(id='NEW.image_id')} END;
+    CREATE TRIGGER search_text_field_changed AFTER UPDATE ON fields WHEN {_OLD_FIELD} OR {_NEW_FIELD} BEGIN
+        {refresh(id='OLD.image_id')} {refresh(id='NEW.image_id')} END;
+    CREATE TRIGGER search_text_field_removed AFTER DELETE ON fields
+        WHEN {_OLD_FIELD} AND {_EXISTS.format(id='OLD.image_id')} BEGIN {refresh(id='OLD.image_id')} END;
+    CREATE TRIGGER search_text_tag_added AFTER INSERT ON tags WHEN {_EXISTS.format(id='NEW.image_id')} BEGIN
+        {refresh(id='NEW.image_id')} END;
+    CREATE TRIGGER search_text_tag_changed AFTER UPDATE ON tags BEGIN
+        {refresh(id='OLD.image_id')} {refresh(id='NEW.image_id')} END;
+    CREATE TRIGGER search_text_tag_removed AFTER DELETE ON tags WHEN {_EXISTS.format(id='OLD.image_id')} BEGIN
+        {refresh(id='OLD.image_id')} END;
+"""
 
 MIGRATION = f"""
     DROP INDEX fields_key_value;
@@ -45,42 +69,72 @@ MIGRATION = f"""
         coalesce((SELECT group_concat(t.tag, ' ') FROM tags t WHERE t.image_id = i.id), '') AS tags
         FROM images i;
     INSERT INTO search_text (rowid, name, folder, fields, tags) SELECT * FROM search_text_source;
-    CREATE TRIGGER search_text_image_added AFTER INSERT ON images BEGIN {_REFRESH.format(id='NEW.id')} END;
-    CREATE TRIGGER search_text_image_moved AFTER UPDATE OF path ON images BEGIN {_REFRESH.format(id='NEW.id')} END;
-    CREATE TRIGGER search_text_image_removed AFTER DELETE ON images BEGIN
-        DELETE FROM search_text WHERE rowid = OLD.id; END;
-    CREATE TRIGGER search_text_field_added AFTER INSERT ON fields
-        WHEN {_NEW_FIELD} AND {_EXISTS.format(id='NEW.image_id')} BEGIN {_REFRESH.format(id='NEW.image_id')} END;
-    CREATE TRIGGER search_text_field_changed AFTER UPDATE ON fields WHEN {_OLD_FIELD} OR {_NEW_FIELD} BEGIN
-        {_REFRESH.format(id='OLD.image_id')} {_REFRESH.format(id='NEW.image_id')} END;
-    CREATE TRIGGER search_text_field_removed AFTER DELETE ON fields
-        WHEN {_OLD_FIELD} AND {_EXISTS.format(id='OLD.image_id')} BEGIN {_REFRESH.format(id='OLD.image_id')} END;
-    CREATE TRIGGER search_text_tag_added AFTER INSERT ON tags WHEN {_EXISTS.format(id='NEW.image_id')} BEGIN
-        {_REFRESH.format(id='NEW.image_id')} END;
-    CREATE TRIGGER search_text_tag_changed AFTER UPDATE ON tags BEGIN
-        {_REFRESH.format(id='OLD.image_id')} {_REFRESH.format(id='NEW.image_id')} END;
-    CREATE TRIGGER search_text_tag_removed AFTER DELETE ON tags WHEN {_EXISTS.format(id='OLD.image_id')} BEGIN
-        {_REFRESH.format(id='OLD.image_id')} END;
-"""
+""" + _triggers(_REFRESH.format)
 
-def match_expression(positive: str, negative: str = "") -> str | None:
+
+# Schema version 6 (words read in images, OCR): `texts` (one row per image that was read, even when nothing was
+# found, so it is not read again), and search_text made again with a fifth column, `text`, fed from it; `ocr_words`
+# (the words as read: no stemming) with its vocabulary `ocr_vocab` for the `text:` filter, which matches words
+# within a few OCR errors of the ones asked for (store/words.close_words).
+_TEXT_COLUMNS = _COLUMNS + ("text",)
+_TEXT_REFRESH = ("DELETE FROM search_text WHERE rowid = {id}; INSERT INTO search_text (rowid, name, folder, fields, "
+                 "tags, text) VALUES ({id}, " + ", ".join(f"(SELECT {c} FROM search_text_source WHERE id = {{id}})"
+                                                          for c in _TEXT_COLUMNS) + ");")
+_OLD_TRIGGERS = ("image_added", "image_moved", "image_removed", "field_added", "field_changed", "field_removed",
+                 "tag_added", "tag_changed", "tag_removed")
+TEXT_MIGRATION = "".join(f"DROP TRIGGER search_text_{t};\n" for t in _OLD_TRIGGERS) + f"""
+    DROP VIEW search_text_source;
+    DROP TABLE search_text;
+    CREATE TABLE texts (
+        image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+        text TEXT NOT NULL, lines TEXT NOT NULL, error TEXT, read_at REAL NOT NULL);
+    CREATE VIRTUAL TABLE search_text USING fts5(
+        name, folder, fields, tags, text, tokenize = 'porter unicode61 remove_diacritics 2');
+    CREATE VIEW search_text_source AS SELECT i.id AS id,
+        substr(i.path, length(rtrim(i.path, replace(i.path, '/', ''))) + 1) AS name,
+        substr({_DIR}, length(rtrim({_DIR}, replace({_DIR}, '/', ''))) + 1) AS folder,
+        coalesce((SELECT group_concat(f.value, ' ') FROM fields f WHERE f.image_id = i.id AND f.num IS NULL
+                  AND {_FIELD_KEYS.format(f='f')}), '') AS fields,
+        coalesce((SELECT group_concat(t.tag, ' ') FROM tags t WHERE t.image_id = i.id), '') AS tags,
+        coalesce((SELECT x.text FROM texts x WHERE x.image_id = i.id), '') AS text
+        FROM images i;
+    INSERT INTO search_text (rowid, name, folder, fields, tags, text) SELECT * FROM search_text_source;
+    CREATE TRIGGER search_text_text_added AFTER INSERT ON texts WHEN {_EXISTS.format(id='NEW.image_id')} BEGIN
+        {_TEXT_REFRESH.format(id='NEW.image_id')} END;
+    CREATE TRIGGER search_text_text_changed AFTER UPDATE ON texts BEGIN
+        {_TEXT_REFRESH.format(id='NEW.image_id')} END;
+    CREATE TRIGGER search_text_text_removed AFTER DELETE ON texts WHEN {_EXISTS.format(id='OLD.image_id')} BEGIN
+        {_TEXT_REFRESH.format(id='OLD.image_id')} END;
+    CREATE VIRTUAL TABLE ocr_words USING fts5(text, tokenize = 'unicode61 remove_diacritics 2');
+    CREATE VIRTUAL TABLE ocr_vocab USING fts5vocab(ocr_words, 'row');
+    CREATE TRIGGER ocr_words_added AFTER INSERT ON texts BEGIN
+        INSERT INTO ocr_words (rowid, text) VALUES (NEW.image_id, NEW.text); END;
+    CREATE TRIGGER ocr_words_changed AFTER UPDATE ON texts BEGIN
+        DELETE FROM ocr_words WHERE rowid = OLD.image_id;
+        INSERT INTO ocr_words (rowid, text) VALUES (NEW.image_id, NEW.text); END;
+    CREATE TRIGGER ocr_words_removed AFTER DELETE ON texts BEGIN DELETE FROM ocr_words WHERE rowid = OLD.image_id; END;
+""" + _triggers(_TEXT_REFRESH.format)
+
+
+def match_expression(positive: str, negative: str = "", read: Sequence[str] = ()) -> str | None:
     """An FTS5 MATCH string: any of the positive words, none of the negative ones; None if there is no word.
+    `read`: more words to find in the words read in images only (those close to a positive word: words.close_to).
     Every word is a quoted FTS string, so nothing the user types is read as FTS syntax."""
     pos, neg = query_words(positive, negative)
     if not pos:
         return None
-    expr = " OR ".join(_quote(w) for w in pos)
+    expr = " OR ".join([quote(w) for w in pos] + [f"text : {quote(w)}" for w in read])
     if neg:
-        expr = f"({expr}) NOT ({' OR '.join(_quote(w) for w in neg)})"
+        expr = f"({expr}) NOT ({' OR '.join(quote(w) for w in neg)})"
     return expr
 
 
-def _quote(word: str) -> str:
+def quote(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
-# bm25 weights per column: name, folder, fields, tags
-RANK = "bm25(search_text, 1.0, 0.5, 2.0, 2.0)"
+# bm25 weights per column: name, folder, fields, tags, words read in the image
+RANK = "bm25(search_text, 1.0, 0.5, 2.0, 2.0, 1.5)"
 
 
 def keyword_sql(condition_sql: str) -> str:

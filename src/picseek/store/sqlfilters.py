@@ -12,8 +12,10 @@ from .filters import (
     DATE,
     FOLDER,
     KINDS,
+    OCR,
     TAG,
     TEXT,
+    YES_NO,
     bad,
     builtin_key,
     check_text_op,
@@ -21,9 +23,11 @@ from .filters import (
     folder_prefixes,
     looks_like_date,
     no_contains_for_numbers,
+    ocr_words,
     tag_value,
     unknown_key,
     value_range,
+    yes_no,
 )
 
 _BASENAME = "substr(path, length(rtrim(path, replace(path, '/', ''))) + 1)"
@@ -70,6 +74,9 @@ class FilterContext:
     field_key: Callable[[str], str | None]  # the stored key for a name (exact, else case-insensitive), or None
     field_names: Callable[[], list[str]]  # every imported field name (for the unknown-key message)
     cwd: str = ""
+    # the ocr_words MATCH expression for searched words (each within a few reading errors), None: one matches none
+    text_match: Callable[[list[str]], str | None] = lambda words: None
+    has_texts: bool = True  # the schema has the words read in images (a read-only older library may not)
 
 
 def _compare(expr: str, op: str, lo: float, hi: float) -> tuple[str, tuple]:
@@ -110,6 +117,12 @@ def compile_filter(f: Filter, ctx: FilterContext) -> Condition:
         return _folder(f, ctx)
     if kind == TAG:
         return _tag(f)
+    if kind in (OCR, YES_NO) and not ctx.has_texts:
+        raise bad(f, "this read-only library was written by an older picseek, without the words read in images")
+    if kind == OCR:
+        return _ocr_text(f, ctx)
+    if kind == YES_NO:
+        return _in_subquery("SELECT image_id FROM texts WHERE text != ''", (), not yes_no(f))
     return _column(f, kind, EXPRESSIONS[key])
 
 
@@ -145,6 +158,13 @@ def _tag(f: Filter) -> Condition:
     value = tag_value(f)
     inner, params = ("instr(tag, ?) > 0", (value,)) if f.op == "~" else ("tag = ?", (value,))
     return _in_subquery(f"SELECT image_id FROM tags WHERE {inner}", params, f.op == "!=")
+
+
+def _ocr_text(f: Filter, ctx: FilterContext) -> Condition:
+    match = ctx.text_match(ocr_words(f))
+    if match is None:  # a word no image's text comes close to
+        return EVERYTHING if f.op == "!=" else _on_images("0", ())
+    return _in_subquery("SELECT rowid FROM ocr_words WHERE ocr_words MATCH ?", (match,), f.op == "!=")
 
 
 def _folder(f: Filter, ctx: FilterContext) -> Condition:

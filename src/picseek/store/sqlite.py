@@ -20,8 +20,9 @@ import numpy as np
 from .. import config
 from ..errors import LibraryError, LibraryIOError, library_io_error
 from ..paths import MARK, from_text, to_text, unmounted_mount_point
-from .base import INFO_COLUMNS, MAX_ID, FileState, ImageRecord
+from .base import INFO_COLUMNS, MAX_ID, FileState, ImageRecord, TextRecord
 from .fts import MIGRATION as FTS_MIGRATION
+from .fts import TEXT_MIGRATION
 from .sqlite_search import BROWSE_KEY, SQLiteSearch
 from .values import field_number
 from .vectorcache import VectorCache, VectorTable
@@ -93,6 +94,8 @@ MIGRATIONS: list[str] = [
     f"CREATE INDEX images_escaped ON images(id) WHERE {_ESCAPED}",
     # 5: browsing newest first (sqlite_search.BROWSE_KEY) with keyset paging
     f"CREATE INDEX images_browse ON images({BROWSE_KEY}, id)",
+    # 6: the words read in images (OCR): `texts`, keyword search over them, the `text:` filter's tables (fts.py)
+    TEXT_MIGRATION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 # A library that cannot be written (a read-only mount, another user's files) is opened read-only where its schema
@@ -264,6 +267,7 @@ class SQLiteStore(SQLiteSearch):
                 c.executemany("INSERT INTO vectors (image_id, space, vec) VALUES (?, ?, ?)",
                               [(image_id, space, np.asarray(v, dtype=VECTOR_DTYPE).tobytes())
                                for space, v in rec.vectors.items()])
+                _write_text(c, image_id, rec.text, now)
                 c.execute("DELETE FROM errors WHERE path = ?", (to_text(rec.path),))
             for path, size, mtime_ns, reason in errors:
                 path = to_text(path)
@@ -271,6 +275,33 @@ class SQLiteStore(SQLiteSearch):
                 removed += c.execute("DELETE FROM images WHERE path = ?", (path,)).rowcount
             if removed:
                 c.execute("UPDATE meta SET value = value + 1 WHERE key = 'vec_epoch'")
+
+    def write_texts(self, rows: Sequence[tuple[int, TextRecord]]) -> None:
+        """(image id, words read in it) for images indexed before, in one transaction (ids no longer indexed are
+        skipped)."""
+        now = time.time()
+        with self._tx() as c:
+            for image_id, text in rows:
+                if c.execute("SELECT 1 FROM images WHERE id = ?", (int(image_id),)).fetchone():
+                    _write_text(c, int(image_id), text, now)
+
+    def get_texts(self, ids: Sequence[int]) -> dict[int, TextRecord]:
+        """The words read in each image that was read (images never read are left out)."""
+        out: dict[int, TextRecord] = {}
+        if self.read_only and not self._has_texts():
+            return out  # (a read-only library from before schema 6: searched without migrating)
+        for chunk in _id_chunks(ids):
+            rows = self._conn().execute(f"SELECT image_id, text, lines, error FROM texts WHERE image_id IN "
+                                        f"({', '.join('?' * len(chunk))})", chunk)
+            out.update({r[0]: TextRecord(r[1], json.loads(r[2]), r[3]) for r in rows})
+        return out
+
+    def missing_texts(self, roots: Sequence[str]) -> list[FileState]:
+        """The indexed images below `roots` whose words were never read, in path order."""
+        cond, params = _under(roots)
+        rows = self._conn().execute(f"SELECT id, path, size, mtime_ns, content_hash FROM images WHERE {cond} AND "
+                                    "id NOT IN (SELECT image_id FROM texts) ORDER BY path", params)
+        return [FileState(r[0], from_text(r[1]), r[2], r[3], r[4]) for r in rows]
 
     def move(self, moves: Iterable[tuple[int, str, int, int]]) -> None:
         """(image id, new path, size, mtime_ns): a file that moved keeps its vectors."""
@@ -470,6 +501,15 @@ class SQLiteStore(SQLiteSearch):
         """The database (with its WAL) and the caches next to it."""
         return sum(p.stat().st_size for p in self.folder.glob(DB_NAME + "*") if p.is_file()) + \
             self._vectors.disk_bytes()
+
+
+def _write_text(c, image_id: int, text: TextRecord | None, now: float) -> None:
+    """Replace an image's words (None: drop them). DELETE then INSERT: a REPLACE would not run the delete triggers
+    that keep the keyword tables in step."""
+    c.execute("DELETE FROM texts WHERE image_id = ?", (image_id,))
+    if text is not None:
+        c.execute("INSERT INTO texts (image_id, text, lines, error, read_at) VALUES (?, ?, ?, ?, ?)",
+                  (image_id, text.text, json.dumps(list(text.lines)), text.error, now))
 
 
 def _opened(uri: str) -> sqlite3.Connection:

@@ -18,6 +18,7 @@ from .filters import no_image_has, no_match_message
 from .nearest import vector_candidates
 from .sqlfilters import EVERYTHING, Condition, FilterContext, all_of, compile_filter, compile_filters, tag_condition
 from .vectorcache import VectorTable
+from .words import close_words, read_variants
 
 WIDE = 20  # with filters, keyword search first looks at this many times more unfiltered matches
 # What browsing orders by: the date the photo was taken (its first 19 characters: local time as written), else the
@@ -52,7 +53,31 @@ class SQLiteSearch:
     # -- selection ------------------------------------------------------------------------------------------------
     def _context(self, cwd: str) -> FilterContext:
         return FilterContext(roots=self.roots(), field_key=self._field_key, field_names=self.field_keys,
-                             cwd=cwd or os.getcwd())
+                             cwd=cwd or os.getcwd(), text_match=self._text_match, has_texts=self._has_texts())
+
+    def _has_texts(self) -> bool:
+        return bool(self.read("SELECT 1 FROM sqlite_master WHERE name = 'texts'"))
+
+    def _ocr_vocabulary(self) -> list[str]:
+        """Every word read in the library's images (unstemmed, folded), kept while the database does not change."""
+        stamp = self.change_stamp()
+        cached = getattr(self, "_vocabulary", None)
+        if cached is None or cached[0] != stamp:
+            terms = self.read("SELECT term FROM ocr_vocab") if self._has_texts() else []  # (a read-only older one)
+            cached = self._vocabulary = (stamp, [r[0] for r in terms])
+        return cached[1]
+
+    def _text_match(self, words: list[str]) -> str | None:
+        """An ocr_words MATCH expression: every word, each as any recognised word close to it (words.close_to,
+        found in the vocabulary of recognised words); None when a word has none."""
+        vocabulary = self._ocr_vocabulary()
+        groups = []
+        for word in words:
+            close = close_words(word, vocabulary)
+            if not close:
+                return None
+            groups.append("(" + " OR ".join(fts.quote(t) for t in close) + ")")
+        return " AND ".join(groups)
 
     def select(self, where: Sequence[Filter], tags: Sequence[str], excluded_tags: Sequence[str],
                cwd: str = "") -> Selection:
@@ -85,7 +110,7 @@ class SQLiteSearch:
     def keyword_ids(self, words: str, negative: str, selection: Selection, k: int) -> list[int]:
         """The best `k` keyword matches among the allowed images (FTS5, bm25). With a condition, the unfiltered
         best WIDE x k are filtered in numpy; only when that leaves too few does SQL apply the condition itself."""
-        match = fts.match_expression(words, negative)
+        match = fts.match_expression(words, negative, read_variants(words, self._ocr_vocabulary()))
         if match is None:
             return []
         cond, allowed = _native(selection)

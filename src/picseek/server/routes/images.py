@@ -14,6 +14,7 @@ from ... import config
 from ...errors import ImageError
 from ...ingest.paths import is_remote
 from ...ingest.remote import open_url
+from ...library import ocr_json
 from ...paths import shown
 from ...store.base import normalize_tag
 from .. import thumbs
@@ -41,6 +42,7 @@ def _metadata(request: Request, image_id: int) -> dict:
     out["name"] = shown(os.path.basename(row["path"]))
     out["fields"] = store.get_fields([image_id]).get(image_id, {})
     out["tags"] = store.get_tags([image_id]).get(image_id, [])
+    out["ocr"] = ocr_json(store.get_texts([image_id]).get(image_id))
     out.update(image_urls(image_id))
     return out
 
