@@ -187,3 +187,34 @@ def make_tiny_blip_itm(folder: str | Path, seed: int = 0) -> Path:
     BlipForImageTextRetrieval(config).save_pretrained(out)
     BlipImageProcessor(size={"height": 32, "width": 32}, resample=3).save_pretrained(out)
     return out
+
+
+def make_tiny_dinov2(folder: str | Path, seed: int = 0) -> Path:
+    """A 2-layer DINOv2 (hidden 32, patch 8, 32 px crop of a 36 px shortest side) with the image processor config
+    the real checkpoints ship (BitImageProcessor: shortest edge, centre crop, ImageNet mean/std, bicubic)."""
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2, patch_size=8,
+                          image_size=32, initializer_range=0.2)
+    torch.manual_seed(seed)
+    Dinov2Model(config).save_pretrained(out)
+    BitImageProcessor(size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32}, resample=3,
+                      image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+                      do_convert_rgb=True).save_pretrained(out)
+    return out
+
+
+def put_in_hub_cache(cache: str | Path, folder: str | Path, repo: str,
+                     commit: str = "0123456789abcdef0123456789abcdef01234567") -> Path:
+    """Copy a model folder into a Hugging Face hub cache as a download of `repo` leaves it (refs/main ->
+    snapshots/<commit>/...), so a name that means that repo loads it with no network. Returns the snapshot."""
+    import shutil
+
+    repo_dir = Path(cache) / f"models--{repo.replace('/', '--')}"
+    snapshot = repo_dir / "snapshots" / commit
+    shutil.copytree(folder, snapshot)
+    (repo_dir / "refs").mkdir(exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(commit)
+    return snapshot

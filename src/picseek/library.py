@@ -81,19 +81,24 @@ class Library:
     """An image library on disk. `model` is only needed for a new library: an existing one knows its model."""
 
     def __init__(self, path: str | os.PathLike | None = None, model=None, create: bool = True,
-                 store: str | None = None, precision: str | None = None, device: str | None = None):
+                 store: str | None = None, precision: str | None = None, device: str | None = None,
+                 image_model: str | None = None):
         """`model`: a name (see `picseek models`), or any object that implements the Embedder protocol.
         `store`: where vectors and metadata live (default: the `store` setting, else the built-in store in the
         library folder): "chroma://HOST:PORT/COLLECTION" or "chroma:///PATH?collection=NAME" (ChromaDB; the
         folder then holds only the index lock and thumbnails; docs/deployment.md).
         `precision`: what runs a CLIP-family model (auto, fp32, bf16, int8, fp16; default: the `precision` setting).
-        `device`: where the model embeds images while indexing (cpu, cuda, cuda:N; default: the `device` setting)."""
+        `device`: where the model embeds images while indexing (cpu, cuda, cuda:N; default: the `device` setting).
+        `image_model`: an image-only model (`dinov2-small`, `dinov2-base`, hf:ORG/NAME) whose space answers
+        example-image queries (search by photo, `similar`, `duplicates`); recorded at the next `index`, which fills
+        it in for images indexed before. A library that has one keeps it (another one asked for is refused)."""
         self.path = config.library_path(path)
         with _disk_errors(self.path, None):
             self.store = open_store(config.get("store", store), self.path, create=create)
         self._model_arg = model
         self._precision_arg = precision
         self._device_arg = device
+        self._image_model_arg = image_model
         self._embedder = None
 
     # -- model ----------------------------------------------------------------------------------------------------
@@ -117,13 +122,49 @@ class Library:
         asked = self._model_arg
         if asked is not None and not isinstance(asked, str):  # an Embedder object from the caller
             self._check_same(asked)
-            self._embedder = asked
-            return asked
-        emb = registry.load_embedder(self.model_name(asked), device=self._device(), precision=self._precision())
-        if rec:
-            self._check_same(emb)
+            emb = asked
+        else:
+            emb = registry.load_embedder(self.model_name(asked), device=self._device(),
+                                         precision=self._precision())
+            if rec:
+                self._check_same(emb)
+        if (image_model := self.image_model_name()) is not None:
+            emb = self._with_image_model(emb, image_model)
         self._embedder = emb
         return emb
+
+    def image_model_name(self) -> str | None:
+        """The image-only model of this library (models/spaces.py): the recorded one, else the one asked for, else
+        None. One asked for that is not the recorded one: a ModelMismatchError."""
+        recorded = ((self.recorded_model or {}).get("image_model") or {}).get("name")
+        asked = self._image_model_arg
+        if asked and recorded and registry.resolve_image_model(asked).name != recorded:
+            raise ModelMismatchError(
+                f"library {self.path} has the image space of {recorded}, not {asked}: leave out --image-model to "
+                f"keep {recorded}, re-index with --rebuild, or use another --library")
+        return recorded or (registry.resolve_image_model(asked).name if asked else None)
+
+    def _with_image_model(self, emb, name: str):
+        """The library's model with the image model's space (models/spaces.py). A recorded image model loads on the
+        first image embedded (a text query never loads it) and must still be the recorded weights."""
+        from .models.spaces import WithImageSpace
+
+        rec = self.recorded_model or {}
+        recorded = rec.get("image_model")
+
+        def load():
+            image_model = registry.load_image_model(name, precision=self._precision())
+            if recorded and recorded.get("model_id") != image_model.model_id:
+                raise ModelMismatchError(
+                    f"library {self.path} has the image space of {recorded['name']} ({recorded.get('model_id')}), "
+                    f"not {image_model.model_id}: its weights changed; index into another --library")
+            return image_model
+
+        if recorded:
+            return WithImageSpace(emb, None, recorded["space"], complete=recorded["space"] in rec.get("spaces", {}),
+                                  load=load, dim=int(recorded["dim"]))
+        image_model = load()
+        return WithImageSpace(emb, image_model, image_model_space(image_model), complete=not rec)
 
     def model_name(self, asked: str | None = None) -> str:
         """The name of the model to build for this library (here, and on Spark's workers): the recorded one
@@ -160,9 +201,17 @@ class Library:
         return config.get("batch_size", asked)
 
     def _record_model(self, emb, ocr: bool = False) -> None:
-        if not self.recorded_model:
+        """A new library records its model (with its image model, whose space every image gets from the start, and
+        whether it reads text); an existing one records an image model newly asked for, whose space joins `spaces`
+        once it is filled in."""
+        rec = self.recorded_model
+        image = _image_record(emb) if not (rec or {}).get("image_model") else None
+        if not rec:
             self.store.set_model({"name": emb.name, "model_id": emb.model_id, "dim": emb.dim,
-                                  "spaces": dict(emb.spaces), "ocr": bool(ocr)})
+                                  "spaces": dict(emb.spaces), "ocr": bool(ocr),
+                                  **({"image_model": image} if image else {})})
+        elif image and not rec.get("image_model"):
+            self.store.set_model({**rec, "image_model": image})
 
     @property
     def ocr(self) -> bool:
@@ -174,6 +223,14 @@ class Library:
         rec = self.recorded_model
         if rec and bool(rec.get("ocr")) != ocr:
             self.store.set_model(dict(rec, ocr=ocr))
+
+    def _image_space_filled(self) -> None:
+        rec = self.recorded_model or {}
+        image = rec.get("image_model")
+        if image and image["space"] not in rec.get("spaces", {}):
+            self.store.set_model({**rec, "spaces": {**rec.get("spaces", {}), image["space"]: image["dim"]}})
+        if self._embedder is not None and image:
+            self._embedder.image_query_space = image["space"]
 
     # -- indexing -------------------------------------------------------------------------------------------------
     def index(self, roots: Iterable[str | os.PathLike], *, workers: int | None = None,
@@ -206,19 +263,33 @@ class Library:
         if rebuild:
             rec = self.recorded_model
             name = self._model_arg or self.model_name()
+            asked_image = self._image_model_arg  # the one asked for, else the recorded one kept through the rebuild
+            image_model = registry.resolve_image_model(asked_image).name if asked_image else self.image_model_name()
             self._embedder = name if not isinstance(name, str) else registry.load_embedder(
                 name, device=self._device(), precision=self._precision())
             self.store.clear_vectors()
+            if image_model:
+                self._image_model_arg = image_model
+                self._embedder = self._with_image_model(self._embedder, image_model)
+        self.image_model_name()  # another image model than the recorded one: refused before anything is done
         rec = self.recorded_model
-        if self._embedder is None and rec and self._model_arg in (None, registry.AUTO, rec["name"]):
+        adding_image_model = bool(self._image_model_arg and rec and not rec.get("image_model"))
+        if (self._embedder is None and rec and self._model_arg in (None, registry.AUTO, rec["name"])
+                and not adding_image_model):
             emb = _LazyModel(self.embedder)  # a re-scan that finds nothing new never loads the model
         else:
             emb = self.embedder()
             self._record_model(emb, ocr)
+        rec = self.recorded_model or {}
+        image = rec.get("image_model")
+        fill = image["space"] if image else None  # images without its vector (added to the library, interrupted)
         report = run_index(self.store, emb, [os.fspath(r) for r in roots],
                            workers=config.get("workers", workers), batch_size=self._batch_size(batch_size),
                            retry_errors=retry_errors, max_pixels=config.get("max_image_pixels"),
-                           progress=progress, skip=[str(self.path)], scope=scope, ocr=ocr)
+                           progress=progress, skip=[str(self.path)], scope=scope, ocr=ocr,
+                           fill=fill)
+        if fill and fill not in rec.get("spaces", {}):
+            self._image_space_filled()  # the fill ran to its end: example-image queries use the space now
         if report.embedded and hasattr(emb, "prepare"):
             emb.prepare()  # e.g. export the fast text tower now, so the first search does not wait for it
         if report.embedded or report.removed:  # e.g. a large library's approximate index, in step now
@@ -400,7 +471,8 @@ class Library:
         if req.rerank:
             from .query.rerank import rerank_hits
 
-            hits = Hits(rerank_hits(hits, parsed.words, req.rerank, req.rerank_top, Hit.open))
+            hits = Hits(rerank_hits(hits, parsed.words, req.rerank, req.rerank_top, Hit.open,
+                                    embedder=self.embedder()))
         hits = hits[:req.limit]
         if req.sort in ("date", "newest"):
             hits.sort(key=lambda h: date_key(h.taken_at, req.sort == "newest"))
@@ -452,7 +524,8 @@ class Library:
         if not 0 < threshold <= 1:
             raise UsageError(f"duplicate threshold must be in (0, 1], not {threshold}")
         emb = self.embedder()
-        space = emb.image_query_space if emb.image_query_space in self.store.spaces() else "main"
+        recorded = list((self.recorded_model or {}).get("spaces", {"main": 0}))
+        space = emb.image_query_space if emb.image_query_space in recorded else "main"
         ids, mat = self.store.vectors(space)
         return [self.hits(group) for group in duplicate_groups(ids, mat, threshold, progress)]
 
@@ -594,7 +667,8 @@ class Library:
         return {"library": str(self.path), "model": rec.get("name"), "model_id": rec.get("model_id"),
                 "dim": rec.get("dim"), "images": images, "errors": self.store.error_count(),
                 "disk_bytes": disk, "bytes_per_image": round(disk / images) if images else None,
-                "last_run": self.last_run(), "store": self.store.url, "ocr": self.ocr}
+                "last_run": self.last_run(), "store": self.store.url, "ocr": self.ocr,
+                "image_model": rec.get("image_model")}
 
     def errors(self, limit: int | None = None) -> list[dict]:
         return self.store.errors(limit)
@@ -632,6 +706,19 @@ def _as_query(query) -> Query:
     if isinstance(query, (Image.Image, bytes, bytearray)):
         return Query((Term(IMAGE, query),))
     return parse(query)
+
+
+def image_model_space(image_model) -> str:
+    """The space an image model's vectors are stored in (models/dinov2.py: "dinov2")."""
+    return getattr(image_model, "space", None) or "image_model"
+
+
+def _image_record(emb) -> dict | None:
+    """What a library records of its embedder's image model (models/spaces.py), None where it has none."""
+    if "_image_model" not in getattr(emb, "__dict__", {}):
+        return None
+    image_model = emb.image_model
+    return {"name": image_model.name, "model_id": image_model.model_id, "space": emb.space, "dim": image_model.dim}
 
 
 class _LazyModel:

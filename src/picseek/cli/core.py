@@ -72,6 +72,9 @@ class _FolderOrUrl(click.Path):
 @click.option("--device", metavar="DEVICE", help="Where the model embeds images: cpu (default), cuda or cuda:N (a "
               "GPU: pip install onnxruntime-gpu in place of onnxruntime; docs/deployment.md). With --engine spark: "
               "cuda uses each task's GPU.")
+@click.option("--image-model", metavar="NAME", help="An image-only model whose space answers example-image queries "
+              "(search by photo, similar, duplicates): dinov2-small, dinov2-base, hf:ORG/NAME. Recorded in the "
+              "library; added to an existing one, it fills in that space for the images already indexed.")
 @click.option("--retry-errors", is_flag=True, help="Try again files that failed before and did not change.")
 @click.option("--rebuild", is_flag=True, help="Drop all vectors and re-embed everything (e.g. with a new --model).")
 @ocr_option()
@@ -88,8 +91,8 @@ class _FolderOrUrl(click.Path):
               "executors share, or hdfs://, s3a://) and stop; load them later with picseek merge DIR.")
 @json_option("Print the summary as JSON.")
 @click.pass_context
-def index(ctx, folders, from_list, url_column, model, workers, batch_size, precision, device, retry_errors, rebuild,
-          ocr, storage_option, engine, master, shards, as_json):
+def index(ctx, folders, from_list, url_column, model, workers, batch_size, precision, device, image_model,
+          retry_errors, rebuild, ocr, storage_option, engine, master, shards, as_json):
     """Index the images in FOLDERS: new and changed files are embedded, moved ones followed, deleted ones dropped.
 
     FOLDERS may also be files, or URLs of images in object storage or on a web server (s3://bucket/prefix,
@@ -110,11 +113,14 @@ def index(ctx, folders, from_list, url_column, model, workers, batch_size, preci
         ctx.obj["precision"] = precision
     if device:
         ctx.obj["device"] = device
+    if image_model:
+        ctx.obj["image_model"] = image_model
     from .scale import check_spark_options, index_on_spark_cli
 
     if check_spark_options(engine, master, shards, **{"--workers": workers, "--retry-errors": retry_errors,
                                                       "--rebuild": rebuild, "--storage-option": storage_option,
-                                                      "--ocr": ocr}):
+                                                      "--ocr": ocr,
+                                                      "--image-model": image_model}):
         return index_on_spark_cli(ctx, folders, from_list, url_column, model, master=master, shards=shards,
                                   batch_size=batch_size, as_json=as_json)
     if from_list:
@@ -132,6 +138,8 @@ def index(ctx, folders, from_list, url_column, model, workers, batch_size, preci
                 shown_progress.update(p.done, p.total, "indexing", errors=p.errors)
             elif p.phase == "ocr":
                 shown_progress.update(p.done, p.total, "reading text", errors=p.errors)
+            elif p.phase == "fill":
+                shown_progress.update(p.done, p.total, "image space", errors=p.errors)
 
         report = lib.index(folders, workers=workers, batch_size=batch_size, retry_errors=retry_errors,
                            rebuild=rebuild, progress=progress, storage_options=storage_options, ocr=ocr)
@@ -145,6 +153,10 @@ def index(ctx, folders, from_list, url_column, model, workers, batch_size, preci
                + (f" ({report.images_per_s:.1f} images/s)" if report.embedded else ""))
     if report.texts_read:
         click.echo(f"Read the text of {report.texts_read} images: {report.with_text} with words")
+    if report.filled or report.fill_errors:
+        image = (lib.recorded_model or {}).get("image_model") or {}
+        click.echo(f"Filled in the {image.get('space')} space ({image.get('name')}) for {report.filled} images"
+                   + (f"; {report.fill_errors} could not be read again" if report.fill_errors else ""))
     if report.skipped_known_errors:
         click.echo(f"{report.skipped_known_errors} files that failed before were skipped (--retry-errors to retry)")
     for path, reason in report.error_samples[:5]:
@@ -209,7 +221,7 @@ def hit_output(command):
               metavar="[RATIO]", help="Drop hits whose score is closer to a typical image's than to the best "
                                       "hit's (RATIO 0.5; higher keeps fewer).")
 @click.option("--rerank", metavar="NAME", help="Re-rank the top hits with an image-text matching model "
-              "(blip-itm-base, ...; see docs/models.md).")
+              "(blip: the library's own BLIP model, else blip-itm-base; blip-itm-large, ...; see docs/models.md).")
 @click.option("--rerank-top", default=50, show_default=True, type=click.IntRange(1, 1000),
               help="How many of the top hits --rerank scores.")
 @click.option("--exact", is_flag=True, help="Score every image, also in a library big enough for the approximate "
@@ -340,6 +352,9 @@ def status(ctx, show_errors, as_json):
         click.echo(f"store:    {info['store']}")
     if info["model"]:
         click.echo(f"model:    {info['model']} ({info['model_id']}, {info['dim']}-d)")
+        if image := info.get("image_model"):
+            click.echo(f"images by example: {image['name']} ({image['model_id']}, {image['dim']}-d, space "
+                       f"{image['space']})")
     else:  # no index run got as far as embedding (none yet, or the first one failed: a model not downloadable)
         click.echo(f"model:    none yet (chosen by the first index run that embeds images: "
                    f"{lib.command('index FOLDER')})")

@@ -26,7 +26,7 @@ import numpy as np
 from .. import config
 from ..models.base import ImageSpec
 from ..paths import within
-from ..store.base import FileState, ImageRecord, TextRecord, recorded_run
+from ..store.base import INFO_COLUMNS, FileState, ImageRecord, TextRecord, recorded_run
 from .images import DEFAULT_MAX_PIXELS, Decoded, decode_file
 from .paths import FileEntry, is_remote
 from .scan import ScanResult, WalkProblem, diff, normalize_roots, walk
@@ -58,6 +58,8 @@ class IndexReport:
     skipped_known_errors: int = 0
     texts_read: int = 0  # images whose words were read (OCR) in this run, with the ones embedded
     with_text: int = 0  # of those, how many had words
+    filled: int = 0  # images indexed before an image model was added that got its space now (fill_space)
+    fill_errors: int = 0  # of those, images that could not be read again (they keep their other spaces)
     seconds: float = 0.0
     error_samples: list[tuple[str, str]] = field(default_factory=list)
 
@@ -188,13 +190,15 @@ def embed_batches(embedder, stream: Iterable[tuple[FileEntry, Decoded]], batch_s
 def run_index(store, embedder, roots: Iterable[str], *, workers: int | None = None,
               batch_size: int = DEFAULT_BATCH_SIZE, retry_errors: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
               progress: Callable[[Progress], None] | None = None, skip: Sequence[str] = (),
-              scope: Sequence[str] | None = None, ocr: bool = False) -> IndexReport:
+              scope: Sequence[str] | None = None, ocr: bool = False, fill: str | None = None) -> IndexReport:
     """Bring the store in step with the files below `roots`. Returns what was done. `scope`: the folders the
     roots are part of (a watcher's run of the subfolders where files changed): symbolic links are followed within
     them, and only a scope folder left without images is taken for a disk that is not mounted (a subfolder whose
     last photo was deleted is just empty). `ocr`: the words in each embedded image are read in the decode
     workers and written with its vectors; then the images indexed before without them are read (decode and OCR
-    only, nothing re-embedded), a batch per transaction."""
+    only, nothing re-embedded), a batch per transaction. `fill`: a space of the embedder (an image model's,
+    models/spaces.py) to fill in, after the scan's work, for every image of the library that lacks it
+    (`fill_space`)."""
     t0 = time.perf_counter()
     roots = normalize_roots(roots)
     notify = progress or (lambda p: None)
@@ -224,6 +228,9 @@ def run_index(store, embedder, roots: Iterable[str], *, workers: int | None = No
             if ocr:
                 _read_missing_texts(store, roots, report, workers, batch_size, max_pixels, notify)
             report.removed = store.delete_paths(scan.missing + scan.stale_errors)
+            if fill:
+                fill_space(store, embedder, fill, report, workers if workers is not None else default_workers(),
+                           batch_size, max_pixels, notify)
     finally:
         notify(Progress("done", report.embedded, report.embedded, report.errors))
     return report
@@ -350,5 +357,52 @@ def _read_missing_texts(store, roots: Sequence[str], report: IndexReport, worker
                 _count_texts(report, [(path, text) for path, (_, text) in zip(paths, rows)])
                 rows, paths = [], []
                 notify(Progress("ocr", done, total, report.errors, e.path))
+    finally:
+        stream.close()
+
+
+def fill_space(store, embedder, space: str, report: IndexReport, workers: int, batch_size: int,
+               max_pixels: int, notify: Callable[[Progress], None]) -> None:
+    """Give every image of the store that has no vector in `space` one, from `embedder.embed_image_space` (an image
+    model added to a library after its images were indexed: models/spaces.py), keeping its other vectors as they are
+    (nothing else is re-embedded). Each batch is one write, so an interrupted fill continues where it stopped on the
+    next run. A file that changed since it was indexed is left to the index run of its folder; one that cannot be
+    read now is counted in `report.fill_errors` and logged (it keeps its other spaces)."""
+    have = set(store.vectors(space)[0].tolist()) if space in store.spaces() else set()
+    todo = [s for s in store.file_states([]).values() if s.id not in have]
+    total = len(todo)
+    if not total:
+        return
+    others = [s for s in store.spaces() if s != space]
+    notify(Progress("fill", 0, total))
+    by_path = {s.path: s for s in todo}
+    window = max(2 * batch_size, 4 * max(workers, 1))
+    stream = decode_stream([FileEntry(s.path, s.size, s.mtime_ns) for s in todo], embedder.image_spec,
+                           min(workers, -(-total // batch_size)), window, max_pixels)
+    done = 0
+    try:
+        for batch in _batches(stream, batch_size):
+            good = []
+            for e, d in batch:
+                state = by_path[e.path]
+                if d.error is None and d.content_hash == state.content_hash:
+                    good.append((state, d))
+                else:
+                    report.fill_errors += 1
+                    log.info("could not fill %s for %s: %s", space, e.path, d.error or "the file changed since it "
+                             "was indexed (index its folder again)")
+            if good:
+                vectors = embedder.embed_image_space(np.stack([d.pixels for _, d in good]))
+                rows = store.get_images([s.id for s, _ in good])
+                records = []
+                for i, (state, _) in enumerate(good):
+                    kept = {sp: v for sp in others if (v := store.vector_of(state.id, sp)) is not None}
+                    info = {k: rows.get(state.id, {}).get(k) for k in INFO_COLUMNS}
+                    records.append(ImageRecord(state.path, state.size, state.mtime_ns, state.content_hash, info,
+                                               {**kept, space: vectors[i]}))
+                store.write_images(records, [])
+                report.filled += len(records)
+            done += len(batch)
+            notify(Progress("fill", done, total, report.fill_errors, batch[-1][0].path))
     finally:
         stream.close()

@@ -22,7 +22,7 @@ from PIL import Image
 from ..errors import ModelError
 from ..extras import require
 from . import hf
-from .base import ImageSpec, normalize, prepare_image
+from .base import ImageSpec, ModelSpec, normalize, prepare_image
 
 log = logging.getLogger(__name__)
 
@@ -64,28 +64,12 @@ class BlipMatcher:
 
 
 def _load_itm_parts(source: str, local_files_only: bool) -> hf._Parts:
-    import torch
-    from transformers import AutoConfig, AutoTokenizer, BlipForImageTextRetrieval
-    from transformers.image_processing_base import ImageProcessingMixin
-
-    kw = {"local_files_only": local_files_only}
-    config = AutoConfig.from_pretrained(source, **kw)
-    if getattr(config, "model_type", None) != "blip":
-        raise ModelError(f"{source} is a {getattr(config, 'model_type', '?')!r} model, not BLIP: re-ranking needs "
-                         "a BLIP image-text matching checkpoint (e.g. Salesforce/blip-itm-base-coco)")
-    processor, _ = ImageProcessingMixin.get_image_processor_dict(source, **kw)
-    tokenizer = AutoTokenizer.from_pretrained(source, **kw)
-    with hf._no_weight_progress_bar(local_files_only):
-        model, info = BlipForImageTextRetrieval.from_pretrained(source, config=config, dtype=torch.float32,
-                                                                output_loading_info=True, **kw)
-    missing = sorted(info.get("missing_keys") or [])
-    if any(k.startswith("itm_head") for k in missing):
+    parts = hf.load_blip_parts(source, local_files_only)
+    if any(k.startswith("itm_head") for k in parts.missing):
         raise ModelError(f"{source} has no image-text matching head (itm_head): use an ITM checkpoint such as "
                          "Salesforce/blip-itm-base-coco")
-    if missing:
-        log.warning("model %s: %d weights missing from the checkpoint and left random (%s...)", source,
-                    len(missing), ", ".join(missing[:3]))
-    return hf._Parts(config, model, tokenizer, processor)
+    hf.warn_missing(source, parts.missing)
+    return parts
 
 
 def load(spec, device: str = "cpu") -> BlipMatcher:
@@ -95,10 +79,32 @@ def load(spec, device: str = "cpu") -> BlipMatcher:
     image_spec, patch = hf.image_spec_from_processor(parts.processor)
     if patch is not None:
         raise ModelError(f"model {spec.name}: a patch-sequence image processor is not a BLIP one")
-    text_cfg = parts.config.text_config
+    return _matcher(spec.name, f"hf:{label}@{revision}", image_spec, parts.model, parts.tokenizer, device)
+
+
+def _matcher(name: str, model_id: str, image_spec: ImageSpec, model, tokenizer, device: str) -> BlipMatcher:
+    text_cfg = model.config.text_config
     max_length = min(BlipMatcher.max_length, int(getattr(text_cfg, "max_position_embeddings", 512)))
-    parts.model.to(device).eval()
-    matcher = BlipMatcher(name=spec.name, model_id=f"hf:{label}@{revision}", image_spec=image_spec,
-                          model=parts.model, tokenizer=parts.tokenizer, device=device, max_length=max_length)
+    model.to(device).eval()
+    matcher = BlipMatcher(name=name, model_id=model_id, image_spec=image_spec, model=model, tokenizer=tokenizer,
+                          device=device, max_length=max_length)
     log.debug("loaded reranker %s (%s)", matcher.model_id, image_spec)
     return matcher
+
+
+def is_blip_embedder(embedder) -> bool:
+    """A search model whose weights are a BLIP retrieval checkpoint (models/hf.py, model_type "blip")."""
+    return getattr(embedder, "model_type", "") == "blip" and bool(getattr(embedder, "source", ""))
+
+
+def matcher_of(embedder, device: str = "cpu") -> BlipMatcher | None:
+    """The re-ranker of a library whose search model is BLIP (models/hf.py, model_type "blip"): the embedder's own
+    torch model where it holds one (nothing loaded twice), else its source's weights loaded once with the ITM head
+    (the ONNX towers that index and search cannot score a pair). None for any other model."""
+    if not is_blip_embedder(embedder):
+        return None
+    towers = getattr(embedder, "model", None)
+    if towers is not None and hasattr(towers, "blip") and embedder.tokenizer is not None:
+        return _matcher(embedder.name, embedder.model_id, embedder.image_spec, towers.blip, embedder.tokenizer,
+                        device)
+    return load(ModelSpec(embedder.name, "hf", embedder.source), device=device)

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 # position and were trained on max-length padded text; CLIP pools the eos token and pads to the longest text.
 TEXT_PADDING: dict[str, str] = {"siglip": "max_length", "siglip2": "max_length"}
 DEFAULT_PADDING = "longest"
+# image-only model types -> what to do with one (they have no text tower: models/dinov2.py)
+IMAGE_ONLY: dict[str, str] = {"dinov2": "DINOv2 is an image-only model: index with --image-model"}
 TEXT_BATCH = 256
 
 # PIL's resampling codes as saved in preprocessor_config.json -> ImageSpec.resample names
@@ -67,6 +69,8 @@ class HFEmbedder(EmbedderBase):
     precision: str = "fp32"  # what runs the towers (models/onnx.py): fp32, bf16 or int8
     compute_dtype: str = "float32"  # torch weights' dtype (bfloat16 for precision bf16)
     precision_auto: bool = False  # chosen by `auto`: a failed export falls back to fp32 instead of failing
+    model_type: str = ""  # the checkpoint's config model_type ("clip", "siglip", "blip", ...)
+    source: str = ""  # the repo id or folder the weights come from (a BLIP library's re-ranker reuses it)
     _towers: tuple | None = field(default=None, repr=False)  # (image, text) ONNX Runtime runners, built lazily
     _lock: Any = field(default_factory=threading.Lock, repr=False)
 
@@ -274,28 +278,94 @@ class _Parts:
     model: Any
     tokenizer: Any
     processor: dict
+    missing: list[str] = field(default_factory=list)  # weights the checkpoint lacked (left random)
 
 
-def _load_parts(source: str, local_files_only: bool) -> _Parts:
-    import torch
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+def processor_dict(source: str, local_files_only: bool) -> dict:
+    """A model's saved image processor config (preprocessor_config.json, or processor_config.json's nested one)."""
     from transformers.image_processing_base import ImageProcessingMixin
+
+    processor, _ = ImageProcessingMixin.get_image_processor_dict(source, local_files_only=local_files_only)
+    if "image_processor" in processor and isinstance(processor["image_processor"], dict):
+        processor = processor["image_processor"]  # processor_config.json nests it
+    return processor
+
+
+def load_parts_of(model_class, source: str, local_files_only: bool, tokenizer: bool = True) -> _Parts:
+    """Config, image processor config, tokenizer (where asked) and float32 weights of `source` through
+    `model_class` (AutoModel, BlipForImageTextRetrieval, Dinov2Model, ...), with the names of the weights the
+    checkpoint lacked (`missing`: left random; `warn_missing` logs them)."""
+    import torch
+    from transformers import AutoConfig, AutoTokenizer
 
     kw = {"local_files_only": local_files_only}
     config = AutoConfig.from_pretrained(source, **kw)
-    # the image processor config first: it is small, and a folder without one is not an image-text model
-    processor, _ = ImageProcessingMixin.get_image_processor_dict(source, **kw)
-    if "image_processor" in processor and isinstance(processor["image_processor"], dict):
-        processor = processor["image_processor"]  # processor_config.json nests it
-    tokenizer = AutoTokenizer.from_pretrained(source, **kw)
+    # the image processor config first: it is small, and a folder without one is not an image model
+    processor = processor_dict(source, local_files_only)
+    tok = AutoTokenizer.from_pretrained(source, **kw) if tokenizer else None
     with _no_weight_progress_bar(local_files_only):
-        model, info = AutoModel.from_pretrained(source, config=config, dtype=torch.float32,
-                                                output_loading_info=True, **kw)
-    missing = list(info.get("missing_keys") or [])
+        model, info = model_class.from_pretrained(source, config=config, dtype=torch.float32,
+                                                  output_loading_info=True, **kw)
+    missing = sorted(info.get("missing_keys") or [])
+    return _Parts(config, model, tok, processor, missing)
+
+
+def warn_missing(source: str, missing: list[str]) -> None:
     if missing:  # a checkpoint that does not fit its class: those weights are random, the embeddings garbage
         log.warning("model %s: %d weights missing from the checkpoint and left random (%s...)", source,
-                    len(missing), ", ".join(sorted(missing)[:3]))
-    return _Parts(config, model, tokenizer, processor)
+                    len(missing), ", ".join(missing[:3]))
+
+
+def load_blip_parts(source: str, local_files_only: bool) -> _Parts:
+    """A BLIP retrieval checkpoint as `BlipForImageTextRetrieval` (its ITC projections and ITM head); ModelError
+    for any other kind of model."""
+    from transformers import AutoConfig, BlipForImageTextRetrieval
+
+    config = AutoConfig.from_pretrained(source, local_files_only=local_files_only)
+    if getattr(config, "model_type", None) != "blip":
+        raise ModelError(f"{source} is a {getattr(config, 'model_type', '?')!r} model, not BLIP: use a BLIP image-"
+                         "text retrieval checkpoint (e.g. Salesforce/blip-itm-base-coco)")
+    return load_parts_of(BlipForImageTextRetrieval, source, local_files_only)
+
+
+def _load_parts(source: str, local_files_only: bool) -> _Parts:
+    from transformers import AutoConfig, AutoModel
+
+    model_type = getattr(AutoConfig.from_pretrained(source, local_files_only=local_files_only), "model_type", "")
+    if model_type in IMAGE_ONLY:
+        raise ModelError(f"{source} is a {model_type!r} model, not a text-image embedding model (CLIP, SigLIP, "
+                         f"SigLIP 2, BLIP); {IMAGE_ONLY[model_type]}")
+    if model_type == "blip":
+        parts = load_blip_parts(source, local_files_only)
+        parts.model = blip_towers(parts.model)
+    else:
+        parts = load_parts_of(AutoModel, source, local_files_only)
+    warn_missing(source, [k for k in parts.missing if not k.startswith("itm_head")])
+    return parts
+
+
+def blip_towers(model):
+    """A `BlipForImageTextRetrieval` seen as a dual encoder (`get_image_features`, `get_text_features`): as its
+    forward with use_itm_head=False computes them, the ViT's CLS token through `vision_proj` and the text encoder's
+    CLS token (text only, no cross-attention) through `text_proj`, both L2-normalised (256-d for the Salesforce
+    checkpoints). `blip` is the wrapped model (the re-ranker's ITM head reuses it)."""
+    import torch
+
+    class BlipTowers(torch.nn.Module):
+        def __init__(self, blip):
+            super().__init__()
+            self.blip = blip
+            self.embedding_dim = int(blip.config.image_text_hidden_size)
+
+        def get_image_features(self, pixel_values):
+            cls = self.blip.vision_model(pixel_values=pixel_values).last_hidden_state[:, 0, :]
+            return torch.nn.functional.normalize(self.blip.vision_proj(cls), dim=-1)
+
+        def get_text_features(self, input_ids, attention_mask=None):
+            out = self.blip.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return torch.nn.functional.normalize(self.blip.text_proj(out[:, 0, :]), dim=-1)
+
+    return BlipTowers(model).eval()
 
 
 @contextmanager
@@ -350,22 +420,22 @@ def load(spec, device: str = "cpu", precision: str | None = None) -> HFEmbedder:
                 log.warning("%s; running the model in fp32", exc)
                 asked = "fp32"
         if known and asked != "fp32" and exported(known, "int8"):  # no torch, no transformers, no weights
-            return light_embedder(spec.name, known, "int8", auto=asked == "auto")
+            return light_embedder(spec.name, known, "int8", auto=asked == "auto", source=source)
     require(f"model {spec.name} (a Hugging Face model run through transformers)")
     parts, label, revision = load_source(spec.name, source)
     model, config = parts.model, parts.config
     model_type = getattr(config, "model_type", "?")
     if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
         raise ModelError(f"model {spec.name} is a {model_type!r} model, not a text-image embedding model "
-                         "(CLIP, SigLIP, SigLIP 2)")
+                         "(CLIP, SigLIP, SigLIP 2, BLIP)")
     model.to(device).eval()
     image_spec, patch = image_spec_from_processor(parts.processor)
     model_id = f"hf:{label}@{revision}"
     exportable = patch is None and device == "cpu"  # SigLIP 2 NaFlex takes patch sequences: not exported
     chosen = onnx.resolve_precision(precision, can_export=exportable, device=device)
     text_cfg = getattr(config, "text_config", config)
-    dim = int(getattr(config, "projection_dim", None) or getattr(text_cfg, "projection_size", None)
-              or text_cfg.hidden_size)
+    dim = int(getattr(model, "embedding_dim", None) or getattr(config, "projection_dim", None)
+              or getattr(text_cfg, "projection_size", None) or text_cfg.hidden_size)
     max_length = int(getattr(text_cfg, "max_position_embeddings", 77))
     tok_max = getattr(parts.tokenizer, "model_max_length", None)
     if isinstance(tok_max, int) and 0 < tok_max < max_length:
@@ -373,7 +443,7 @@ def load(spec, device: str = "cpu", precision: str | None = None) -> HFEmbedder:
     emb = HFEmbedder(name=spec.name, model_id=model_id, dim=dim, image_spec=image_spec,
                      spaces={MAIN: dim}, image_query_space=MAIN, model=model, tokenizer=parts.tokenizer,
                      device=device, padding=TEXT_PADDING.get(model_type, DEFAULT_PADDING),
-                     max_length=max_length, patch_size=patch)
+                     max_length=max_length, patch_size=patch, model_type=model_type, source=source)
     emb.precision, emb.precision_auto = chosen, asked == "auto"
     if chosen in HALF:
         to_half(emb, HALF[chosen])
@@ -528,7 +598,7 @@ def _save_light(emb, folder: Path) -> None:
         return
     spec = emb.image_spec
     facts = {"model_id": emb.model_id, "dim": emb.dim, "padding": emb.padding, "max_length": emb.max_length,
-             "text_inputs": _text_names(emb), "pad_token": emb.tokenizer.pad_token,
+             "text_inputs": _text_names(emb), "pad_token": emb.tokenizer.pad_token, "model_type": emb.model_type,
              "pad_id": emb.tokenizer.pad_token_id,
              "image_spec": {"size": spec.size, "resize": spec.resize, "resample": spec.resample,
                             "mean": list(spec.mean), "std": list(spec.std)}}
@@ -562,7 +632,7 @@ class FastTokenizer:
                 "attention_mask": np.asarray([e.attention_mask for e in enc], dtype=np.int64)}
 
 
-def light_embedder(name: str, model_id: str, precision: str, auto: bool):
+def light_embedder(name: str, model_id: str, precision: str, auto: bool, source: str = ""):
     """An HFEmbedder that runs cached ONNX towers only: no torch, no transformers, no weights in memory."""
     folder = onnx.cache_folder(model_id)
     facts = json.loads((folder / EMBEDDER_JSON).read_text())
@@ -573,7 +643,8 @@ def light_embedder(name: str, model_id: str, precision: str, auto: bool):
     return HFEmbedder(name=name, model_id=model_id, dim=dim, image_spec=spec, spaces={MAIN: dim},
                       image_query_space=MAIN, model=None, tokenizer=tokenizer, padding=facts["padding"],
                       max_length=int(facts["max_length"]), text_inputs=tuple(facts["text_inputs"]),
-                      precision=precision, precision_auto=auto)
+                      precision=precision, precision_auto=auto, model_type=facts.get("model_type", ""),
+                      source=source)
 
 
 HALF = {"bf16": "bfloat16", "fp16": "float16"}  # precision -> the torch dtype of the weights and the arithmetic

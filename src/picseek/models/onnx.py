@@ -284,12 +284,14 @@ class quiet_export:
 # -- the child processes (models/onnx_export.py is the program they run) ----------------------------------------
 
 
-def export_in_child(source: str, precision: str) -> bool:
+def export_in_child(source: str, precision: str, image_only: bool = False) -> bool:
     """Export a Hugging Face model's towers (`source`: a model folder or repo id; models/hf.py) for `precision` in a
-    child process. True when done, False when the model does not export; ModelError when the export failed."""
+    child process; `image_only`: an image model's one tower (models/dinov2.py). True when done, False when the model
+    does not export; ModelError when the export failed."""
     env = dict(os.environ)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    proc = subprocess.run([sys.executable, "-m", "picseek.models.onnx_export", source, precision],
+    kind = ["--image"] if image_only else []
+    proc = subprocess.run([sys.executable, "-m", "picseek.models.onnx_export", *kind, source, precision],
                           capture_output=True, text=True, env=env)
     if proc.returncode == 0:
         return True

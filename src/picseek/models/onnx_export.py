@@ -1,7 +1,7 @@
 """The program the export and quantize children run (models/onnx.py `export_in_child`, `quantize_in_child`):
 `python -m picseek.models.onnx_export SOURCE PRECISION` exports a Hugging Face dual encoder's towers to ONNX (through
-models/hf.py), `--quantize SOURCE TARGET [--fp16]` quantizes a ready ONNX image tower to int8 (or converts it to
-fp16 for a GPU) (models/onnx_repo.py).
+models/hf.py), `--image SOURCE PRECISION` an image model's one tower (models/dinov2.py), `--quantize SOURCE TARGET
+[--fp16]` quantizes a ready ONNX image tower to int8 (or converts it to fp16 for a GPU) (models/onnx_repo.py).
 
 The export needs the torch weights, the tracer's copy of the graph, and then the quantizer's; done in the indexing
 process, all of that would stay in its peak memory. A child process does it once per model (text tower fp32, then
@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import hf, onnx
+from . import dinov2, hf, onnx
 from .base import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ def main(argv: list[str]) -> int:
             onnx.quantize_cached(Path(argv[1]), Path(argv[2]), external="--external" in argv[3:],
                                  precision="fp16" if "--fp16" in argv[3:] else "int8")
             return 0
+        if argv[0] == "--image":
+            return dinov2.export(argv[1], argv[2])
         source, precision = argv
         return export(source, precision)
     except Exception as exc:  # noqa: BLE001 - the parent reads the last line

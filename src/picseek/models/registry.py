@@ -65,6 +65,23 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     _hf("laion-vit-b-32-hf", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "LAION CLIP ViT-B/32", 512, 3, 600),
     _hf("siglip-base-hf", "google/siglip-base-patch16-224", "SigLIP base 224", 768, 4, 800),
     _hf("siglip2-base-hf", "google/siglip2-base-patch16-224", "SigLIP 2 base 224", 768, 5, 1500),
+    # BLIP retrieval checkpoints as search models (models/hf.py `blip_towers`: the ITC heads, 256-d, 384 px); their
+    # ITM head re-ranks a library made with them (`--rerank blip`, query/rerank.py). Never picked by `auto`.
+    ModelSpec("blip-itm-base-coco", "hf", "Salesforce/blip-itm-base-coco", "BLIP ViT-B retrieval (COCO), image-text "
+              "contrastive heads; its ITM head re-ranks (--rerank blip); converted through torch", 256, None,
+              size_mb=900),
+    ModelSpec("blip-itm-large-coco", "hf", "Salesforce/blip-itm-large-coco", "BLIP ViT-L retrieval (COCO), "
+              "image-text contrastive heads; its ITM head re-ranks (--rerank blip); converted through torch", 256,
+              None, size_mb=1800),
+]}
+
+# Image-only models (`--image-model`): an extra space for example-image queries beside a library's search model
+# (models/spaces.py); run in ONNX Runtime after a one-time export through torch (models/dinov2.py).
+IMAGE_MODELS: dict[str, ModelSpec] = {s.name: s for s in [
+    ModelSpec("dinov2-small", "dinov2", "facebook/dinov2-small", "DINOv2 ViT-S/14 image features (CLS token): "
+              "same object, same scene; no text", 384, size_mb=88),
+    ModelSpec("dinov2-base", "dinov2", "facebook/dinov2-base", "DINOv2 ViT-B/14 image features (CLS token): "
+              "same object, same scene; no text", 768, size_mb=350),
 ]}
 
 # Older names -> the names above (resolve() follows them; `picseek models` lists only SPECS). The ready-ONNX models
@@ -151,6 +168,29 @@ def resolve(name: str) -> ModelSpec:
     choices = ", ".join(SPECS)
     raise ModelError(f"unknown model {name!r}: use one of {choices}, hf:ORG/NAME, onnx:ORG/NAME, or a local model "
                      "folder")
+
+
+def resolve_image_model(name: str) -> ModelSpec:
+    """An `--image-model` name -> its spec: a short name (IMAGE_MODELS), `hf:ORG/NAME`, `ORG/NAME` or a local
+    folder (a DINOv2 checkpoint: models/dinov2.py checks its config when it loads)."""
+    name = (name or "").strip()
+    if name in IMAGE_MODELS:
+        return IMAGE_MODELS[name]
+    source = name[3:] if name.startswith("hf:") else name
+    if source and Path(source).expanduser().is_dir():
+        folder = str(Path(source).expanduser().resolve())
+        return ModelSpec(folder, "dinov2", folder, f"local model folder {source}")
+    if source.count("/") == 1 and not source.startswith((".", "/", "~")) and all(source.split("/")):
+        return ModelSpec(f"hf:{source}", "dinov2", source, f"Hugging Face model {source}")
+    raise ModelError(f"unknown image model {name!r}: use one of {', '.join(IMAGE_MODELS)}, hf:ORG/NAME or a local "
+                     "DINOv2 model folder")
+
+
+def load_image_model(name: str | ModelSpec, precision: str | None = None):
+    """The image-only model for a name or spec (models/dinov2.py: its ONNX tower)."""
+    from . import dinov2
+
+    return dinov2.load(name if isinstance(name, ModelSpec) else resolve_image_model(name), precision=precision)
 
 
 def spec_for_record(name: str, model_id: str | None = None) -> ModelSpec:

@@ -1,8 +1,10 @@
 """Re-ranking: score the top N hits of a vector search with an image-text matching model and re-order them.
 
 Rerankers are named like models (`blip-itm-base`), or given as `hf:ORG/NAME`, `ORG/NAME` or a local folder;
-the table below is the data that names them, and each entry says which loader builds it. A loaded reranker is
-kept (a few at most) so a server or a session pays the load once.
+the table below is the data that names them, and each entry says which loader builds it. `blip` names the
+library's own weights where its search model is BLIP (`blip-itm-base-coco`, ...: nothing to name twice, nothing
+loaded twice), else `blip-itm-base`; a BLIP name whose repository is the library model's reuses it too. A loaded
+reranker is kept (a few at most) so a server or a session pays the load once.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 H = TypeVar("H")
 DEFAULT_TOP = 50
 BLIP_LOADER = "picseek.models.blip:load"
+LIBRARY_BLIP = "blip"  # the library's BLIP search model, else DEFAULT_BLIP
+DEFAULT_BLIP = "blip-itm-base"
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ _LOCK = threading.Lock()
 def resolve_reranker(name: str) -> RerankerSpec:
     """A name the user typed -> a spec: a short name, hf:ORG/NAME, ORG/NAME, or a local BLIP folder."""
     name = (name or "").strip()
+    if name == LIBRARY_BLIP:
+        name = DEFAULT_BLIP
     if name in RERANKERS:
         return RERANKERS[name]
     if name.startswith("hf:") and len(name) > 3:
@@ -62,14 +68,33 @@ def resolve_reranker(name: str) -> RerankerSpec:
                      "BLIP model folder")
 
 
-def load_reranker(name: str, device: str = "cpu"):
-    """The loaded reranker for a name (kept for later calls)."""
+def _same_weights(name: str, spec: RerankerSpec, embedder) -> bool:
+    """Whether reranker `name` (resolved to `spec`) means the library model's own BLIP weights."""
+    from ..models.blip import is_blip_embedder
+
+    if embedder is None or not is_blip_embedder(embedder):
+        return False
+    if name.strip() == LIBRARY_BLIP:
+        return True
+    own = str(embedder.source)
+    return spec.source == own or (Path(own).expanduser().is_dir() and spec.source == str(Path(own).resolve()))
+
+
+def load_reranker(name: str, device: str = "cpu", embedder=None):
+    """The loaded reranker for a name (kept for later calls). `embedder`: the library's model; where it is BLIP and
+    `name` is `blip` or names its repository, its weights are reused (models/blip.py `matcher_of`)."""
     spec = resolve_reranker(name)
-    key = f"{spec.name}@{device}"
+    own = _same_weights(name, spec, embedder)
+    key = f"{embedder.source if own else spec.name}@{device}"
     with _LOCK:
         if key not in _LOADED:
-            module, _, func = spec.loader.partition(":")
-            loaded = getattr(importlib.import_module(module), func)(spec, device=device)
+            if own:
+                from ..models.blip import matcher_of
+
+                loaded = matcher_of(embedder, device=device)
+            else:
+                module, _, func = spec.loader.partition(":")
+                loaded = getattr(importlib.import_module(module), func)(spec, device=device)
             if len(_LOADED) >= _LOADED_MAX:
                 _LOADED.pop(next(iter(_LOADED)))
             _LOADED[key] = loaded
@@ -77,12 +102,12 @@ def load_reranker(name: str, device: str = "cpu"):
 
 
 def rerank_hits(hits: Sequence[H], query_text: str, reranker: str | Any, top_n: int = DEFAULT_TOP,
-                load_image: Callable[[H], Image.Image] | None = None) -> list[H]:
+                load_image: Callable[[H], Image.Image] | None = None, embedder=None) -> list[H]:
     """Re-order the first `top_n` hits by how well their images match `query_text` (highest first); the hits
     after them keep their order. A hit whose image cannot be loaded is logged and placed after the scored ones,
     in its old order. `reranker`: a name (see RERANKERS) or a loaded object with `score(images, text)`.
-    `load_image(hit)` gives the hit's image. Hits that are dataclasses with a `rerank_score` field get it set (and
-    a `via` field "rerank")."""
+    `load_image(hit)` gives the hit's image; `embedder` the library's model (a BLIP one's weights are reused).
+    Hits that are dataclasses with a `rerank_score` field get it set (and a `via` field "rerank")."""
     if top_n < 1:
         raise UsageError("the number of hits to re-rank must be at least 1")
     if not query_text or not query_text.strip():
@@ -93,7 +118,7 @@ def rerank_hits(hits: Sequence[H], query_text: str, reranker: str | Any, top_n: 
         return hits
     if load_image is None:
         raise UsageError("re-ranking needs a way to load each hit's image")
-    model = load_reranker(reranker) if isinstance(reranker, str) else reranker
+    model = load_reranker(reranker, embedder=embedder) if isinstance(reranker, str) else reranker
     loaded, skipped = [], []
     for h in head:
         try:

@@ -19,7 +19,7 @@ WATCH_RETRY = 30.0  # seconds before a watcher whose start failed tries again
 @dataclass
 class IndexState:
     running: bool = False
-    phase: str = "idle"  # idle, scan, embed, done, failed
+    phase: str = "idle"  # idle, scan, embed, fill, done, failed
     done: int = 0
     total: int = 0
     errors: int = 0

@@ -120,7 +120,8 @@ class TagsOut(BaseModel):
 
 class IndexStateOut(BaseModel):
     running: bool
-    phase: str = Field(description="idle, scan, embed, done or failed")
+    phase: str = Field(description="idle, scan, embed, fill (an image model's space for images indexed before it), "
+                       "done or failed")
     done: int
     total: int
     errors: int
@@ -136,6 +137,8 @@ class StatusOut(BaseModel):
     model: str | None = None
     model_id: str | None = None
     dim: int | None = None
+    image_model: dict[str, Any] | None = Field(default=None, description="the image-only model answering "
+                                                "example-image queries (--image-model): name, model_id, space, dim")
     images: int
     errors: int
     disk_bytes: int
