@@ -10,6 +10,7 @@ from importlib.util import find_spec
 from .errors import MissingExtraError
 
 TORCH = ("torch", ("torch", "transformers"))  # the extra, and the modules it brings
+PARQUET = ("parquet", ("pyarrow",))
 
 
 def require(feature: str, extra: tuple[str, tuple[str, ...]] = TORCH) -> None:
