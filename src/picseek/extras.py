@@ -12,6 +12,7 @@ from .errors import MissingExtraError
 
 TORCH = ("torch", ("torch", "transformers"))  # the extra, and the modules it brings
 OCR = ("ocr", ("rapidocr_onnxruntime", "cv2", "wordninja"))  # reading text in images (ingest/ocr.py)
+PARQUET = ("parquet", ("pyarrow",))
 
 
 def require(feature: str, extra: tuple[str, tuple[str, ...]] = TORCH) -> None:

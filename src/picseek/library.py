@@ -39,9 +39,11 @@ from .store.words import line_matches, text_words
 
 if TYPE_CHECKING:  # pragma: no cover
     from .ingest.download import DownloadOptions, UrlIndexReport
+    from .ingest.embeddings import EmbeddingImportReport, ExportReport, ImportProgress
     from .ingest.metadata import ImportReport
     from .ingest.watch import WatchEvent
     from .learn.classify import ClassifyReport, Prediction
+    from .query.mine import MineReport
     from .scale.merge import MergeProgress, MergeReport
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,9 @@ class Library:
 
     def _check_same(self, embedder) -> None:
         rec = self.recorded_model
+        if rec and registry.verifies(rec, embedder.name, embedder.dim):  # imported vectors: now the weights are seen
+            self.store.set_model({**rec, "model_id": embedder.model_id, "spaces": dict(embedder.spaces)})
+            return
         if rec and rec["model_id"] != embedder.model_id:
             raise ModelMismatchError(
                 f"library {self.path} was indexed with {rec['name']} ({rec['model_id']}), not "
@@ -407,6 +412,73 @@ class Library:
 
         with self._index_lock():
             return merge_shards(self.store, list(shards), progress=progress)
+
+    @_on_disk
+    def import_embeddings(self, source: str | os.PathLike, *, model: str | None = None,
+                          format: str | None = None,  # noqa: A002 - the CLI's option name
+                          ids: str | os.PathLike | None = None, column: str | None = None,
+                          vector_column: str | None = None, base: str | os.PathLike | None = None,
+                          hash_files: bool = True,
+                          progress: Callable[[ImportProgress], None] | None = None) -> EmbeddingImportReport:
+        """Bring in vectors made elsewhere (clip-retrieval's output, an .npy with an id list, Parquet with a vector
+        column; docs/embeddings.md) as images of `model`, the model that made them (default: the library's, or the
+        one this Library was opened with). Their width must be that model's; a library of another model refuses
+        them. Local files are stat'ed (a later index of their folder embeds nothing); other rows are kept under
+        their URL or `COLUMN:VALUE`; the other columns become fields. Safe to interrupt and run again."""
+        from .ingest.embeddings import import_embeddings
+
+        rec = self.recorded_model
+        asked = model if model is not None else self._model_arg
+        if asked is not None and not isinstance(asked, str):  # an Embedder object
+            self._check_same(asked)
+            record = self.recorded_model or {"name": asked.name, "model_id": asked.model_id, "dim": asked.dim,
+                                             "spaces": dict(asked.spaces)}
+        elif rec:
+            self.model_name(asked)  # another model asked for: ModelMismatchError
+            record = rec
+        elif asked is None or asked == registry.AUTO:
+            raise UsageError("name the model that made the vectors: --model NAME (see `picseek models`)")
+        else:
+            record = registry.record_for(asked)
+        with self._index_lock():
+            return import_embeddings(self.store, source, record, fmt=format, ids=ids, column=column,
+                                     vector_column=vector_column, base=base, hash_files=hash_files,
+                                     progress=progress)
+
+    @_on_disk
+    def export_embeddings(self, out: str | os.PathLike, *, format: str = "parquet",  # noqa: A002
+                          dtype: str = "float32") -> ExportReport:
+        """Write the library's vectors with each image's path and fields: `clip-retrieval` (a folder of
+        img_emb/img_emb_N.npy + metadata/metadata_N.parquet) or `parquet` (one file: path, id, model, vector, the
+        fields); float32 or float16. What `import_embeddings` reads back."""
+        from .ingest.embeddings import export_embeddings
+
+        return export_embeddings(self.store, out, format, dtype)
+
+    @_on_disk
+    def mine(self, queries: Iterable[str] | str | os.PathLike, *, top: int = 50, where: Iterable[str] = (),
+             tags: Iterable[str] = (), rerank: str | None = None, column: str | None = None,
+             out: str | os.PathLike | None = None, score_groups=None) -> tuple[dict[str, list], MineReport]:
+        """Many text queries at once (docs/embeddings.md): each query's best `top` images by one matrix product over
+        the stored vectors, optionally re-scored by an image-text matching model (`rerank`, e.g. "blip-itm-base").
+        `queries`: texts, or a file (one per line, or a CSV/Parquet/JSON column: `column`). Returns (columns query,
+        rank, image_id, path, score, rerank_score; report); `out` (.parquet, .csv, .jsonl) also writes them.
+        `score_groups`: what runs the re-ranker (scale/spark.py passes Spark's)."""
+        from .query import mine as mining
+
+        if isinstance(queries, (str, os.PathLike)):
+            queries = mining.read_queries(queries, column)
+        if out is not None:
+            mining.out_format(out)  # a bad extension is refused before any work
+        if self.store.is_empty():
+            raise LibraryError(f"library {self.path} has no images yet: run {self.command('index FOLDER')} first")
+        cols, report = mining.mine(self.store, self.embedder(), list(queries), top, where=where, tags=tags,
+                                   rerank=rerank, score_groups=score_groups,
+                                   max_pixels=config.get("max_image_pixels"))
+        if out is not None:
+            mining.write_hits(cols, out)
+            report.out = str(Path(out).expanduser().resolve())
+        return cols, report
 
     @contextmanager
     def _index_lock(self, wait: float = 0) -> Iterator[None]:

@@ -337,3 +337,32 @@ def test_shards_folder_with_other_files_is_refused(tmp_path):
     with pytest.raises(UsageError, match="holds other files"):
         index_on_spark("local[1]", [str(tmp_path / "x.jpg")], tmp_path / "out", model="builtin")
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.usefixtures("offline_hub")
+def test_mining_reranks_on_spark_as_it_does_here(tmp_path, spark, monkeypatch):
+    """issue 18: the (query, candidate) pairs scored by a tiny random BLIP in the Python workers: the same scores
+    and order as re-ranking in this process; `picseek mine --engine spark` too."""
+    from picseek.cli import cli
+    from picseek.scale.spark import mine_on_spark
+
+    import tiny_models
+
+    make_folder(tmp_path / "photos", 8)
+    lib = Library(tmp_path / "lib", model=ColourEmbedder())
+    lib.index([tmp_path / "photos"], workers=0)
+    blip = str(tiny_models.make_tiny_blip_itm(tmp_path / "blip"))
+    queries = ["red", "a blue circle", "green square"]
+    local, _ = lib.mine(queries, top=5, rerank=blip)
+    remote, report = mine_on_spark(spark, lib, queries, top=5, rerank=blip, partitions=2,
+                                   out=tmp_path / "hits.parquet")
+    assert report.rows == 15 and report.unreadable == 0
+    assert remote["path"] == local["path"] and remote["rank"] == local["rank"]
+    assert all(abs(a - b) < 1e-4 for a, b in zip(remote["rerank_score"], local["rerank_score"]))
+    # the CLI's --engine spark on the same (active) session
+    monkeypatch.setattr("picseek.models.registry.load_embedder", lambda name, **kw: ColourEmbedder())
+    (tmp_path / "q.txt").write_text("\n".join(queries))
+    r = CliRunner().invoke(cli, ["--library", str(lib.path), "mine", str(tmp_path / "q.txt"), "--top", "5",
+                                 "--rerank", blip, "--engine", "spark", "--out", str(tmp_path / "h.csv")])
+    assert r.exit_code == 0, r.output
+    assert "re-ranked by" in r.output

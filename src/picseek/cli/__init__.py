@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
 
 # Each module registers its commands, in the order docs/cli.md lists them (the search commands before learn's).
 from . import core, query  # noqa: E402,F401,I001
-from . import learn, metadata, scale, serve, watch  # noqa: E402,F401,I001
+from . import embeddings, learn, metadata, scale, serve, watch  # noqa: E402,F401,I001
 from . import events  # noqa: E402,F401,I001
 
 share_global_options(cli, _setup_logging)  # (after the commands are registered)

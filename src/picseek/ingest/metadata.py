@@ -4,7 +4,8 @@ A row joins to images by one column read as one kind of key:
   path  a file path: absolute, relative to the metadata file's folder, or the tail of an indexed path; a bare
         file name joins as a `name` does (many tables put `IMG_1.jpg` in their `path` column)
   name  a file name, with or without its extension (`IMG_1.jpg` or `IMG_1`)
-  id    an external id that names the file without its extension (Unsplash `photo_id` -> `<photo_id>.jpg`)
+  id    an external id that names the file without its extension (Unsplash `photo_id` -> `<photo_id>.jpg`), or an
+        image imported as `COLUMN:ID` (`picseek import-embeddings`)
   url   the `url` field of an image downloaded from a URL list (`picseek index --from-list`)
 `auto` tries the usual columns for each kind and keeps the (column, kind) pair that matches the most rows.
 
@@ -47,6 +48,9 @@ FIRST_LAST = ("photographer_first_name", "photographer_last_name")
 TAG_COLUMNS = ("tags", "keywords")
 _TAG_SPLIT = re.compile(r"[,;|]")
 EXAMPLES = 5
+# `COLUMN:VALUE`, the path of an image imported with its vector but no file (ingest/embeddings.py): joins by VALUE as
+# an id (Unsplash's photo_id), as `<photo_id>.jpg` would
+IMPORTED_ID = re.compile(r"^[a-z_][a-z0-9_]*:(?!//)")
 
 
 @dataclass
@@ -90,6 +94,8 @@ class ImageLookup:
             name = os.path.basename(path)
             self._by_name.setdefault(name, []).append(i)
             self._by_stem.setdefault(os.path.splitext(name)[0], []).append(i)
+            if (m := IMPORTED_ID.match(path)) and not os.path.isabs(path):
+                self._by_stem.setdefault(path[m.end():], []).append(i)
 
     def match(self, kind: str, value: str) -> list[int]:
         return getattr(self, f"_match_{kind}")(value)

@@ -216,6 +216,38 @@ def name_for_record(name: str, model_id: str | None = None) -> str:
         return name
 
 
+UNVERIFIED = "@unverified"  # the end of a model id recorded from a spec, before the weights were seen
+
+
+def record_for(name: str) -> dict:
+    """The model record of vectors a named model made elsewhere (`import-embeddings`): from the model itself where its
+    weights are on this machine (nothing is downloaded), else from the spec (name, dimension) with a model id marked
+    unverified (UNVERIFIED): the first time the weights load, the library checks their name and dimension and records
+    their id (`is_unverified`). A model whose dimension is not known without its weights is a ModelError."""
+    if (name or "").strip() == AUTO:
+        raise ModelError("name the model that made the vectors (not auto): see `picseek models`")
+    spec = resolve(name)
+    if is_cached(spec):
+        emb = load_embedder(spec)
+        return {"name": emb.name, "model_id": emb.model_id, "dim": emb.dim, "spaces": dict(emb.spaces)}
+    if spec.dim is None:
+        raise ModelError(f"the dimension of {spec.name} is not known without its weights, which are not on this "
+                         "machine: fetch them once (e.g. run a search with it) or name a model `picseek models` lists")
+    return {"name": spec.name, "model_id": f"{spec.backend}:{spec.source or spec.name}{UNVERIFIED}",
+            "dim": spec.dim, "spaces": {"main": spec.dim}}
+
+
+def is_unverified(record: dict | None) -> bool:
+    """True for a model record `record_for` made without the weights."""
+    return bool(record) and str(record.get("model_id", "")).endswith(UNVERIFIED)
+
+
+def verifies(record: dict, name: str, dim: int | None) -> bool:
+    """True where a model called `name` with width `dim` is the one an unverified record names."""
+    return is_unverified(record) and name_for_record(name) == name_for_record(record["name"]) and \
+        (dim is None or int(dim) == int(record["dim"]))
+
+
 def _loader(spec: ModelSpec):
     kind = backend(spec.backend)
     if kind is None:

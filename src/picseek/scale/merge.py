@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ModelMismatchError, UsageError
+from ..models import registry
 from ..store.base import FileState, recorded_run
 from .shards import ShardRow, model_record, read_shard, shard_files
 
@@ -81,6 +82,9 @@ def check_model(store, files: Sequence[Path]) -> str | None:
         return None
     (model_id, name), = models.items()
     rec = store.get_model()
+    if rec and registry.verifies(rec, name, None):  # imported vectors of the model named: the shards saw its weights
+        store.set_model({**rec, "model_id": model_id})
+        return model_id
     if rec and rec["model_id"] != model_id:
         raise ModelMismatchError(
             f"the shards were made by {name} ({model_id}) but the library holds vectors of {rec['name']} "

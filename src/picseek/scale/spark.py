@@ -327,3 +327,52 @@ def _count(spark, out: str, report: SparkReport) -> None:
     report.embedded, report.errors = counts.get(True, 0), counts.get(False, 0)
     report.error_samples = [(r["path"], r["error"]) for r in
                             written.where(F.col("error").isNotNull()).select("path", "error").limit(20).collect()]
+
+
+# ---------------------------------------------------------------------------------------------- mining
+
+
+def spark_scorer(spark_or_master, rerank: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 partitions: int | None = None, threads: int | None = None):
+    """The `score_groups` of Spark mining (query/mine.py): the (query, candidate image) pairs become a DataFrame,
+    partitioned by query, and `itm_frames` scores them in the Python workers (a re-ranker per worker, kept by
+    name, as Spark indexing keeps its model); the scores come back to the driver."""
+    from ..query.mine import itm_frames
+
+    def run(groups: list[tuple[str, list[str]]]) -> list[list[float | None]]:
+        import pandas as pd
+
+        pairs = pd.DataFrame([(qi, rank, text, path) for qi, (text, paths) in enumerate(groups)
+                              for rank, path in enumerate(paths)], columns=["qi", "rank", "query", "path"])
+        out: list[list[float | None]] = [[None] * len(paths) for _, paths in groups]
+        if pairs.empty:
+            return out
+        with spark_session(spark_or_master, app_name="picseek-mine") as spark:
+            n = partitions or max(1, min(len(groups), spark.sparkContext.defaultParallelism))
+            frame = spark.createDataFrame(pairs, schema="qi long, rank long, query string, path string")
+            scored = frame.repartition(n, "qi").mapInPandas(
+                functools.partial(itm_frames, rerank=rerank, max_pixels=max_pixels, threads=threads),
+                "qi long, rank long, rerank_score double")
+            try:
+                result = scored.toPandas()
+            except Exception as exc:  # noqa: BLE001 - a Py4JJavaError whose first line names the failed task
+                raise SparkError(f"the Spark job failed: {job_failure(exc)}") from None
+        for qi, rank, score in result.itertuples(index=False):
+            out[int(qi)][int(rank)] = None if score is None or math.isnan(score) else float(score)
+        return out
+
+    return run
+
+
+def mine_on_spark(spark_or_master, library, queries, *, top: int = 50, where: Sequence[str] = (),
+                  tags: Sequence[str] = (), rerank: str | None = None, column: str | None = None,
+                  out: str | os.PathLike | None = None, partitions: int | None = None,
+                  threads: int | None = None):
+    """`picseek mine --engine spark`: the candidates come from the library's one matrix product on the driver, the
+    re-ranker's image-text matching runs on Spark (`spark_scorer`). Returns what `Library.mine` returns."""
+    from .. import config
+
+    scorer = spark_scorer(spark_or_master, rerank, max_pixels=config.get("max_image_pixels"),
+                          partitions=partitions, threads=threads) if rerank else None
+    return library.mine(queries, top=top, where=where, tags=tags, rerank=rerank, column=column, out=out,
+                        score_groups=scorer)

@@ -84,13 +84,18 @@ def _task_cpus() -> int:
 
 
 def _set_threads(spec: TaskSpec) -> None:
+    set_task_threads(spec.threads)
+
+
+def set_task_threads(threads: int | None = None) -> None:
     """One task, `spark.task.cpus` model threads (ONNX Runtime sessions, and torch where a model runs in it):
-    executors run a task per core, so the default (every core of the machine per task) would oversubscribe them."""
+    executors run a task per core, so the default (every core of the machine per task) would oversubscribe them.
+    Also what Spark mining's re-ranking tasks call (query/mine.py)."""
     import sys
 
     from ..models import onnx
 
-    threads = spec.threads or _task_cpus()
+    threads = threads or _task_cpus()
     onnx.set_default_threads(threads)
     torch = sys.modules.get("torch")
     if torch is not None:

@@ -45,6 +45,12 @@ def thumb_path(library_dir: Path, content_hash: str, size: int) -> Path:
     return Path(library_dir) / THUMB_DIR / safe[:2] / f"{safe}-{size}{SUFFIX}"
 
 
+def _path_key(path: str) -> str:
+    """The cache key of an image indexed without a content hash (imported with `--no-hash`): its path's hash, so two
+    such images never share a thumbnail (the file is not checked against a hash then)."""
+    return hashlib.blake2b(os.fsencode(path), digest_size=16, person=b"picseek-path").hexdigest()
+
+
 class ContentChanged(ImageError):
     """The bytes read are not the indexed content (the file changed since it was indexed)."""
 
@@ -53,7 +59,7 @@ def thumbnail(library_dir: Path, row: dict, size: int, max_pixels: int, source: 
     """The cached thumbnail of an indexed image (made now if missing). `source`: the checked, open file of a local
     image (None for an object in remote storage, read by URL). Raises ContentChanged when the bytes are not the
     indexed ones, ImageError if the file is unusable."""
-    dest = thumb_path(library_dir, row.get("content_hash") or "", size)
+    dest = thumb_path(library_dir, row.get("content_hash") or _path_key(row["path"]), size)
     if dest.is_file():
         return dest
     with _lock_for(str(dest)):
