@@ -98,6 +98,9 @@ def test_fuse_is_reciprocal_rank_fusion():
     assert fuse([1, 2, 3], [3], 1.0) == [3, 1, 2]  # 1/63 + 1/61 beats 1/61
     assert fuse([1, 2, 3], [3], 0.01) == [1, 2, 3]
     assert fuse([1, 2], [9, 2], 1.0) == [2, 1, 9]
+    # the matches holding every word count once more: 9 (keyword rank 2, no vector) passes 3 (keyword rank 1)
+    assert fuse([1, 2, 3], [3, 9], 1.0) == [3, 1, 2, 9]
+    assert fuse([1, 2, 3], [3, 9], 1.0, every=[9]) == [9, 3, 1, 2]
 
 
 @pytest.fixture
@@ -118,6 +121,15 @@ def test_keywords_lift_a_described_image_and_can_be_turned_off(lib):
     assert fused[0].fields == {"description": "A big umbrella in the rain"}
     assert lib.search("red umbrella", limit=8, keywords=0.001)[0].id == plain[0].id
     assert lib.search("red - umbrella", limit=8)[0].id != target.id  # a negative word never lifts
+
+
+def test_an_image_holding_every_word_outranks_closer_ones_holding_one(lib):
+    plain = lib.search("red umbrella", limit=8, keywords=False)
+    both, one = plain[-1], plain[0]  # the image least like "red" shows both words; the closest only one
+    lib.store.set_fields([(both.id, {"description": "red umbrella"}), (one.id, {"title": "umbrella"})])
+    fused = lib.search("red umbrella", limit=8)
+    assert fused[0].id == both.id and fused[0].via == "vector+keyword"  # (fused once: the closest one first)
+    assert fused[1].id == one.id and fused[1].via == "vector+keyword"
 
 
 def test_keywords_do_not_reorder_a_query_with_an_example_image(lib):

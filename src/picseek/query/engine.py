@@ -20,6 +20,7 @@ from ..errors import NoMatchError, UsageError
 from ..request import ID, IN_TEXT, SORTS, TAG, TEXT, Filter, Query, SearchRequest, Term
 from ..store.base import Store
 from ..store.filters import parse_filters
+from ..store.words import query_words
 from .parse import QueryError
 from .rank import ADAPTIVE_DEFAULT, VIA_TAG, VIA_VECTOR, adaptive_cut, found_by, fuse
 from .search import SearchOptions, query_vector
@@ -137,9 +138,27 @@ def rank(store: Store, get_embedder: Callable, spaces: list[str], query: Query, 
         keyword_ids = store.keyword_ids(vector_query.words, vector_query.negative_words, selection, pool)
         score_of.update(found.score_of([i for i in keyword_ids if i not in score_of]))
         keyword_ids = [i for i in keyword_ids if i in score_of]  # (an image without a vector in this space)
-        order = fuse(order, keyword_ids, plan.keyword_weight)
+        order = fuse(order, keyword_ids, plan.keyword_weight,
+                     every=_holding_every_word(store, vector_query, selection, pool, keyword_ids))
     floor = -np.inf if plan.threshold is None else plan.threshold
     if plan.adaptive:
         floor = max(floor, adaptive_cut(found.scores, plan.adaptive, found.typical()))
     via = found_by(vector_ids, keyword_ids, VIA_TAG if by_tags else VIA_VECTOR)
     return [Ranked(i, score_of[i], via[i]) for i in order if score_of[i] >= floor][:plan.candidates]
+
+
+def _holding_every_word(store: Store, query: Query, selection, pool: int, keyword_ids: list[int]) -> list[int]:
+    """Of the keyword matches of a query of several words, those that hold every one of them (in any searched
+    column: a file name, a caption, the words read in the image), in keyword order. Fusion counts them once more:
+    a match on one word of "quarterly revenue" must not outrank the slide that shows both because its picture is
+    closer (benchmarks/ocr.py's retrieval). Each word is asked of the store alone (the OCR-error-tolerant variants
+    included); an image outside a word's best `pool` counts as not holding it."""
+    words, _ = query_words(query.words)
+    if len(words) < 2 or not keyword_ids:
+        return []
+    holding = set(keyword_ids)
+    for word in words:
+        holding &= set(store.keyword_ids(word, query.negative_words, selection, pool))
+        if not holding:
+            return []
+    return [i for i in keyword_ids if i in holding]

@@ -16,14 +16,16 @@ VIA_VECTOR, VIA_KEYWORD, VIA_TAG, VIA_RERANK = "vector", "keyword", "tag", "rera
 
 
 def fuse(vector_ids: Sequence[int], keyword_ids: Sequence[int], keyword_weight: float,
-         k: int = RRF_K) -> list[int]:
-    """Reciprocal rank fusion: score(d) = 1 / (k + vector rank) + w / (k + keyword rank); ranks start at 1 and a
-    list that lacks d adds nothing. Ties keep the vector order."""
+         k: int = RRF_K, every: Sequence[int] = ()) -> list[int]:
+    """Reciprocal rank fusion: score(d) = 1 / (k + vector rank) + w / (k + keyword rank) [+ w / (k + rank among
+    `every`: the keyword matches that hold every word of the query)]; ranks start at 1 and a list that lacks d adds
+    nothing. Ties keep the vector order."""
     fused: dict[int, float] = {}
     for rank, i in enumerate(vector_ids, 1):
         fused[int(i)] = 1.0 / (k + rank)
-    for rank, i in enumerate(keyword_ids, 1):
-        fused[int(i)] = fused.get(int(i), 0.0) + keyword_weight / (k + rank)
+    for ranking in (keyword_ids, every):
+        for rank, i in enumerate(ranking, 1):
+            fused[int(i)] = fused.get(int(i), 0.0) + keyword_weight / (k + rank)
     order = {int(i): n for n, i in enumerate(vector_ids)}
     return sorted(fused, key=lambda i: (-fused[i], order.get(i, len(order))))
 
