@@ -280,15 +280,16 @@ def build_random_clip(out: Path, bpe: Path, size: int = 224) -> None:
     CLIPTokenizer(str(out / "vocab.json"), str(out / "merges.txt")).save_pretrained(out)
 
 
-def ensure_random_clip(out: Path, bpe_arg: str | None) -> Path:
-    folder = out / "models" / "random-clip-vit-b-32"
+def ensure_random_clip(out: Path, bpe_arg: str | None, size: int = 224) -> Path:
+    """The random-weight ViT-B/32 at `size` px input (224: OpenAI/LAION's; 256: the ViT-B-32-256 rclip runs)."""
+    folder = out / "models" / ("random-clip-vit-b-32" if size == 224 else f"random-clip-vit-b-32-{size}")
     if (folder / ".complete").is_file():
         return folder
     if folder.exists():
         shutil.rmtree(folder)
     bpe = find_bpe(out, bpe_arg)
-    log(f"building random-weight ViT-B/32 CLIP in {folder} (once) ...")
-    build_random_clip(folder, bpe)
+    log(f"building random-weight ViT-B/32 CLIP ({size} px) in {folder} (once) ...")
+    build_random_clip(folder, bpe, size)
     (folder / ".complete").write_text("ok")
     return folder
 

@@ -9,7 +9,8 @@ make its model files with random weights of the same architecture (open_clip ViT
 rclip ships it) with `rclip_offline_models.py DIR fp32` (and `DIR int8` for the quantized variant) from the project
 brief's bench folder; each rclip run gets a fresh RCLIP_DATADIR (so a fresh database) that links to those files,
 and HF_HUB_OFFLINE=1. picseek runs a full-size ViT-B/32 CLIP with random weights in Hugging Face format (built by
-index_speed.py), at every --precision listed.
+index_speed.py), at every --precision listed, with the same 256 x 256 input as rclip's ViT-B-32-256 (`--size`; until
+issue 20 picseek's side ran the 224-px ViT-B/32, 1.3x fewer patches than rclip's, which flattered picseek).
 
 Every run is a whole new process on a fresh library / database: `picseek index FOLDER` and `rclip -f -t 1 QUERY`
 in FOLDER (rclip indexes the folder, then answers the query). Configurations are interleaved and repeated; each is
@@ -93,8 +94,8 @@ def bench(configs: dict, folders: dict, ones: dict, repeats: int) -> list[dict]:
 def ceiling(model_dir: Path, precisions: list[str], batch: int, repeats: int,
             rclip_models: dict[str, Path]) -> dict[str, float]:
     """Model-only images/s on ready pixels, interleaved (median): picseek's embed_pixels at each precision (batch
-    `batch`, 224 x 224), and rclip's visual.onnx run the way rclip runs it (ONNX Runtime, one intra-op thread per
-    core, its default batch of 8 at 256 x 256)."""
+    `batch`, the model's input size), and rclip's visual.onnx run the way rclip runs it (ONNX Runtime, one intra-op
+    thread per core, its default batch of 8 at 256 x 256)."""
     from picseek.models.registry import load_embedder
 
     runs: dict[str, tuple[int, object]] = {}
@@ -175,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("bench-out"))
     ap.add_argument("--make-photos", type=Path, default=base.DEFAULT_MAKE_PHOTOS)
     ap.add_argument("--bpe", help="open_clip's bpe_simple_vocab_16e6.txt.gz (default: from the open_clip_torch wheel)")
+    ap.add_argument("--size", type=int, default=256,
+                    help="input size of picseek's random ViT-B/32 (256: as rclip's ViT-B-32-256; 224: before issue 20)")
     ap.add_argument("--quick", action="store_true", help="4 photos, 1 repeat")
     args = ap.parse_args(argv)
     if args.quick:
@@ -184,11 +187,12 @@ def main(argv: list[str] | None = None) -> None:
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     folders = base.ensure_photos(out / "photos", args.n, args.make_photos)
     ones = base.one_image_folders(folders)
-    model_dir = base.ensure_random_clip(out, args.bpe)
+    model_dir = base.ensure_random_clip(out, args.bpe, args.size)
     info = base.machine_info()
     print(f"date {info['date']}; {info['cpu']}; nproc {info['nproc']}; {info['mem_gb']} GiB RAM; "
           f"Python {info['python']}; torch {info['torch']}; load average {base.loadavg()}")
-    print(f"command: {' '.join([Path(sys.argv[0]).name] + sys.argv[1:])}\n")
+    print(f"command: {' '.join([Path(sys.argv[0]).name] + sys.argv[1:])}")
+    print(f"picseek model: {model_dir.name} (random weights, {args.size} x {args.size} input); rclip: ViT-B-32-256\n")
 
     configs = {f"picseek {p}": (lambda f, p=p: picseek_once(str(model_dir), p, f, env)) for p in precisions}
     configs["rclip fp32"] = lambda f: rclip_once(args.rclip, args.rclip_models.resolve(), f, env)
@@ -211,10 +215,10 @@ def main(argv: list[str] | None = None) -> None:
         rclip_models["rclip int8"] = args.rclip_models_int8.resolve()
     ceil = ceiling(model_dir, precisions, 16, max(3, args.repeats * 2), rclip_models)
     cores = len(os.sched_getaffinity(0))
-    decode = {kind: decode_seconds(folder) for kind, folder in folders.items()}
+    decode = {kind: decode_seconds(folder, args.size) for kind, folder in folders.items()}
     print("## Model-only ceilings (ready pixels, no decode, no I/O; this process)\n")
-    print("picseek: embed_pixels, batch 16, 224 x 224. rclip: its visual.onnx in ONNX Runtime with one intra-op "
-          "thread per core, batch 8 (its default), 256 x 256.\n")
+    print(f"picseek: embed_pixels, batch 16, {args.size} x {args.size}. rclip: its visual.onnx in ONNX Runtime with "
+          "one intra-op thread per core, batch 8 (its default), 256 x 256.\n")
     print("| model | images/s | pipeline marginal 12mp / ceiling | 1mp / ceiling |")
     print("|---|---:|---:|---:|")
     for label, ips in ceil.items():

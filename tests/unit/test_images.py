@@ -97,7 +97,7 @@ def test_awkward_but_valid_file_decodes(zoo, name, spec):
     assert d.pixels is not None and d.pixels.shape == (spec.size, spec.size, 3) and d.pixels.dtype == np.uint8
     assert d.info is not None and d.info.width >= 1 and d.info.height >= 1
     assert d.content_hash == file_hash(folder / name)
-    assert len(d.content_hash) == 32
+    assert d.content_hash.startswith("b3:") and len(d.content_hash) == 3 + 32
 
 
 @pytest.mark.parametrize("name", _names("ok"))
@@ -375,3 +375,20 @@ def test_the_ocr_decode_is_oriented_and_about_ocr_side_long(tmp_path):
     small = io.BytesIO()
     Image.new("RGB", (300, 100), "white").save(small, "PNG")
     assert _ocr_image(small.getvalue(), 10**9, 1280).size == (300, 100)
+
+
+def test_feeding_the_decoder_in_one_piece_gives_the_same_pixels(tmp_path, monkeypatch):
+    """decode_file hands Pillow's decoder the whole file at once (issue 20): the same pixels as its 64 KiB pieces,
+    and a truncated file is still refused."""
+    rng = np.random.default_rng(3)
+    path = tmp_path / "noisy.jpg"
+    Image.fromarray(rng.integers(0, 256, (900, 1200, 3), dtype=np.uint8)).save(path, quality=95)
+    assert path.stat().st_size > 4 * 65536
+    one_piece = decode_file(str(path), SPEC)
+    monkeypatch.setattr(images, "_DECODE_BLOCK", 0)  # Pillow's own block size
+    pieces = decode_file(str(path), SPEC)
+    assert one_piece.error is None and np.array_equal(one_piece.pixels, pieces.pixels)
+    monkeypatch.undo()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert decode_file(str(cut), SPEC).error == "truncated JPEG"

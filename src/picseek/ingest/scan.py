@@ -16,7 +16,8 @@ from typing import NamedTuple
 from ..errors import UsageError
 from ..paths import within
 from ..store.base import FileState
-from .images import file_hash
+from .contenthash import kind_of
+from .images import file_hashes
 from .paths import IMAGE_EXTENSIONS, FileEntry, file_url_path, has_image_extension, is_remote, is_url
 
 __all__ = ["FileEntry", "ScanResult", "WalkProblem", "normalize_roots", "walk", "diff"]
@@ -183,8 +184,9 @@ def diff(entries: Iterable[FileEntry], indexed: Mapping[str, FileState],
          errors: Mapping[str, tuple[int, int]], retry_errors: bool = False,
          problems: Iterable[WalkProblem] = ()) -> ScanResult:
     """Compare what is on disk with what the store holds. Moves are found by size then content hash, so only
-    new files that share a size with a missing file are ever read here. Nothing below a folder that could not be
-    walked (`problems`) counts as missing."""
+    new files that share a size with a missing file are ever read here; such a file is hashed (in one read) in
+    each kind its candidates hold, so rows of a library made with the older hash still match (ingest/contenthash.py).
+    Nothing below a folder that could not be walked (`problems`) counts as missing."""
     result = ScanResult()
     entries = entries if isinstance(entries, (list, tuple)) else list(entries)
     new: list[FileEntry] = []
@@ -220,10 +222,11 @@ def diff(entries: Iterable[FileEntry], indexed: Mapping[str, FileState],
         candidates = by_size.get(e.size)
         if candidates:
             try:
-                h = file_hash(e.path)
+                hashes = file_hashes(e.path, {kind_of(s.content_hash) for s in candidates})
             except OSError:
-                h = None
-            match = next((s for s in candidates if s.content_hash == h), None)
+                hashes = {}
+            match = next((s for s in candidates
+                          if s.content_hash and s.content_hash == hashes.get(kind_of(s.content_hash))), None)
             if match is not None:
                 candidates.remove(match)
                 del missing[match.path]

@@ -4,7 +4,7 @@ Columns (SPARK_SCHEMA):
     path          the stored form of the input: an absolute local path, or a canonical URL (s3://, https://, ...)
     size          bytes (0 where unknown)
     mtime_ns      modification time in ns, or for objects in storage the change marker of ingest/remote.py
-    content_hash  blake2b-128 of the file's bytes ("" where the file could not be read)
+    content_hash  the file's content hash (ingest/contenthash.py: "b3:" + hex; "" where the file could not be read)
     info          JSON of the image facts (width, height, format, EXIF fields); null for an error row
     vectors       {space: little-endian float32 bytes}, one entry per space of the model; null for an error row
     error         null, or the one-line reason the input was skipped

@@ -8,7 +8,6 @@ tens of ms once.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import string
@@ -20,6 +19,7 @@ from PIL import Image, ImageOps, features
 
 from .._fs import write_atomic
 from ..errors import ImageError, library_io_error
+from ..ingest import contenthash
 from ..ingest.images import MAX_FILE_BYTES, load_image
 from ..ingest.paths import is_remote
 from ..ingest.remote import read_url
@@ -41,8 +41,12 @@ def snap(size: int) -> int:
 
 
 def thumb_path(library_dir: Path, content_hash: str, size: int) -> Path:
-    safe = "".join(c for c in content_hash if c in "0123456789abcdef") or "nohash"
-    return Path(library_dir) / THUMB_DIR / safe[:2] / f"{safe}-{size}{SUFFIX}"
+    """<thumbs>/<first 2 hex digits>/<kind><hex>-<size><suffix>: the kind prefix of a current hash ("b3:") kept
+    in the name (so it never meets a legacy blake2b name), the folders spread by the hex digits either way."""
+    kind, _, digits = content_hash.rpartition(":")
+    safe = "".join(c for c in digits if c in "0123456789abcdef") or "nohash"
+    kind = "".join(c for c in kind if c.isascii() and c.isalnum())
+    return Path(library_dir) / THUMB_DIR / safe[:2] / f"{kind}{safe}-{size}{SUFFIX}"
 
 
 def _path_key(path: str) -> str:
@@ -101,10 +105,12 @@ def _read(path: str, source: BinaryIO | None) -> bytes:
 
 
 def _check_hash(data: bytes, expected: str) -> None:
-    """The indexed hash (blake2b, hex, as ingest/images.file_hash) must be the bytes' own; rows without one pass."""
-    if not expected or len(expected) > 128 or len(expected) % 2 or not set(expected) <= set(string.hexdigits):
+    """The indexed hash (either kind of ingest/contenthash.py, as ingest/images.file_hash) must be the bytes' own;
+    rows without one, or with a value of no known kind, pass."""
+    digits = expected.removeprefix(contenthash.PREFIX)
+    if len(digits) != 32 or not set(digits) <= set(string.hexdigits):
         return
-    if hashlib.blake2b(data, digest_size=len(expected) // 2).hexdigest() != expected.lower():
+    if not contenthash.matches(data, expected):
         raise ContentChanged("the file changed since it was indexed")
 
 
