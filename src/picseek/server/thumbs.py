@@ -8,6 +8,7 @@ tens of ms once.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import string
