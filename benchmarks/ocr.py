@@ -28,6 +28,7 @@ import os
 import random
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -299,6 +300,24 @@ def decode_embed_ms(model, photos: list[Path]) -> float:
     return statistics.median(per[len(per) // 2:])
 
 
+def index_cost(folder: Path, model_name: str, repeats: int) -> tuple[float, float, list[float]]:
+    """Whole `picseek index FOLDER` runs into a new library, with and without --ocr, alternating (A B A B ...):
+    the median seconds of each and the ratio of each pair. Everything counts: the first pass, the full pass of the
+    photos it lets through, and loading the reader's models where one does."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(repeats):
+        for ocr in (False, True):
+            with tempfile.TemporaryDirectory() as lib:
+                cmd = [sys.executable, "-m", "picseek.cli", "-q", "-L", lib, "index", str(folder), "--model",
+                       model_name, *(["--ocr"] if ocr else [])]
+                t0 = time.perf_counter()
+                subprocess.run(cmd, env=env, check=True, capture_output=True)
+                times[ocr].append(time.perf_counter() - t0)
+    ratios = [b / a for a, b in zip(times[False], times[True])]
+    return statistics.median(times[False]), statistics.median(times[True]), ratios
+
+
 def full_pass_ms(reader, items: list[TextImage]) -> tuple[dict[Path, str], list[float]]:
     pages, costs = {}, []
     for item in items:
@@ -366,6 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--make-photos", default=str(DEFAULT_MAKE_PHOTOS), help="path of make_photos.py")
     ap.add_argument("--queries", type=int, default=12, help="retrieval queries (default 12)")
     ap.add_argument("--skip-retrieval", action="store_true")
+    ap.add_argument("--index-repeats", type=int, default=3, help="pairs of whole index runs for the cost (default 3)")
     args = ap.parse_args(argv)
 
     import onnxruntime
@@ -412,6 +432,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  photo without text, {kind}: first pass {statistics.median(ms):.1f} ms median, p95 "
                   f"{np.percentile(ms, 95):.1f} ms = {100 * statistics.median(ms) / base:.1f} % of decode + embed "
                   f"({base:.0f} ms per photo, {model_name})")
+        for kind, folder in folders.items():
+            plain, with_ocr, ratios = index_cost(folder, model_name, args.index_repeats)
+            print(f"  whole index run of {len(list(folder.glob('*.jpg')))} {kind} photos without text, new library: "
+                  f"{plain:.1f} s, with --ocr {with_ocr:.1f} s: {statistics.median(ratios):.2f}x (pairs "
+                  f"{', '.join(f'{r:.2f}' for r in ratios)})")
         print(f"  text image (1024-1600 px): full pass {statistics.median(full_ms):.0f} ms median, p95 "
               f"{np.percentile(full_ms, 95):.0f} ms (read at most {OCR_SIDE} px, {args.threads} thread(s))")
         if not args.skip_retrieval:
