@@ -108,6 +108,8 @@ def test_the_text_is_shown_and_the_matched_lines_are_outlined(page, document_url
     shot(page, "ocr-detail")
 
     page.keyboard.press("Escape")  # another image: no text, no outlines, no section
+    # (closing goes back in the page's history: let that navigation end before starting another one)
+    page.wait_for_function("() => !new URLSearchParams(location.search).has('open')")
     _open(page, url, "red.jpg")
     assert page.is_hidden("#detail-ocr")
     assert page.eval_on_selector_all("#detail-boxes polygon", "ps => ps.length") == 0
