@@ -101,7 +101,7 @@ def test_rerank_reorders_the_top_n_through_the_search_function(lib, monkeypatch)
     import picseek.query.rerank as rerank
 
     fake = FakeReranker()
-    monkeypatch.setattr(rerank, "load_reranker", lambda name, device="cpu": fake)
+    monkeypatch.setattr(rerank, "load_reranker", lambda name, device="cpu", embedder=None: fake)
     plain = lib.search("red", limit=5, keywords=False)
     hits = lib.search("red", limit=5, keywords=False, rerank="fake", rerank_top=12)
     assert fake.seen == 12 and len(hits) == 5
