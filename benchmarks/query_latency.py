@@ -1,9 +1,11 @@
-"""Query latency at 100k and 1M images: warm text search through the Python API and the CLI's code path, exact vs
-approximate (FAISS IVF) with recall@10, first-search time, memory, bytes per image, where the approximate index
-starts to pay (the ann_threshold default), and cold CLI start-up. It prints figures; it asserts nothing.
+"""Query latency at 100k, 1M and 10M images: warm text search through the Python API and the CLI's code path, exact
+vs approximate (FAISS IVF) with recall@10, first-search time, memory, bytes per image, the two index kinds side by
+side (float16 codes against PQ codes re-scored exactly), where the approximate index starts to pay (the
+ann_threshold default), and cold CLI start-up. It prints figures; it asserts nothing.
 
     python benchmarks/query_latency.py                       # 100k and 1M x 512-d (first run builds ~10 min)
-    python benchmarks/query_latency.py --sizes 100000 --queries 50
+    python benchmarks/query_latency.py --sizes 1e5,1e6,1e7 --only warm
+    python benchmarks/query_latency.py --sizes 1e6 --only kinds   # SQfp16 against PQ on one table
     python benchmarks/query_latency.py --only cli            # or --only warm / crossover
 
 Libraries are filled through SQLiteStore.write_images with synthetic unit vectors that look like CLIP image
@@ -36,6 +38,7 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BATCH = 5000
+EXACT_TIMED_MAX = 2_000_000  # above this the exact mode is left out of the timed modes (seconds a query)
 QUERY_TEXTS = ["a dog on the beach", "a red car at night", "mountains in winter", "people at a party",
                "a plate of food", "a cat on a sofa", "city street in the rain", "a bird in a tree"]
 
@@ -106,7 +109,8 @@ def build_library(folder: Path, n: int, synth: Synth, model: dict) -> Path:
     store.start_run(["/photos"])
     store.close()
     (folder / ".complete").touch()
-    print(f"built {folder.name}: {n} x {synth.dim}-d in {time.perf_counter() - t0:.0f} s", flush=True)
+    took = time.perf_counter() - t0
+    print(f"built {folder.name}: {n} x {synth.dim}-d in {took:.0f} s ({n / took:,.0f} rows/s)", flush=True)
     return folder
 
 
@@ -134,7 +138,7 @@ def top_ids(hits) -> list[int]:
 
 
 # -- warm search ------------------------------------------------------------------------------------------------------
-def bench_warm(folder: Path, n: int, synth: Synth, text_model, queries: int) -> dict:
+def bench_warm(folder: Path, n: int, synth: Synth, text_model, queries: int, exact_queries: int) -> dict:
     from picseek import Library, config
     from picseek.cli.core import echo_hits
     from picseek.store import ann, vectorcache
@@ -152,9 +156,10 @@ def bench_warm(folder: Path, n: int, synth: Synth, text_model, queries: int) -> 
     t0 = time.perf_counter()
     lib.store.vector_table("main")
     out["cache_build_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    lib.search(QUERY_TEXTS[0], limit=20, keywords=False)
+    t0 = time.perf_counter()  # what the end of an index run does (a search never builds a large index now)
+    lib.store.prepare_search(["main"], config.get("ann_threshold"))
     out["ann_build_s"] = time.perf_counter() - t0 if n >= config.get("ann_threshold") > 0 else None
+    out["ann_kind"] = ann._indexes[(str(folder), "main")].kind if out["ann_build_s"] is not None else "-"
     lib.close()
     # a new process: files in the page cache, nothing in memory
     ann.forget()
@@ -167,14 +172,15 @@ def bench_warm(folder: Path, n: int, synth: Synth, text_model, queries: int) -> 
     def cli_json(text):
         buf = io.StringIO()
         with redirect_stdout(buf):
-            echo_hits(lib.search(text, limit=20), True, False)
+            echo_hits(lib.search(text, limit=20), "json")
         return buf.getvalue()
 
     modes = {
         "search (default: keywords fused)": lambda t: lib.search(t, limit=20),
         "CLI --json path (search + JSON)": cli_json,
         "vectors only": lambda t: lib.search(t, limit=20, keywords=False),
-        "exact (vectors only)": lambda t: lib.search(t, limit=20, keywords=False, exact=True),
+        **({"exact (vectors only)": lambda t: lib.search(t, limit=20, keywords=False, exact=True)}
+           if n <= EXACT_TIMED_MAX else {}),
         "filter 50 % (width>=150)": lambda t: lib.search(t, limit=20, where=["width>=150"]),
         "filter 5 % (width>=195)": lambda t: lib.search(t, limit=20, where=["width>=195"]),
         "filter 1 % (width>=199)": lambda t: lib.search(t, limit=20, where=["width>=199"]),
@@ -196,14 +202,14 @@ def bench_warm(folder: Path, n: int, synth: Synth, text_model, queries: int) -> 
             times[m].append((time.perf_counter() - t0) * 1000)
     out["times"] = {m: (pct(v, 50), pct(v, 95)) for m, v in times.items()}
     recall: dict[str, list[float]] = {"none": [], "width>=150": [], "width>=195": []}
-    for t in texts:
+    for t in texts[:exact_queries]:  # (the exact side costs seconds a query at 10M: a sample of the queries)
         for where, got in recall.items():
             filters = [] if where == "none" else [where]
             approx = top_ids(lib.search(t, limit=10, keywords=False, where=filters))
             exact = top_ids(lib.search(t, limit=10, keywords=False, where=filters, exact=True))
             got.append(len(set(approx) & set(exact)) / max(len(exact), 1))
     out["recall"] = [float(np.mean(v)) for v in recall.values()]
-    out["memory"] = bench_memory(folder, synth.dim)
+    out["memory"] = bench_memory(folder, synth.dim, (False, True) if n <= EXACT_TIMED_MAX else (False,))
     out["db_bytes"] = folder_bytes(folder, "picseek.db*")
     out["vec_bytes"] = folder_bytes(folder / "cache", "vectors-*")
     out["ann_bytes"] = folder_bytes(folder / "cache", "ann-*")
@@ -233,10 +239,10 @@ print(" ".join(l.split()[1] for l in status if l.startswith(("VmHWM", "VmRSS", "
 """
 
 
-def bench_memory(folder: Path, dim: int) -> dict:
+def bench_memory(folder: Path, dim: int, modes=(False, True)) -> dict:
     """Peak RSS of a new process that runs 20 searches (no text model), approximate and exact."""
     out = {}
-    for exact in (False, True):
+    for exact in modes:
         code = MEMORY_PROBE.format(here=str(HERE), dim=dim, folder=str(folder), exact=exact)
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         if res.returncode != 0:
@@ -253,15 +259,16 @@ def print_warm(rows: list[dict], queries: int) -> None:
     print("|---:|" + "---:|" * len(modes))
     for r in rows:
         print(f"| {r['n']:,} | " + " | ".join(f"{a:.1f} / {b:.1f}" for a, b in r["times"].values()) + " |")
-    print("\n| images | recall@10 approximate vs exact (no filter / filter 50 % / 5 %) | "
+    print("\n| images | index kind | recall@10 approximate vs exact (no filter / filter 50 % / 5 %) | "
           "first search in a new process s | vector cache built from SQLite s | "
-          "first search, building the approximate index s | all vectors read from SQLite s | "
+          "approximate index built (an index run's end: prepare_search) s | all vectors read from SQLite s | "
           "RSS approximate / + exact MB | database / vector cache / index bytes per image | bytes per image |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     mem = []
     for r in rows:
         n = r["n"]
-        print(f"| {n:,} | {' / '.join(f'{x:.3f}' for x in r['recall'])} | {r['first_search_s']:.2f} | "
+        recall = " / ".join(f"{x:.3f}" for x in r["recall"])
+        print(f"| {n:,} | {r['ann_kind']} | {recall} | {r['first_search_s']:.2f} | "
               f"{r['cache_build_s']:.1f} | {_s(r['ann_build_s'])} | {r['sqlite_read_s']:.1f} | "
               f"{r['rss_mb']:.0f} / {r['rss_exact_mb']:.0f} | {r['db_bytes'] / n:.0f} / {r['vec_bytes'] / n:.0f} / "
               f"{r['ann_bytes'] / n:.0f} | {(r['db_bytes'] + r['vec_bytes'] + r['ann_bytes']) / n:.0f} |")
@@ -269,6 +276,55 @@ def print_warm(rows: list[dict], queries: int) -> None:
                                           for k, (h, a, f) in r["memory"].items()))
     print("\nA new process running 20 searches without a text model (VmHWM; RssAnon / RssFile at the end): "
           + " | ".join(mem))
+
+
+# -- the two index kinds side by side ---------------------------------------------------------------------------------
+def bench_kinds(folder: Path, n: int, synth: Synth, queries: int, exact_queries: int) -> None:
+    """SQfp16 (the kind below ann_pq_threshold) against PQ (above it) on the same vector table: build s, bytes per
+    image, the vector part of a query (top 100) interleaved, recall@10 against exact, peak RSS of a new process."""
+    from picseek.store import ann
+    from picseek.store.nearest import top_indices
+    from picseek.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(folder)
+    table = store.vector_table("main")
+    files = ann._Files(folder, "main", table.lineage)
+    qs = [synth.query(f"{QUERY_TEXTS[i % len(QUERY_TEXTS)]} {i}") for i in range(queries)]
+    t0 = time.perf_counter()
+    exact = [top_indices(table.dot(q), 10) for q in qs[:exact_queries]]
+    exact_ms = (time.perf_counter() - t0) * 1000 / max(len(exact), 1)
+    rows = {}
+    indexes = {}
+    for kind in ("sq", "pq"):
+        ann.forget()
+        t0 = time.perf_counter()
+        indexes[kind] = ann._build(table, kind)
+        build = time.perf_counter() - t0
+        files.save(indexes[kind])
+        rows[kind] = {"build": build, "bytes": files.path.stat().st_size, "spec": indexes[kind].index.__class__,
+                      "memory": bench_memory(folder, synth.dim, (False,))["approximate"]}
+    times: dict[str, list[float]] = {k: [] for k in indexes}
+    for q in qs:
+        for kind, index in indexes.items():
+            t0 = time.perf_counter()
+            index.search(table, q, 100)
+            times[kind].append((time.perf_counter() - t0) * 1000)
+    print(f"\n### The two index kinds on one {n:,} x {table.dim}-d table (vector part, top 100, {queries} queries "
+          f"interleaved; recall@10 on {len(exact)} against exact, which took {exact_ms:.0f} ms a query)\n")
+    print("| kind | cells / probes | build s | index bytes per image | p50 / p95 ms | recall@10 | "
+          "new search process: peak RSS (anonymous, file-backed) MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for kind, index in indexes.items():
+        rec = [len(set(e.tolist()) & set(index.search(table, q, 10)[0].tolist())) / 10 for e, q in zip(exact, qs)]
+        hwm, anon, file = rows[kind]["memory"]
+        label = ("IVF,SQfp16 (exact scores)" if kind == "sq"
+                 else f"IVF,PQ{ann.pq_shape(table.dim, 10**9)[0]} re-scored exactly")
+        print(f"| {label} | {index.nlist} / {ann.probes_for(index.nlist, len(index.seqs), kind)} | "
+              f"{rows[kind]['build']:.1f} | {rows[kind]['bytes'] / n:.0f} | {pct(times[kind], 50):.1f} / "
+              f"{pct(times[kind], 95):.1f} | {np.mean(rec):.3f} | {hwm:.0f} ({anon:.0f}, {file:.0f}) |", flush=True)
+    ann.forget()
+    files.path.unlink(missing_ok=True)
+    store.close()
 
 
 # -- where the approximate index starts to pay ------------------------------------------------------------------------
@@ -289,7 +345,7 @@ def bench_crossover(synth: Synth, sizes: list[int], queries: int, tmp: Path) -> 
         folder = tmp / f"x{n}"
         ann.forget()
         t0 = time.perf_counter()
-        index = ann.index_for(folder, "main", table)
+        index = ann.index_for(folder, "main", table, build=True)
         build = time.perf_counter() - t0
         ex, ap, rec = [], [], []
         for q in qs:
@@ -340,14 +396,21 @@ def bench_cli(folder: Path, repeats: int, env: dict) -> None:
           + ", ".join(f"{name} {us / 1000:.0f}" for us, name in top[:8]))
 
 
+def sizes(text: str) -> list[int]:
+    """"1e5,1e6,1e7" or "100000,1000000" -> [100000, 1000000, ...]."""
+    return [int(float(part)) for part in text.split(",") if part.strip()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="100000,1000000")
+    ap.add_argument("--sizes", default="1e5,1e6", help="library sizes, comma-separated (100000 or 1e5)")
+    ap.add_argument("--exact-queries", type=int, default=100,
+                    help="queries whose recall@10 is measured against exact (a sample at 10M)")
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--cross-sizes", default="10000,25000,50000,100000,200000,400000")
     ap.add_argument("--cli-repeats", type=int, default=5)
-    ap.add_argument("--only", choices=("warm", "crossover", "cli"))
+    ap.add_argument("--only", choices=("warm", "kinds", "crossover", "cli"))
     ap.add_argument("--out", type=Path, default=HERE.parent / "bench-out" / "query")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -364,12 +427,18 @@ def main() -> None:
         synth = Synth(args.dim)
         model = {"name": "stand-in", "model_id": "stand-in@1", "dim": args.dim, "spaces": {"main": args.dim}}
         rows = []
-        for n in [int(s) for s in args.sizes.split(",")]:
+        for n in sizes(args.sizes):
             folder = build_library(args.out / f"lib-{n}-{args.dim}", n, synth, model)
-            rows.append(bench_warm(folder, n, synth, text_model, args.queries))
+            rows.append(bench_warm(folder, n, synth, text_model, args.queries, args.exact_queries))
             print_warm(rows[-1:], args.queries)
         if len(rows) > 1:
             print_warm(rows, args.queries)
+    if args.only in (None, "kinds"):
+        synth = Synth(args.dim)
+        model = {"name": "stand-in", "model_id": "stand-in@1", "dim": args.dim, "spaces": {"main": args.dim}}
+        for n in [n for n in sizes(args.sizes) if n >= 1_000_000 or args.only == "kinds"]:
+            folder = build_library(args.out / f"lib-{n}-{args.dim}", n, synth, model)
+            bench_kinds(folder, n, synth, args.queries, args.exact_queries)
     if args.only in (None, "crossover"):
         bench_crossover(Synth(args.dim), [int(s) for s in args.cross_sizes.split(",")], args.queries, args.out)
     if args.only in (None, "cli"):

@@ -66,6 +66,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "folders, the safety net for events that never arrive (network mounts); 0 = never", float),
     Setting("ann_threshold", 100_000, "spaces with at least this many vectors are searched through an approximate "
             "index (FAISS IVF, recall@10 >= 0.95) when a search has no filter or a broad one; 0 = always exact", int),
+    Setting("ann_pq_threshold", 2_000_000, "spaces with at least this many vectors keep their approximate index as "
+            "PQ codes (64 bytes per vector instead of a float16 copy; candidates re-scored exactly from the vector "
+            "cache); 0 = never", int),
 ]}
 
 

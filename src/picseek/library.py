@@ -37,6 +37,8 @@ from .store.filters import parse_filters
 from .store.select import open_store
 from .store.words import line_matches, text_words
 
+PREPARE_EVERY = 100_000  # images written between two steps of the approximate index during an index run
+
 if TYPE_CHECKING:  # pragma: no cover
     from .ingest.download import DownloadOptions, UrlIndexReport
     from .ingest.embeddings import EmbeddingImportReport, ExportReport, ImportProgress
@@ -291,8 +293,8 @@ class Library:
         report = run_index(self.store, emb, [os.fspath(r) for r in roots],
                            workers=config.get("workers", workers), batch_size=self._batch_size(batch_size),
                            retry_errors=retry_errors, max_pixels=config.get("max_image_pixels"),
-                           progress=progress, skip=[str(self.path)], scope=scope, ocr=ocr,
-                           fill=fill)
+                           progress=self._search_kept_ready(progress), skip=[str(self.path)], scope=scope,
+                           ocr=ocr, fill=fill)
         if fill and fill not in rec.get("spaces", {}):
             self._image_space_filled()  # the fill ran to its end: example-image queries use the space now
         if report.embedded and hasattr(emb, "prepare"):
@@ -301,6 +303,23 @@ class Library:
             self.store.prepare_search(list((self.recorded_model or {}).get("spaces", {"main": 0})),
                                       config.get("ann_threshold"))
         return report
+
+    def _search_kept_ready(self, progress: Callable[[Progress], None] | None) -> Callable[[Progress], None]:
+        """`progress`, and every PREPARE_EVERY images written the large spaces' approximate indexes brought in step
+        (store.prepare_search: trained once a space passes ann_threshold, then rows added as batches land), so a
+        long run never leaves a whole build to its end or to the first search, and a killed run leaves the index
+        saved at its last step."""
+        written = [0]
+
+        def step(p: Progress) -> None:
+            if p.phase == "embed" and p.done - written[0] >= PREPARE_EVERY:
+                written[0] = p.done
+                self.store.prepare_search(list((self.recorded_model or {}).get("spaces", {"main": 0})),
+                                          config.get("ann_threshold"))
+            if progress is not None:
+                progress(p)
+
+        return step
 
     def watch(self, roots: Iterable[str | os.PathLike], *, debounce: float | None = None,
               rescan: float | None = None, initial: bool = True, workers: int | None = None,

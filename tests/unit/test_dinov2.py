@@ -198,3 +198,24 @@ def test_text_queries_never_load_the_image_model(cached, tmp_path, monkeypatch):
     lib = Library(tmp_path / "lib")
     assert len(lib.search("a red square", limit=2)) == 2
     assert lib.embedder().spaces["dinov2"] == 32
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "chroma"])
+def test_the_fill_keeps_the_words_read_in_the_images(cached, tmp_path, kind):
+    """Adding an image model rewrites each image's record: the words OCR read in it (issue 19) stay."""
+    from picseek.store.base import TextRecord
+
+    if kind == "chroma":
+        pytest.importorskip("chromadb")
+    store = f"chroma://{tmp_path}/chroma-db?collection=pics" if kind == "chroma" else None
+    photos = make_folder(tmp_path / "photos", 2)
+    lib = Library(tmp_path / "lib", model="builtin", store=store)
+    lib.index([tmp_path / "photos"], workers=0)
+    image_id = lib.store.find_path(str(photos[0]))
+    words = TextRecord("Total due 42.50", [{"text": "Total due 42.50", "box": [[0, 0], [1, 0], [1, 1], [0, 1]],
+                                             "score": 0.9}], None)
+    lib.store.write_texts([(image_id, words)])
+    lib = Library(tmp_path / "lib", store=store, image_model=cached)
+    assert lib.index([tmp_path / "photos"], workers=0).filled == 2
+    assert lib.store.get_texts([image_id])[image_id].text == "Total due 42.50"
+    assert lib.search('text:"total due"', limit=2)[0].path == str(photos[0])

@@ -273,3 +273,22 @@ def test_no_new_library_on_the_empty_mount_point_of_a_disk_that_is_not_mounted(t
     assert list(disk.iterdir()) == []  # nothing made
     mounts.write_text(f"/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 {str(disk).replace(' ', chr(92) + '040')} ext4 rw 0 0\n")
     assert SQLiteStore(disk / "lib").count() == 0  # mounted: a new library is fine
+
+
+def test_a_batch_is_written_as_a_whole_and_a_path_given_twice_keeps_its_last_record(tmp_path):
+    """write_images writes a batch in a few statements (issue 20): the same rows, ids and vectors as one upsert per
+    image, an updated image keeps its id, and a repeated path is one image with its last vector."""
+    s = SQLiteStore(tmp_path / "lib")
+    s.write_images([rec(f"/p/{i}.jpg", [i, 1, 0]) for i in range(1200)])  # more than one chunk of bound parameters
+    ids_before = dict((r[0], r[1]) for r in s.read("SELECT path, id FROM images"))
+    epoch = s._meta("vec_epoch")
+    s.write_images([rec("/p/5.jpg", [0, 0, 1], size=99), rec("/p/new.jpg", [1, 0, 0]), rec("/p/new.jpg", [0, 1, 0])],
+                   [("/p/7.jpg", 1, 1, "broken now")])
+    rows = {r[0]: (r[1], r[2]) for r in s.read("SELECT path, id, size FROM images")}
+    assert len(rows) == 1200 and "/p/7.jpg" not in rows and rows["/p/5.jpg"] == (ids_before["/p/5.jpg"], 99)
+    ids, mat = s.vectors("main")
+    by_id = dict(zip(ids.tolist(), mat))
+    np.testing.assert_allclose(by_id[rows["/p/new.jpg"][0]], [0, 1, 0])
+    np.testing.assert_allclose(by_id[rows["/p/5.jpg"][0]], [0, 0, 1])
+    assert len(ids) == 1200 and s._meta("vec_epoch") != epoch  # vectors replaced or deleted: a new epoch
+    assert s.errors()[0]["path"] == "/p/7.jpg"

@@ -393,13 +393,14 @@ def fill_space(store, embedder, space: str, report: IndexReport, workers: int, b
                              "was indexed (index its folder again)")
             if good:
                 vectors = embedder.embed_image_space(np.stack([d.pixels for _, d in good]))
-                rows = store.get_images([s.id for s, _ in good])
+                ids = [s.id for s, _ in good]
+                rows, texts = store.get_images(ids), store.get_texts(ids)  # (kept: the words read, too)
                 records = []
                 for i, (state, _) in enumerate(good):
                     kept = {sp: v for sp in others if (v := store.vector_of(state.id, sp)) is not None}
                     info = {k: rows.get(state.id, {}).get(k) for k in INFO_COLUMNS}
                     records.append(ImageRecord(state.path, state.size, state.mtime_ns, state.content_hash, info,
-                                               {**kept, space: vectors[i]}))
+                                               {**kept, space: vectors[i]}, texts.get(state.id)))
                 store.write_images(records, [])
                 report.filled += len(records)
             done += len(batch)

@@ -50,14 +50,14 @@ def vector_candidates(folder: Path, space: str, table: VectorTable, q: np.ndarra
                                   score_of)
             # a filter that the probed cells hardly hold: the exact search of its rows below
     if mask is None:
-        scores = table.float32() @ q if table.rows else np.zeros(0, np.float32)
+        scores = table.dot(q) if table.rows else np.zeros(0, np.float32)
         ids = table.ids
     else:
         rows = np.flatnonzero(mask)
         if large or len(rows) * 3 < table.rows:
-            scores = table.vectors_of_rows(rows) @ q if len(rows) else np.zeros(0, np.float32)
+            scores = table.dot(q, rows) if len(rows) else np.zeros(0, np.float32)
         else:
-            scores = (table.float32() @ q)[rows]
+            scores = table.dot(q)[rows]
         ids = table.ids[rows]
     best = top_indices(scores, pool)
     mean = float(scores.mean()) if len(scores) else 0.0

@@ -124,14 +124,14 @@ class SQLiteSearch:
         return self.read_ids(fts.keyword_sql(cond.sql), (match, *cond.params, k)).tolist()
 
     def prepare_search(self, spaces: Sequence[str], ann_threshold: int) -> None:
-        """After an index run: bring each large space's approximate index in step now (ann.py), so that the
-        next search does not wait for it."""
+        """During and after an index run: bring each large space's approximate index in step now (ann.py: built
+        or trained when the space crossed a size, rows added, saved), so that no search waits for it."""
         if ann_threshold <= 0:
             return
         for space in spaces:
             table: VectorTable = self.vector_table(space)
             if table.rows >= ann_threshold:
-                ann.index_for(self.folder, space, table)
+                ann.index_for(self.folder, space, table, build=True)
 
     # -- browsing -------------------------------------------------------------------------------------------------
     def browse(self, selection: Selection, limit: int, after: str | None = None) -> Page:

@@ -33,6 +33,9 @@ CACHE_DIR = "cache"
 DTYPE = np.float16
 KINDS = ("seq", "ids", "f16")
 _FETCH = 20_000  # rows per SQLite read
+F32_MAX = 1 << 29  # values (rows x dim) up to which the whole matrix is kept as float32 (2 GB: 1M x 512)
+_CHUNK = 1 << 17  # rows converted to float32 at a time above that
+PREAD_ROWS = 4096  # up to this many scattered rows are read with pread, not through the memory map (see below)
 Block = tuple[np.ndarray, np.ndarray, np.ndarray]  # seqs, image ids, float16 rows
 
 
@@ -46,6 +49,8 @@ class VectorTable:
     mat16: np.ndarray  # (rows, dim) float16: a memory map of the cache file, or in memory
     gen: int = -1  # the file generation it maps (-1: in memory only)
     lineage: str = ""  # changes whenever the table is built afresh from the database (kept by appends, deletions)
+    path: Path | None = None  # the float16 file it maps
+    inode: tuple[int, int] = (0, 0)  # (device, inode) of that file when mapped: pread only from the same file
     _f32: np.ndarray | None = field(default=None, repr=False)
     _row_of_id: np.ndarray | None = field(default=None, repr=False)
 
@@ -68,10 +73,51 @@ class VectorTable:
         return self._f32
 
     def vectors_of_rows(self, rows: np.ndarray) -> np.ndarray:
-        """float32 vectors of some rows (no whole-matrix copy needed)."""
+        """float32 vectors of some rows (no whole-matrix copy needed). A few scattered rows of a mapped file (the
+        re-scored candidates of a PQ search) are read with pread: through the map, the kernel maps the cached pages
+        around each one too (fault-around), and a search process's RSS grew to the whole file (1 GB at 1M rows after
+        20 searches; 10 GB at 10M)."""
         rows = np.asarray(rows, dtype=np.int64)
+        if self._f32 is None and self.path is not None and 0 < len(rows) <= PREAD_ROWS:
+            return self._pread(rows)
         source = self._f32 if self._f32 is not None else self.mat16
         return np.asarray(source[rows], dtype=np.float32)
+
+    def _pread(self, rows: np.ndarray) -> np.ndarray:
+        size = 2 * self.dim
+        out = np.empty((len(rows), self.dim), dtype=DTYPE)
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:  # (a generation removed since: the map still holds it)
+            return np.asarray(self.mat16[rows], dtype=np.float32)
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != self.inode:  # another file by that name now (a rebuilt cache)
+                return np.asarray(self.mat16[rows], dtype=np.float32)
+            with contextlib.suppress(AttributeError, OSError):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no readahead around a 1 kB row
+            for i, row in enumerate(rows.tolist()):
+                out[i] = np.frombuffer(os.pread(fd, size, row * size), dtype=DTYPE)
+        except (OSError, ValueError):  # (a short read: never from a file the meta names whole)
+            return np.asarray(self.mat16[rows], dtype=np.float32)
+        finally:
+            os.close(fd)
+        return out.astype(np.float32)
+
+    def dot(self, q: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Scores of all rows (or some) against `q`: one float32 product up to F32_MAX values (the float32 copy
+        made once), beyond that in chunks converted on the fly, so a 10M-row table never needs 20 GB."""
+        q = np.asarray(q, dtype=np.float32)
+        n = self.rows if rows is None else len(rows)
+        if self._f32 is not None or (rows is None and self.rows * self.dim <= F32_MAX):
+            return (self.float32() if rows is None else self.vectors_of_rows(rows)) @ q
+        if n * self.dim <= F32_MAX // 4:
+            return (np.asarray(self.mat16, dtype=np.float32) if rows is None else self.vectors_of_rows(rows)) @ q
+        out = np.empty(n, dtype=np.float32)
+        for start in range(0, n, _CHUNK):
+            part = self.mat16[start:start + _CHUNK] if rows is None else self.mat16[rows[start:start + _CHUNK]]
+            out[start:start + len(part)] = np.asarray(part, dtype=np.float32) @ q
+        return out
 
     def rows_of_ids(self, ids) -> np.ndarray:
         """The row of each image id (-1 where the image has no vector in this space)."""
@@ -186,11 +232,13 @@ class VectorFiles:
             seqs = np.fromfile(self._path(gen, "seq"), dtype=np.int64, count=n)
             ids = np.fromfile(self._path(gen, "ids"), dtype=np.int64, count=n)
             mat = np.memmap(self._path(gen, "f16"), dtype=DTYPE, mode="r", shape=(n, dim))
+            st = os.stat(self._path(gen, "f16"))  # (the file just mapped: nothing replaces it under the lock)
         except (OSError, ValueError, TypeError):
             return None
         if len(seqs) != n or len(ids) != n:
             return None
-        return VectorTable(epoch, seqs, ids, mat, gen, lineage)
+        return VectorTable(epoch, seqs, ids, mat, gen, lineage, path=self._path(gen, "f16"),
+                           inode=(st.st_dev, st.st_ino))
 
     @contextmanager
     def _lock(self):
