@@ -359,7 +359,8 @@ class Library:
         parsed = events.parse_event(event, headers)
         wanted = [e for e in parsed if e.kind is not None]
         scope = [remote.store_path(r) for r in roots or ()]
-        decode = functools.partial(decode_file, max_pixels=config.get("max_image_pixels"))
+        # (a library that reads text reads it in the objects events bring too)
+        decode = functools.partial(decode_file, max_pixels=config.get("max_image_pixels"), ocr=self.ocr)
 
         def model():
             emb = self.embedder()

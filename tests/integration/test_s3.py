@@ -17,6 +17,8 @@ from picseek.library import Library
 
 from cli_helpers import cli_env, run
 from conftest import ColourEmbedder, draw_photo, make_folder
+from needs import need_module
+from ocr_images import text_image
 
 DATA = Path(__file__).parent.parent / "data" / "events"
 
@@ -159,6 +161,22 @@ def test_events_follow_uploads_overwrites_and_deletes(s3_bucket, tmp_path):
     assert {h.path for h in lib.search("green", limit=10)} == {s3_bucket.url("photos/2024/Summer trip (1).jpg")}
     rescan = lib.index([s3_bucket.url("photos")], workers=0)  # events and a scan agree on every object's state
     assert (rescan.embedded, rescan.unchanged, rescan.removed, rescan.skipped_known_errors) == (0, 1, 0, 1)
+
+
+def test_events_read_the_words_in_a_library_that_reads_text(s3_bucket, tmp_path):
+    """A library with OCR on (issue 19) reads the words in an object an event brings, as an index run would."""
+    need_module("rapidocr_onnxruntime")
+    lib = Library(tmp_path / "lib", model=ColourEmbedder())
+    folder = tmp_path / "local"
+    make_folder(folder, 1)
+    lib.index([folder], workers=0, ocr=True)  # (the library's setting: on)
+    buf = io.BytesIO()
+    text_image(["Invoice number 7731", "Pay within thirty days"], size=(640, 220)).save(buf, "PNG")
+    s3_bucket.put("docs/invoice.png", buf.getvalue())
+    answer = lib.handle_event(s3_event(s3_bucket, "docs/invoice.png"))
+    assert answer["action"] == "indexed"
+    assert "7731" in lib.store.get_texts([answer["id"]])[answer["id"]].text
+    assert lib.search('text:"invoice"', limit=1)[0].id == answer["id"]
 
 
 def test_events_wait_for_a_busy_library_and_never_corrupt_it(s3_bucket, tmp_path):
