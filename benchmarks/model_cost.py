@@ -10,7 +10,7 @@ Ways (every one on all the cores this process may use, batch --batch, interleave
   int8 static     QDQ, weights per channel, activation ranges calibrated on real photos (ONNX Runtime's
                   quantize_static after its pre-processing), MatMul/Gemm only, or also the patch Conv (--static-ops)
   openvino fp32 / openvino int8   where the openvino (and, for int8, nncf) packages are importable: the same graph
-                  compiled by OpenVINO for the CPU (latency hints off, all cores), int8 by NNCF's post-training
+                  compiled by OpenVINO for the CPU (--openvino-hint, all cores), int8 by NNCF's post-training
                   quantization on the same calibration photos
 Closeness: the cosine of each image vector to fp32's on --photos real photos (scikit-image's sample photos and
 generated photo-like JPEGs, none used for calibration), and the overlap of the top 10 of five text queries.
@@ -88,7 +88,7 @@ def static_int8(source: Path, out: Path, calib: np.ndarray, ops: list[str]) -> N
                     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
 
 
-def openvino_runs(source: Path, calib: np.ndarray) -> dict:
+def openvino_runs(source: Path, calib: np.ndarray, hint: str = "THROUGHPUT") -> dict:
     """OpenVINO fp32 and NNCF int8 of the same graph, where the packages are importable."""
     try:
         import openvino as ov
@@ -96,7 +96,7 @@ def openvino_runs(source: Path, calib: np.ndarray) -> dict:
         print("openvino: not installed (pip install openvino nncf), left out")
         return {}
     core = ov.Core()
-    config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": len(os.sched_getaffinity(0))}
+    config = {"PERFORMANCE_HINT": hint, "INFERENCE_NUM_THREADS": len(os.sched_getaffinity(0))}
     model = core.read_model(str(source))
     runs = {}
 
@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--calibration", type=int, default=32, help="other real photos to calibrate static int8")
     ap.add_argument("--static-ops", default="MatMul,Gemm", help="ops static int8 quantizes, e.g. MatMul,Gemm,Conv")
     ap.add_argument("--no-openvino", action="store_true")
+    ap.add_argument("--openvino-hint", default="THROUGHPUT", choices=["THROUGHPUT", "LATENCY"],
+                    help="OpenVINO's performance hint (its streams and threads follow from it)")
     args = ap.parse_args(argv)
     from picseek.models import onnx as ponnx
     from picseek.models.registry import load_embedder
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
           f"(ops {args.static_ops})")
     runs["int8 static"] = ort_session(tmp / "static.onnx")
     if not args.no_openvino:
-        runs.update(openvino_runs(source, calib))
+        runs.update(openvino_runs(source, calib, args.openvino_hint))
     batch = np.resize(test_px, (args.batch, *test_px.shape[1:])).astype(np.float32)
     for run in runs.values():
         run(batch)
