@@ -281,8 +281,11 @@ class Library:
         self.image_model_name()  # another image model than the recorded one: refused before anything is done
         rec = self.recorded_model
         adding_image_model = bool(self._image_model_arg and rec and not rec.get("image_model"))
+        from .models.onnx import is_gpu
+
+        # (a GPU asked for is checked now, even where nothing turns out to need embedding)
         if (self._embedder is None and rec and self._model_arg in (None, registry.AUTO, rec["name"])
-                and not adding_image_model):
+                and not adding_image_model and not is_gpu(self._device())):
             emb = _LazyModel(self.embedder)  # a re-scan that finds nothing new never loads the model
         else:
             emb = self.embedder()

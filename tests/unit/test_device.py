@@ -101,6 +101,9 @@ def test_index_on_a_gpu_this_machine_lacks_says_what_to_install(tmp_path):
     assert "onnxruntime-gpu" in res.stderr and "Traceback" not in res.stderr
     status = run("--library", tmp_path / "lib", "status", env=cli_env(tmp_path)).stdout
     assert re.search(r"model:\s+none yet", status) and re.search(r"images:\s+0\n", status), status  # nothing recorded
+    run("--library", tmp_path / "lib", "index", tmp_path / "photos", "--model", "builtin", env=cli_env(tmp_path))
+    again = run(*args, "cuda", env=cli_env(tmp_path), check=False)  # a re-scan with nothing new: checked all the same
+    assert again.returncode == 3 and "onnxruntime-gpu" in again.stderr, again.stderr
     bad = run(*args, "tpu", env=cli_env(tmp_path), check=False)
     assert bad.returncode == 2 and "use cpu, cuda or cuda:N" in bad.stderr, bad.stderr
 

@@ -528,3 +528,11 @@ def test_a_gpu_index_asks_cuda_for_an_fp16_image_tower_in_big_batches(tiny, tmp_
     cos = _cosines(emb.embed_pixels(pixels)["main"], ref.embed_pixels(pixels)["main"])
     assert cos.min() >= INT8_MIN_COSINE, cos  # fp16 stays as close to fp32 as int8 must
     assert lib.recorded_model["model_id"] == ref.model_id  # the same model: a GPU-made library searches on the CPU
+
+
+def test_a_gpu_onnx_runtime_cannot_use_is_refused_when_the_model_loads(tiny, monkeypatch):
+    import onnxruntime as ort
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(ModelError, match="onnxruntime-gpu"):
+        load_embedder(str(tiny["clip"][1]), device="cuda")  # at load, not at the first batch

@@ -336,6 +336,8 @@ def load(spec, device: str = "cpu", precision: str | None = None) -> OnnxRepoEmb
     if find_spec("onnxruntime") is None:
         raise ModelError(f"model {spec.name} needs onnxruntime: pip install onnxruntime")
     device = onnx.check_device(device)
+    if onnx.is_gpu(device):
+        onnx.providers(device)  # a GPU ONNX Runtime cannot use: said now, not at the first batch
     chosen, auto = _precision(spec.name, precision, device)
     folder, label, revision = _locate(spec.name, spec.source or spec.name)
     config = _read_json(folder, CONFIG, spec.name)
