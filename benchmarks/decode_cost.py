@@ -29,7 +29,6 @@ import hashlib
 import io
 import os
 import pickle
-import platform
 import statistics
 import sys
 import time
@@ -46,17 +45,12 @@ from picseek.ingest import contenthash, images  # noqa: E402
 from picseek.ingest.exif import info_from  # noqa: E402
 from picseek.ingest.images import DEFAULT_MAX_PIXELS, _decode, decode_file  # noqa: E402
 from picseek.models.base import ImageSpec, normalize, prepare_image  # noqa: E402
+from stress import cpu  # noqa: E402  (CPU model name and SIMD flags)
 
 
 def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "?"
-    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
-    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
-    want = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "sha_ni", "avx512_bf16", "amx_tile")
-    return f"{model}; flags: {' '.join(f for f in want if f in flags) or 'none of ' + '/'.join(want)}"
+    name, flags = cpu()
+    return f"{name}; flags: {flags}"
 
 
 # -- the alternatives ----------------------------------------------------------------------------------------------

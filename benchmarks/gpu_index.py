@@ -37,16 +37,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from index_speed import DEFAULT_MAKE_PHOTOS, bench_env, ensure_photos, ensure_random_clip, log, picseek_cmd  # noqa: E402
 
+from stress import cpu  # noqa: E402  (CPU model name and SIMD flags)
+
 
 def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "?"
-    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
-    wanted = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
-    return f"{model}; {len(os.sched_getaffinity(0))} cores; {' '.join(wanted) or 'no AVX2'}"
+    name, flags = cpu()
+    return f"{name}; {len(os.sched_getaffinity(0))} cores; {flags}"
 
 
 def gpu_info() -> str:

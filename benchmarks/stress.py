@@ -29,7 +29,7 @@ import stress_harness as stress  # noqa: E402
 from hostile_corpus import BAD, GOOD, make_corpus  # noqa: E402  (the generator the tests use)
 
 FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
-         "amx_tile", "amx_bf16", "amx_int8")
+         "amx_tile", "amx_bf16", "amx_int8", "sha_ni")
 RUN_ARGS = ("--batch-size", "8")
 
 

@@ -170,3 +170,14 @@ def s3_bucket(s3_endpoint, monkeypatch, request):
     fs.mkdir(name)
     yield S3Bucket(fs, name, s3_endpoint)
     fs.rm(name, recursive=True)
+
+
+@pytest.fixture
+def colour_lib(tmp_path):
+    """A library of 8 drawn photos (`make_folder`) indexed with ColourEmbedder, in-process."""
+    from picseek import Library
+
+    make_folder(tmp_path / "photos", 8)
+    lib = Library(tmp_path / "lib", model=ColourEmbedder())
+    lib.index([tmp_path / "photos"], workers=0)
+    return lib

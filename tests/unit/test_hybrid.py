@@ -5,13 +5,10 @@ import sqlite3
 import numpy as np
 import pytest
 
-from picseek import Library
 from picseek.query.rank import fuse
 from picseek.store import fts
 from picseek.store.base import ImageRecord
 from picseek.store.sqlite import MIGRATIONS, SQLiteStore
-
-from conftest import ColourEmbedder, make_folder
 
 
 def text_of(store, image_id):
@@ -104,11 +101,8 @@ def test_fuse_is_reciprocal_rank_fusion():
 
 
 @pytest.fixture
-def lib(tmp_path):
-    make_folder(tmp_path / "photos", 8)
-    lib = Library(tmp_path / "lib", model=ColourEmbedder())
-    lib.index([tmp_path / "photos"], workers=0)
-    return lib
+def lib(colour_lib):
+    return colour_lib  # (tests/conftest.py)
 
 
 def test_keywords_lift_a_described_image_and_can_be_turned_off(lib):

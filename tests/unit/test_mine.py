@@ -13,22 +13,18 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from picseek import Library
 from picseek.cli import cli
 from picseek.errors import UsageError
 from picseek.query import mine as mining
 from picseek.query.rerank import load_reranker
 
 import tiny_models
-from conftest import ColourEmbedder, make_folder
+from conftest import ColourEmbedder
 
 
 @pytest.fixture
-def lib(tmp_path):
-    make_folder(tmp_path / "photos", 8)
-    lib = Library(tmp_path / "lib", model=ColourEmbedder())
-    lib.index([tmp_path / "photos"], workers=0)
-    return lib
+def lib(colour_lib):
+    return colour_lib  # (tests/conftest.py)
 
 
 @pytest.mark.parametrize("allowed_every", [None, 3])

@@ -2,21 +2,15 @@
 import numpy as np
 import pytest
 
-from picseek import Library
 from picseek.errors import UsageError
 from picseek.learn import zeroshot
-
-from conftest import ColourEmbedder, make_folder
 
 LABELS = ["red", "green", "blue", "yellow"]
 
 
 @pytest.fixture
-def lib(tmp_path):
-    make_folder(tmp_path / "photos", 8)
-    lib = Library(tmp_path / "lib", model=ColourEmbedder())
-    lib.index([tmp_path / "photos"], workers=0)
-    return lib
+def lib(colour_lib):
+    return colour_lib  # (tests/conftest.py)
 
 
 def tags_of(lib, image_id):
