@@ -659,3 +659,49 @@ def test_words_read_in_images_alike_on_every_store(url, tmp_path):
     lib.index([photos], workers=0)
     assert found("red text:grocery") == []
     assert "img_001.jpg" in [Path(s.path).name for s in lib.store.missing_texts([str(photos)])]
+
+
+def test_keyword_ids_every_word_on_every_store(url, tmp_path):
+    """keyword_ids(every=True): only the images that hold every positive word, each in any searched column (a file
+    name, a caption, the words read in the image, a reading error of the word included); negatives and filters as
+    without it; a one-word query as without it."""
+    from picseek.store.base import TextRecord
+    from picseek.store.filters import parse_filter
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    names = ["harbour_a.jpg", "harbour_b.jpg", "harbour_c.jpg", "beach_d.jpg", "misread_e.jpg", "harbour_f.jpg"]
+    for n, name in enumerate(names):
+        draw_photo("red", seed=n).save(photos / name)
+    lib = Library(tmp_path / "lib", model=ColourEmbedder(), store=url)
+    lib.index([photos], workers=0)
+    ids = {Path(p).name: s.id for p, s in lib.store.file_states([str(photos)]).items()}
+    lib.store.set_fields([(ids["harbour_a.jpg"], {"description": "a sunset over the water"}),
+                          (ids["beach_d.jpg"], {"description": "sunset"}),
+                          (ids["harbour_f.jpg"], {"description": "sunset"})])
+    lib.store.write_texts([(ids["harbour_b.jpg"], TextRecord("SUNSET SALE", [])),
+                           (ids["misread_e.jpg"], TextRecord("HARBOUR SUNSCT", []))])  # "sunset" misread
+    lib.tag_add(ids["harbour_f.jpg"], ["kept"])
+    everything = lib.store.select([], [], [], "")
+
+    def found(words, negative="", selection=everything, k=10, **kw):
+        return {n for n, i in ids.items() if i in lib.store.keyword_ids(words, negative, selection, k, **kw)}
+
+    both = {"harbour_a.jpg", "harbour_b.jpg", "misread_e.jpg", "harbour_f.jpg"}
+    assert found("harbour sunset", every=True) == both
+    assert found("harbour sunset") == both | {"harbour_c.jpg", "beach_d.jpg"}  # (any word, as before)
+    assert found("the harbour at sunset", every=True) == both  # stop words are not asked for
+    assert found("harbours sunsets", every=True) == both  # stems, as without `every`
+    assert found("harbour sunset", "sale", every=True) == both - {"harbour_b.jpg"}
+    assert found("harbour sunset water", every=True) == {"harbour_a.jpg"}
+    assert found("harbour sunset zebra", every=True) == set()
+    assert len(found("harbour sunset", k=2, every=True)) == 2 and found("harbour sunset", k=2, every=True) <= both
+    tagged = lib.store.select([], ["kept"], [], "")
+    assert found("harbour sunset", selection=tagged, every=True) == {"harbour_f.jpg"}
+    not_a = lib.store.select([parse_filter("name!=harbour_a.jpg")], [], [], "")
+    assert found("harbour sunset", selection=not_a, every=True) == both - {"harbour_a.jpg"}
+    for word in ("sunset", "harbour", "the"):  # one word: the same images in the same order
+        assert lib.store.keyword_ids(word, "", everything, 10, every=True) == lib.store.keyword_ids(
+            word, "", everything, 10), word
+    assert found("sunset", every=True) == {"harbour_a.jpg", "harbour_b.jpg", "beach_d.jpg", "misread_e.jpg",
+                                           "harbour_f.jpg"}  # the misread word counts for its word

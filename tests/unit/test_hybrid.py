@@ -77,9 +77,10 @@ def test_a_version_2_library_gets_its_search_text_on_upgrade(tmp_path):
 def test_match_expressions_are_safe_for_any_input(tmp_path, hostile):
     s = SQLiteStore(tmp_path / "lib")
     s.write_images([record("/p/a.jpg")])
-    expr = fts.match_expression(hostile, hostile)
-    if expr is not None:
-        s.read_ids(fts.keyword_sql("1"), (expr, 10))  # never an FTS syntax error
+    for expr in (fts.match_expression(hostile, hostile, [hostile]),
+                 fts.match_expression(hostile + " x", hostile, read_of=lambda word: [hostile, word])):
+        if expr is not None:
+            s.read_ids(fts.keyword_sql("1"), (expr, 10))  # never an FTS syntax error
     assert s.count() == 1
 
 
@@ -88,6 +89,15 @@ def test_match_expression_drops_stop_words_and_excludes_negatives():
     assert fts.match_expression("the") == '"the"'
     assert fts.match_expression("dog", "the cats") == '("dog") NOT ("cats")'
     assert fts.match_expression("!!!") is None
+
+
+def test_match_expression_for_every_word_groups_each_word_with_its_read_variants():
+    variants = {"dog": ["dg", "doq"], "beach": []}
+    assert fts.match_expression("a dog on the beach", read_of=variants.get) == (
+        '("dog" OR text : "dg" OR text : "doq") AND ("beach")')
+    assert fts.match_expression("dog", "the cats", read_of=variants.get) == (
+        '(("dog" OR text : "dg" OR text : "doq")) NOT ("cats")')
+    assert fts.match_expression("!!!", read_of=variants.get) is None
 
 
 def test_fuse_is_reciprocal_rank_fusion():
@@ -117,11 +127,14 @@ def test_keywords_lift_a_described_image_and_can_be_turned_off(lib):
     assert lib.search("red - umbrella", limit=8)[0].id != target.id  # a negative word never lifts
 
 
-def test_an_image_holding_every_word_outranks_closer_ones_holding_one(lib):
+def test_an_image_holding_every_word_outranks_closer_ones_holding_one(lib, monkeypatch):
     plain = lib.search("red umbrella", limit=8, keywords=False)
     both, one = plain[-1], plain[0]  # the image least like "red" shows both words; the closest only one
     lib.store.set_fields([(both.id, {"description": "red umbrella"}), (one.id, {"title": "umbrella"})])
+    calls, real = [], lib.store.keyword_ids
+    monkeypatch.setattr(lib.store, "keyword_ids", lambda *a, **kw: calls.append((a[0], kw)) or real(*a, **kw))
     fused = lib.search("red umbrella", limit=8)
+    assert calls == [("red umbrella", {}), ("red umbrella", {"every": True})]  # one call asks for every word
     assert fused[0].id == both.id and fused[0].via == "vector+keyword"  # (fused once: the closest one first)
     assert fused[1].id == one.id and fused[1].via == "vector+keyword"
 

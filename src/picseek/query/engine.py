@@ -148,17 +148,14 @@ def rank(store: Store, get_embedder: Callable, spaces: list[str], query: Query, 
 
 
 def _holding_every_word(store: Store, query: Query, selection, pool: int, keyword_ids: list[int]) -> list[int]:
-    """Of the keyword matches of a query of several words, those that hold every one of them (in any searched
-    column: a file name, a caption, the words read in the image), in keyword order. Fusion counts them once more:
-    a match on one word of "quarterly revenue" must not outrank the slide that shows both because its picture is
-    closer (benchmarks/ocr.py's retrieval). Each word is asked of the store alone (the OCR-error-tolerant variants
-    included); an image outside a word's best `pool` counts as not holding it."""
+    """Of the keyword matches of a query of several words, those that hold every one of them (each in any searched
+    column: a file name, a caption, tags, the words read in the image with their OCR-error-tolerant variants), in
+    keyword order. Fusion counts them once more: a match on one word of "quarterly revenue" must not outrank the
+    slide that shows both because its picture is closer (benchmarks/ocr.py's retrieval). One store call
+    (keyword_ids with `every`); an image outside the best `pool` of those holding every word counts as not
+    holding them."""
     words, _ = query_words(query.words)
     if len(words) < 2 or not keyword_ids:
         return []
-    holding = set(keyword_ids)
-    for word in words:
-        holding &= set(store.keyword_ids(word, query.negative_words, selection, pool))
-        if not holding:
-            return []
+    holding = set(store.keyword_ids(query.words, query.negative_words, selection, pool, every=True))
     return [i for i in keyword_ids if i in holding]

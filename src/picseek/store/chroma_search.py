@@ -270,15 +270,24 @@ class ChromaSearch:
                           score_of)
 
     @translated
-    def keyword_ids(self, words: str, negative: str, selection: Selection, k: int) -> list[int]:
+    def keyword_ids(self, words: str, negative: str, selection: Selection, k: int, every: bool = False) -> list[int]:
+        """The best `k` of the allowed records whose keyword lines hold a stem of a query word or of a word read
+        in images close to one (BM25, _bm25); with `every`, of those that hold, for every query word, its stem
+        or one of its read words' stems."""
         pos, neg = query_words(words, negative)
-        read = read_variants(words, self._ocr_vocabulary())  # (words read in images close to a query word)
-        stems = list(dict.fromkeys(s for s in stem_words(" ".join(pos + read)) if s))
+        vocabulary = self._ocr_vocabulary()
+        read = read_variants(words, vocabulary)  # (words read in images close to a query word)
+        stems = _stems(pos + read)
         if not stems or self._col(MAIN) is None:
             return []
-        no = list(dict.fromkeys(s for s in stem_words(" ".join(neg)) if s))
+        no = _stems(neg)
         where, doc = selection.native or (None, None)
-        wanted = join("$or", [{"$regex": _stem_pattern(s)} for s in stems])
+        wanted = _any_stem(stems)
+        if every:
+            groups = [_any_stem(_stems([w] + read_variants(w, vocabulary))) for w in pos]
+            if None in groups:  # (a word without a stem is held by no record)
+                return []
+            wanted = join("$and", groups)
         doc = join("$and", [doc, wanted] + [{"$not_regex": _stem_pattern(s)} for s in no])
         got = self._col(MAIN).get(where=where, where_document=doc, limit=KEYWORD_SCAN, include=["documents"])
         return _bm25(got["ids"], got["documents"], stems, max(self.count(), 1))[:k]
@@ -301,6 +310,16 @@ class ChromaSearch:
         items = [(i, key) for key, i in keyed[:limit]]
         more = len(keyed) > limit
         return Page(items, make_cursor(*items[-1][::-1]) if more and items else None)
+
+
+def _stems(words: list[str]) -> list[str]:
+    """The distinct Porter stems of some words."""
+    return list(dict.fromkeys(s for s in stem_words(" ".join(words)) if s))
+
+
+def _any_stem(stems: list[str]) -> dict | None:
+    """A where_document condition: a keyword line holds one of the stems."""
+    return join("$or", [{"$regex": _stem_pattern(s)} for s in stems])
 
 
 def _stem_pattern(stem: str) -> str:

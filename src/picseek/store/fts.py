@@ -13,7 +13,7 @@ taken_at for filters. TEXT_MIGRATION (the words read in images) adds a fifth col
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .words import query_words
 
@@ -116,17 +116,28 @@ TEXT_MIGRATION = "".join(f"DROP TRIGGER search_text_{t};\n" for t in _OLD_TRIGGE
 """ + _triggers(_TEXT_REFRESH.format)
 
 
-def match_expression(positive: str, negative: str = "", read: Sequence[str] = ()) -> str | None:
+def match_expression(positive: str, negative: str = "", read: Sequence[str] = (),
+                     read_of: Callable[[str], Sequence[str]] | None = None) -> str | None:
     """An FTS5 MATCH string: any of the positive words, none of the negative ones; None if there is no word.
     `read`: more words to find in the words read in images only (those close to a positive word: words.close_to).
-    Every word is a quoted FTS string, so nothing the user types is read as FTS syntax."""
+    With `read_of` (a positive word -> its own such words) instead: every positive word, each as itself in any
+    column or as one of its read words. Every word is a quoted FTS string, so nothing the user types is read as
+    FTS syntax."""
     pos, neg = query_words(positive, negative)
     if not pos:
         return None
-    expr = " OR ".join([quote(w) for w in pos] + [f"text : {quote(w)}" for w in read])
+    if read_of is None:
+        expr = _any_of(pos, read)
+    else:
+        expr = " AND ".join(f"({_any_of([w], read_of(w))})" for w in pos)
     if neg:
         expr = f"({expr}) NOT ({' OR '.join(quote(w) for w in neg)})"
     return expr
+
+
+def _any_of(words: Sequence[str], read: Sequence[str]) -> str:
+    """Any of `words` in any column, or of `read` in the words read in images."""
+    return " OR ".join([quote(w) for w in words] + [f"text : {quote(w)}" for w in read])
 
 
 def quote(word: str) -> str:

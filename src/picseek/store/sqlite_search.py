@@ -107,10 +107,15 @@ class SQLiteSearch:
         return vector_candidates(self.folder, space, self.vector_table(space), vector,
                                  None if allowed is None else allowed.mask, k, ann_threshold)
 
-    def keyword_ids(self, words: str, negative: str, selection: Selection, k: int) -> list[int]:
-        """The best `k` keyword matches among the allowed images (FTS5, bm25). With a condition, the unfiltered
-        best WIDE x k are filtered in numpy; only when that leaves too few does SQL apply the condition itself."""
-        match = fts.match_expression(words, negative, read_variants(words, self._ocr_vocabulary()))
+    def keyword_ids(self, words: str, negative: str, selection: Selection, k: int, every: bool = False) -> list[int]:
+        """The best `k` keyword matches among the allowed images (FTS5, bm25); with `every`, of those that hold
+        every positive word (fts.match_expression's `read_of`). With a condition, the unfiltered best WIDE x k are
+        filtered in numpy; only when that leaves too few does SQL apply the condition itself."""
+        vocabulary = self._ocr_vocabulary()
+        if every:
+            match = fts.match_expression(words, negative, read_of=lambda word: read_variants(word, vocabulary))
+        else:
+            match = fts.match_expression(words, negative, read_variants(words, vocabulary))
         if match is None:
             return []
         cond, allowed = _native(selection)
