@@ -53,6 +53,8 @@ def test_pq_index_above_its_threshold_rescored_to_exact_scores(lib, monkeypatch)
     for q in QUERIES:
         same(*both(lib, q))  # every cell probed, candidates re-scored: the same hits and scores as exact
     assert held(lib).kind == "pq"
+    import faiss  # as built: no polysemous codes (a build-time cost only a polysemous search would use)
+    assert faiss.downcast_index(faiss.extract_index_ivf(held(lib).index)).do_polysemous_training is False
     pq_bytes = ann_file(lib).stat().st_size
     ann.forget()
     index = ann.index_for(lib.path, MAIN, lib.store.vector_table(MAIN))

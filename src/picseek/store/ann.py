@@ -198,6 +198,11 @@ def _build(table: VectorTable, kind: str | None = None) -> AnnIndex:
     # SQfp16: the codes are the stored float16 vectors themselves, scores equal the exact ones. PQ: codes of the
     # residuals to the cell's centre (finer), re-scored exactly anyway.
     ivf.by_residual = kind == "pq"
+    if kind == "pq":
+        # index_factory's IVFPQ also trains polysemous codes (a centroid order that makes Hamming distances between
+        # codes meaningful) that only a polysemous search (polysemous_ht) reads; picseek's is not one. It was 90 %
+        # of a PQ build's training: 143 of 151 s on 20k rows (benchmarks/README.md).
+        faiss.downcast_index(ivf).do_polysemous_training = False
     sample = np.random.default_rng(0).choice(table.rows, size=train, replace=False)
     index.train(table.vectors_of_rows(np.sort(sample)))
     _add_rows(index, table, np.arange(table.rows))
