@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -91,7 +92,6 @@ def make_standin(synth: Synth, text_model):
 
 def build_library(folder: Path, n: int, synth: Synth, model: dict) -> Path:
     """A library of n synthetic images (made once; `.complete` marks a finished one)."""
-    from picseek.store.base import ImageRecord
     from picseek.store.sqlite import SQLiteStore
 
     if (folder / ".complete").exists():
@@ -100,18 +100,32 @@ def build_library(folder: Path, n: int, synth: Synth, model: dict) -> Path:
     store = SQLiteStore(folder)
     store.set_model(model)
     t0 = time.perf_counter()
-    for start in range(0, n, BATCH):
-        count = min(BATCH, n - start)
-        vecs = synth.images(count, seed=start + 1)
-        store.write_images([ImageRecord(f"/photos/{(start + i) // 1000:04d}/img_{start + i:07d}.jpg", 1000, 1,
-                                        f"h{start + i}", {"width": 100 + (start + i) % 100, "height": 100},
-                                        {"main": vecs[i]}) for i in range(count)])
+    starts = list(range(0, n, BATCH))
+    with ProcessPoolExecutor(1) as pool:  # the next batches' vectors are made while this one is written
+        ahead = [pool.submit(synth.images, min(BATCH, n - s), s + 1) for s in starts[:2]]
+        for k, start in enumerate(starts):
+            count = min(BATCH, n - start)
+            vecs = ahead.pop(0).result()
+            if k + 2 < len(starts):
+                ahead.append(pool.submit(synth.images, min(BATCH, n - starts[k + 2]), starts[k + 2] + 1))
+            if k % 200 == 199:
+                print(f"  {start + count:,} rows, {(start + count) / (time.perf_counter() - t0):,.0f} rows/s",
+                      flush=True)
+            _write_batch(store, start, count, vecs)
     store.start_run(["/photos"])
     store.close()
     (folder / ".complete").touch()
     took = time.perf_counter() - t0
     print(f"built {folder.name}: {n} x {synth.dim}-d in {took:.0f} s ({n / took:,.0f} rows/s)", flush=True)
     return folder
+
+
+def _write_batch(store, start: int, count: int, vecs: np.ndarray) -> None:
+    from picseek.store.base import ImageRecord
+
+    store.write_images([ImageRecord(f"/photos/{(start + i) // 1000:04d}/img_{start + i:07d}.jpg", 1000, 1,
+                                        f"h{start + i}", {"width": 100 + (start + i) % 100, "height": 100},
+                                        {"main": vecs[i]}) for i in range(count)])
 
 
 def pct(values, q) -> float:
@@ -156,8 +170,13 @@ def bench_warm(folder: Path, n: int, synth: Synth, text_model, queries: int, exa
     t0 = time.perf_counter()
     lib.store.vector_table("main")
     out["cache_build_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()  # what the end of an index run does (a search never builds a large index now)
+    t0 = time.perf_counter()  # what the end of an index run does (a search never builds a large index now), on
+    faiss = ann.faiss_module()  # every core as there (this process keeps one OpenMP thread for its searches)
+    if faiss:
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
     lib.store.prepare_search(["main"], config.get("ann_threshold"))
+    if faiss:
+        faiss.omp_set_num_threads(1)
     out["ann_build_s"] = time.perf_counter() - t0 if n >= config.get("ann_threshold") > 0 else None
     out["ann_kind"] = ann._indexes[(str(folder), "main")].kind if out["ann_build_s"] is not None else "-"
     lib.close()
