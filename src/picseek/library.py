@@ -86,13 +86,15 @@ class Library:
 
     def __init__(self, path: str | os.PathLike | None = None, model=None, create: bool = True,
                  store: str | None = None, precision: str | None = None, device: str | None = None,
-                 image_model: str | None = None):
+                 image_model: str | None = None, runtime: str | None = None):
         """`model`: a name (see `picseek models`), or any object that implements the Embedder protocol.
         `store`: where vectors and metadata live (default: the `store` setting, else the built-in store in the
         library folder): "chroma://HOST:PORT/COLLECTION" or "chroma:///PATH?collection=NAME" (ChromaDB; the
         folder then holds only the index lock and thumbnails; docs/deployment.md).
         `precision`: what runs a CLIP-family model (auto, fp32, bf16, int8, fp16; default: the `precision` setting).
         `device`: where the model embeds images while indexing (cpu, cuda, cuda:N; default: the `device` setting).
+        `runtime`: what runs a ready-ONNX model's int8 image tower on the CPU (auto, onnxruntime, openvino; default:
+        the `runtime` setting).
         `image_model`: an image-only model (`dinov2-small`, `dinov2-base`, hf:ORG/NAME) whose space answers
         example-image queries (search by photo, `similar`, `duplicates`); recorded at the next `index`, which fills
         it in for images indexed before. A library that has one keeps it (another one asked for is refused)."""
@@ -102,6 +104,7 @@ class Library:
         self._model_arg = model
         self._precision_arg = precision
         self._device_arg = device
+        self._runtime_arg = runtime
         self._image_model_arg = image_model
         self._embedder = None
 
@@ -132,7 +135,8 @@ class Library:
             emb = asked
         else:
             emb = registry.load_embedder(self.model_name(asked), device=self._device(),
-                                         precision=self._precision())
+                                         precision=self._precision(),
+                                         runtime=self._runtime())
             if rec:
                 self._check_same(emb)
         if (image_model := self.image_model_name()) is not None:
@@ -193,6 +197,11 @@ class Library:
         from .models.onnx import check_precision
 
         return check_precision(config.get("precision", self._precision_arg))
+
+    def _runtime(self) -> str:
+        from .models.openvino_tower import check_runtime
+
+        return check_runtime(config.get("runtime", self._runtime_arg))
 
     def _device(self) -> str:
         from .models.onnx import check_device
@@ -273,7 +282,7 @@ class Library:
             asked_image = self._image_model_arg  # the one asked for, else the recorded one kept through the rebuild
             image_model = registry.resolve_image_model(asked_image).name if asked_image else self.image_model_name()
             self._embedder = name if not isinstance(name, str) else registry.load_embedder(
-                name, device=self._device(), precision=self._precision())
+                name, device=self._device(), precision=self._precision(), runtime=self._runtime())
             self.store.clear_vectors()
             if image_model:
                 self._image_model_arg = image_model

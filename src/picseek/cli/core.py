@@ -69,6 +69,10 @@ class _FolderOrUrl(click.Path):
               help="What runs a CLIP-family model: int8 (ONNX Runtime, exported once and cached), fp32 (the "
                    "reference), bf16 (fast only on CPUs with native bf16), fp16 (a GPU). Default auto: int8 where "
                    "available, fp16 on a GPU.")
+@click.option("--runtime", type=click.Choice(["auto", "onnxruntime", "openvino"]),
+              help="What runs a ready-ONNX model's int8 image tower on the CPU: onnxruntime, or openvino (pip "
+                   "install 'picseek[openvino]'; calibrated once on the first photos indexed, cached). Default auto: "
+                   "onnxruntime.")
 @click.option("--device", metavar="DEVICE", help="Where the model embeds images: cpu (default), cuda or cuda:N (a "
               "GPU: pip install onnxruntime-gpu in place of onnxruntime; docs/deployment.md). With --engine spark: "
               "cuda uses each task's GPU.")
@@ -91,7 +95,7 @@ class _FolderOrUrl(click.Path):
               "executors share, or hdfs://, s3a://) and stop; load them later with picseek merge DIR.")
 @json_option("Print the summary as JSON.")
 @click.pass_context
-def index(ctx, folders, from_list, url_column, model, workers, batch_size, precision, device, image_model,
+def index(ctx, folders, from_list, url_column, model, workers, batch_size, precision, runtime, device, image_model,
           retry_errors, rebuild, ocr, storage_option, engine, master, shards, as_json):
     """Index the images in FOLDERS: new and changed files are embedded, moved ones followed, deleted ones dropped.
 
@@ -111,6 +115,8 @@ def index(ctx, folders, from_list, url_column, model, workers, batch_size, preci
     storage_options = parse_storage_options(storage_option) or None
     if precision:
         ctx.obj["precision"] = precision
+    if runtime:
+        ctx.obj["runtime"] = runtime
     if device:
         ctx.obj["device"] = device
     if image_model:
@@ -119,7 +125,7 @@ def index(ctx, folders, from_list, url_column, model, workers, batch_size, preci
 
     if check_spark_options(engine, master, shards, **{"--workers": workers, "--retry-errors": retry_errors,
                                                       "--rebuild": rebuild, "--storage-option": storage_option,
-                                                      "--ocr": ocr,
+                                                      "--ocr": ocr, "--runtime": runtime,
                                                       "--image-model": image_model}):
         return index_on_spark_cli(ctx, folders, from_list, url_column, model, master=master, shards=shards,
                                   batch_size=batch_size, as_json=as_json)

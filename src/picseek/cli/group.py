@@ -83,7 +83,7 @@ def _open(ctx: click.Context, model: str | None = None, create: bool = False):
     from ..library import Library
 
     return Library(ctx.obj["library"], model=model, create=create, store=ctx.obj.get("store"),
-                   precision=ctx.obj.get("precision"), device=ctx.obj.get("device"),
+                   precision=ctx.obj.get("precision"), device=ctx.obj.get("device"), runtime=ctx.obj.get("runtime"),
                    image_model=ctx.obj.get("image_model"))
 
 

@@ -18,7 +18,8 @@ follow preprocess_cfg.json mapped onto an ImageSpec; unlike immich, which centre
 "squash" (SigLIP) squashes, as open_clip trained it.
 
 Precision: fp32 runs the downloaded graphs as they are; int8 (and `auto`) quantizes the image tower once with
-onnxruntime's dynamic quantization into the cache (models/onnx.py); the text tower always runs in fp32.
+onnxruntime's dynamic quantization into the cache (models/onnx.py), or under runtime openvino with NNCF, calibrated
+on the first photos an index run embeds (models/openvino_tower.py); the text tower always runs in fp32.
 """
 from __future__ import annotations
 
@@ -175,17 +176,26 @@ class OnnxRepoEmbedder(EmbedderBase):
     precision: str = "fp32"
     device: str = "cpu"
     precision_auto: bool = False  # chosen by `auto`: a failed quantization falls back to fp32 instead of failing
+    runtime: str = "onnxruntime"  # what runs the int8 image tower on the CPU: onnxruntime or openvino
     context_length: int = 77
     canonicalize: bool = False
     tokenizer: Any = field(default=None, repr=False)
-    _image: _Tower | None = field(default=None, repr=False)
+    _image: Any = field(default=None, repr=False)  # a _Tower, or under runtime openvino a CalibratedTower
     _text: _Tower | None = field(default=None, repr=False)
     _lock: Any = field(default_factory=threading.Lock, repr=False)
 
-    def _image_tower(self) -> _Tower:
+    def _image_tower(self):
         with self._lock:
             if self._image is None:
-                self._image = _Tower(self._vision_path(), None, "image tower of " + self.name, self.device)
+                what = "image tower of " + self.name
+                if self.runtime == "openvino" and self.precision == "int8":
+                    from . import openvino_tower
+
+                    self._image = openvino_tower.CalibratedTower(
+                        lambda: _Tower(self._vision_path(), None, what, self.device), self.folder / VISUAL,
+                        openvino_tower.cache_target(self.model_id), what)
+                else:
+                    self._image = _Tower(self._vision_path(), None, what, self.device)
             return self._image
 
     def _text_tower(self) -> _Tower:
@@ -219,8 +229,12 @@ class OnnxRepoEmbedder(EmbedderBase):
         return target
 
     def warm_up(self) -> None:
-        """Load what embed_pixels needs now (the indexer calls it on a thread while the first photos decode)."""
-        self._image_tower().load()
+        """Load what embed_pixels needs now (the indexer calls it on a thread while the first photos decode). Under
+        runtime openvino this marks an index run: its first photos calibrate the int8 graph (a query never does)."""
+        tower = self._image_tower()
+        if hasattr(tower, "calibrating"):
+            tower.calibrating = True
+        tower.load()
 
     def embed_pixels(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         pixels = np.asarray(pixels)
@@ -327,18 +341,22 @@ def _precision(name: str, precision: str | None, device: str) -> tuple[str, bool
     return onnx.resolve_precision(asked, device=device), asked == "auto"
 
 
-def load(spec, device: str = "cpu", precision: str | None = None) -> OnnxRepoEmbedder:
+def load(spec, device: str = "cpu", precision: str | None = None, runtime: str | None = None) -> OnnxRepoEmbedder:
     """A ModelSpec with backend "onnx" (source = a repo id or a folder in the immich layout) -> OnnxRepoEmbedder.
     `precision`: auto (default: int8 image tower on the CPU, fp16 on a GPU), fp32, int8 or fp16; `device`: cpu or
-    cuda[:N] (models/onnx.py); sessions load on first use."""
+    cuda[:N] (models/onnx.py); `runtime` of the int8 image tower: auto, onnxruntime or openvino
+    (models/openvino_tower.py); sessions load on first use."""
     from importlib.util import find_spec
 
     if find_spec("onnxruntime") is None:
         raise ModelError(f"model {spec.name} needs onnxruntime: pip install onnxruntime")
     device = onnx.check_device(device)
+    chosen, auto = _precision(spec.name, precision, device)
+    from .openvino_tower import resolve_runtime
+
+    runtime = resolve_runtime(runtime, chosen, device)
     if onnx.is_gpu(device):
         onnx.providers(device)  # a GPU ONNX Runtime cannot use: said now, not at the first batch
-    chosen, auto = _precision(spec.name, precision, device)
     folder, label, revision = _locate(spec.name, spec.source or spec.name)
     config = _read_json(folder, CONFIG, spec.name)
     text_cfg = config.get("text_cfg") if isinstance(config, dict) else None
@@ -355,10 +373,10 @@ def load(spec, device: str = "cpu", precision: str | None = None) -> OnnxRepoEmb
     kwargs = text_cfg.get("tokenizer_kwargs") or {}
     emb = OnnxRepoEmbedder(name=spec.name, model_id=f"onnx:{label}@{revision}", dim=dim, image_spec=image_spec,
                            spaces={MAIN: dim}, image_query_space=MAIN, folder=folder, precision=chosen, device=device,
-                           precision_auto=auto, context_length=context_length,
+                           precision_auto=auto, runtime=runtime, context_length=context_length,
                            canonicalize=isinstance(kwargs, dict) and kwargs.get("clean") == "canonicalize",
                            tokenizer=_tokenizer(folder, spec.name, context_length))
-    log.debug("loaded %s (dim %d, %s, image tower %s)", emb.model_id, dim, image_spec, chosen)
+    log.debug("loaded %s (dim %d, %s, image tower %s, %s)", emb.model_id, dim, image_spec, chosen, runtime)
     return emb
 
 

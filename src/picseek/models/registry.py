@@ -296,18 +296,25 @@ def resolve_auto() -> ModelSpec:
     return SPECS[BUILTIN]
 
 
-def load_embedder(name: str | ModelSpec, device: str = "cpu", precision: str | None = None):
+def load_embedder(name: str | ModelSpec, device: str = "cpu", precision: str | None = None,
+                  runtime: str | None = None):
     """Build the model for a name or spec. `auto` picks as `resolve_auto` says. `precision` (fp32, bf16, int8,
-    auto; models/onnx.py) goes to backends that take it; None leaves each backend's default."""
+    auto; models/onnx.py) goes to backends that take it; None leaves each backend's default. `runtime` (auto,
+    onnxruntime, openvino; models/openvino_tower.py) goes to ready-ONNX models; asked of another backend, openvino
+    is a warning and that model runs as it always does."""
     if isinstance(name, ModelSpec):
         spec = name
     elif name == AUTO:
         spec = resolve_auto()
     else:
         spec = resolve(name)
-    if precision is None:
-        return _loader(spec)(spec, device=device)
-    return _loader(spec)(spec, device=device, precision=precision)
+    kwargs = {} if precision is None else {"precision": precision}
+    if runtime is not None and spec.backend == "onnx":
+        kwargs["runtime"] = runtime
+    elif runtime == "openvino":
+        log.warning("runtime openvino applies to ready-ONNX models (onnx:, the CLIP short names): %s runs as "
+                    "always", spec.name)
+    return _loader(spec)(spec, device=device, **kwargs)
 
 
 def list_models() -> list[dict]:
