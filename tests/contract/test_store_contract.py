@@ -3,6 +3,7 @@ loopback port, started once for this module) and an embedded ChromaDB folder. Ea
 fresh ChromaDB collection). Indexing goes through Library/run_index with the ColourEmbedder test double."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import shutil
@@ -157,6 +158,27 @@ def test_write_then_read_images_vectors_and_spaces(url, tmp_path):
     assert s.get_images([missing]) == {} and s.vector_of(missing, "main") is None
     image_ids, image_mat = s.vectors("image")
     assert sorted(image_ids.tolist()) == sorted(ids.tolist()) and image_mat.shape == (2, 2)
+
+
+def test_vectors_of_reads_a_batch_of_images_in_one_space(url, tmp_path):
+    """vectors_of: the vectors of many images in one space at once (what vector_of gives one by one), only those
+    that have one; ids of no image, repeated ids and a space nobody has are no error."""
+    s = open_store(url, tmp_path / "lib")
+    s.write_images([rec(f"/p/{n}.jpg", [n, 1, 0], [1, n] if n % 3 else None) for n in range(520)])  # (> one chunk)
+    ids = {s.get_images([i])[i]["path"]: i for i in s.vectors("main")[0].tolist()}
+    wanted = [ids[f"/p/{n}.jpg"] for n in range(520)]
+    missing = max(wanted) + 1000
+    got = s.vectors_of(wanted + [missing, wanted[1], -1, 10**30], "image")
+    assert sorted(got) == sorted(ids[f"/p/{n}.jpg"] for n in range(520) if n % 3)
+    for n in (1, 2, 518):
+        i = ids[f"/p/{n}.jpg"]
+        assert got[i].dtype == np.float32
+        np.testing.assert_allclose(got[i], [1, n], rtol=1e-3)
+        np.testing.assert_array_equal(got[i], s.vector_of(i, "image"))
+    assert s.vector_of(ids["/p/3.jpg"], "image") is None and ids["/p/3.jpg"] not in got
+    main = s.vectors_of(wanted[:3], "main")
+    np.testing.assert_allclose([main[i] for i in wanted[:3]], [[0, 1, 0], [1, 1, 0], [2, 1, 0]], rtol=1e-3)
+    assert s.vectors_of(wanted, "nowhere") == {} and s.vectors_of([], "main") == {}
 
 
 def test_rewriting_a_path_keeps_its_id_and_replaces_its_facts(url, tmp_path):
@@ -705,3 +727,45 @@ def test_keyword_ids_every_word_on_every_store(url, tmp_path):
             word, "", everything, 10), word
     assert found("sunset", every=True) == {"harbour_a.jpg", "harbour_b.jpg", "beach_d.jpg", "misread_e.jpg",
                                            "harbour_f.jpg"}  # the misread word counts for its word
+
+
+def test_the_words_read_are_listed_once_until_words_are_written(url, tmp_path, monkeypatch):
+    """The vocabulary of words read in images (what keyword search and the `text` filter match reading errors
+    against) is read once and kept: searches read it again only after words were written, dropped or removed with
+    their image, through this store or another one on the same library (another process: a second store object).
+    (The built-in store also reads its vocabulary table again after any other write; ChromaDB's scan does not.)"""
+    from picseek.store.base import TextRecord
+    from picseek.store.filters import parse_filter
+
+    s = open_store(url, tmp_path / "lib")
+    s.write_images([rec(f"/p/{n}.jpg", [1, 0, 0]) for n in range(5)])
+    ids = [s.find_path(f"/p/{n}.jpg") for n in range(5)]
+    s.write_texts([(ids[0], TextRecord("SUNSCT SALE", []))])  # ("sunset", misread)
+    reads = []
+    real = type(s)._read_vocabulary
+    monkeypatch.setattr(type(s), "_read_vocabulary", lambda self: reads.append(1) or real(self))
+    everything = s.select([], [], [], "")
+
+    def sunset(read_again: int):
+        before = len(reads)
+        found = sorted(s.keyword_ids("sunset", "", everything, 10))
+        assert sorted(s.keyword_ids("sunset", "", everything, 10, every=True)) == found  # (a query calls it twice)
+        assert len(reads) == before + read_again
+        return [ids.index(i) for i in found]
+
+    assert sunset(1) == [0] and sunset(0) == [0]
+    s.select([parse_filter("text=sunset")], [], [], "")
+    assert len(reads) == 1, "a search read the vocabulary again though no words changed"
+    s.write_texts([(ids[1], TextRecord("SUNSEF", []))])  # through this store
+    assert sunset(1) == [0, 1]
+    other = open_store(url, tmp_path / "lib", create=False)  # another process's store on the same library
+    other.write_images([dataclasses.replace(rec("/p/2.jpg", [0, 1, 0]), text=TextRecord("SUNSEI", []))])
+    assert sunset(1) == [0, 1, 2] and sunset(0) == [0, 1, 2]
+    other.write_images([rec("/p/3.jpg", [0, 1, 0])])  # no words, none before
+    assert sunset(1 if url == "" else 0) == [0, 1, 2]
+    other.write_images([rec("/p/1.jpg", [0, 1, 0])])  # its words dropped (a changed file, not read again)
+    assert sunset(1) == [0, 2]
+    other.write_images([], [("/p/2.jpg", 1, 1, "broken now")])  # removed with its words
+    assert sunset(1) == [0]
+    other.delete_paths(["/p/0.jpg"])
+    assert sunset(1) == [] and sunset(0) == []

@@ -292,3 +292,53 @@ def test_a_batch_is_written_as_a_whole_and_a_path_given_twice_keeps_its_last_rec
     np.testing.assert_allclose(by_id[rows["/p/5.jpg"][0]], [0, 0, 1])
     assert len(ids) == 1200 and s._meta("vec_epoch") != epoch  # vectors replaced or deleted: a new epoch
     assert s.errors()[0]["path"] == "/p/7.jpg"
+
+
+def _text_tables(s: SQLiteStore) -> dict:
+    """Every row the words read in images leave (texts, ocr_words, ocr_vocab, the keyword text), by path."""
+    path = {r[0]: r[1] for r in s.read("SELECT id, path FROM images")}
+
+    def by_path(sql):
+        return sorted((path[r[0]], *r[1:]) for r in s.read(sql))
+
+    return {
+        "texts": by_path("SELECT image_id, text, lines, error FROM texts"),
+        "ocr_words": by_path("SELECT rowid, text FROM ocr_words"),
+        "ocr_vocab": sorted(tuple(r) for r in s.read("SELECT term, doc, cnt FROM ocr_vocab")),
+        "search_text": by_path("SELECT rowid, name, folder, fields, tags, text FROM search_text"),
+        "matches": {w: sorted(path[r[0]] for r in s.read("SELECT rowid FROM search_text WHERE search_text MATCH ?",
+                                                          (f"text : {w}",))) for w in ("alpha", "beta", "delta")},
+    }
+
+
+def test_a_batch_writes_the_words_read_as_one_record_at_a_time_does(tmp_path):
+    """write_images writes a batch's words (texts, and through triggers ocr_words, ocr_vocab and the keyword text)
+    in a statement or two per batch: the same rows as writing the same records one at a time, with an image's old
+    words replaced (or dropped: None) when it is written again."""
+    from picseek.store.base import TextRecord
+
+    def r(path, text):
+        return ImageRecord(path, 10, 1, "h", {}, {"main": np.ones(3, np.float32)}, text)
+
+    line = {"text": "alpha beta", "box": [[0, 0], [1, 0], [1, 1], [0, 1]], "score": 0.9}
+    first = [r("/p/a.jpg", TextRecord("alpha beta", [line])), r("/p/b.jpg", None), r("/p/c.jpg", TextRecord("alpha")),
+             r("/p/d.jpg", TextRecord("", [], "reading text failed: boom"))] + \
+        [r(f"/p/n{i}.jpg", TextRecord(f"beta w{i}") if i % 3 else None) for i in range(1200)]  # (> one chunk of ids)
+    again = [r("/p/a.jpg", TextRecord("delta", [])), r("/p/b.jpg", TextRecord("beta delta")), r("/p/c.jpg", None),
+             r("/p/e.jpg", TextRecord("alpha alpha"))] + [r(f"/p/n{i}.jpg", None) for i in range(0, 1200, 2)]
+    batched, single = SQLiteStore(tmp_path / "batched"), SQLiteStore(tmp_path / "single")
+    for records in (first, again):
+        batched.write_images(records)
+        for record in records:
+            single.write_images([record])
+    tables = _text_tables(batched)
+    assert tables == _text_tables(single)
+    texts = {row[0]: row[1:] for row in tables["texts"]}
+    assert texts["/p/a.jpg"] == ("delta", "[]", None) and texts["/p/b.jpg"] == ("beta delta", "[]", None)
+    assert "/p/c.jpg" not in texts and texts["/p/d.jpg"] == ("", "[]", "reading text failed: boom")
+    kept = [f"/p/n{i}.jpg" for i in range(1200) if i % 3 and i % 2]  # (n0, n3, ...: no words; n2, n4, ...: dropped)
+    assert len(kept) == 400 and sorted(texts) == sorted(["/p/a.jpg", "/p/b.jpg", "/p/d.jpg", "/p/e.jpg"] + kept)
+    vocab = {term: (doc, cnt) for term, doc, cnt in tables["ocr_vocab"]}
+    assert vocab["alpha"] == (1, 2) and vocab["delta"] == (2, 2) and vocab["beta"] == (401, 401)
+    assert tables["matches"] == {"alpha": ["/p/e.jpg"], "beta": sorted(["/p/b.jpg"] + kept),
+                                 "delta": ["/p/a.jpg", "/p/b.jpg"]}

@@ -395,9 +395,10 @@ def fill_space(store, embedder, space: str, report: IndexReport, workers: int, b
                 vectors = embedder.embed_image_space(np.stack([d.pixels for _, d in good]))
                 ids = [s.id for s, _ in good]
                 rows, texts = store.get_images(ids), store.get_texts(ids)  # (kept: the words read, too)
+                stored = {sp: store.vectors_of(ids, sp) for sp in others}  # (one batched read per space)
                 records = []
                 for i, (state, _) in enumerate(good):
-                    kept = {sp: v for sp in others if (v := store.vector_of(state.id, sp)) is not None}
+                    kept = {sp: vs[state.id] for sp, vs in stored.items() if state.id in vs}
                     info = {k: rows.get(state.id, {}).get(k) for k in INFO_COLUMNS}
                     records.append(ImageRecord(state.path, state.size, state.mtime_ns, state.content_hash, info,
                                                {**kept, space: vectors[i]}, texts.get(state.id)))

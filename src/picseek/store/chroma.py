@@ -4,7 +4,8 @@ For a collection NAME picseek keeps:
   NAME          the "main" space: one record per image (id: the picseek id as a string; metadata and document as
                 chroma_records.py describes; cosine distance). Its collection metadata records the model.
   NAME.SPACE    one collection per further space of the model (the built-in model's "image"), same ids and metadata
-  NAME.state    picseek's own records: per-file errors, index runs, the id counter (each with a 1-d placeholder)
+  NAME.state    picseek's own records: per-file errors, index runs, the id counter, the stamp of the words read in
+                images (chroma_search.py) (each with a 1-d placeholder)
 
 ChromaDB has no transactions across calls, so writes are ordered to be safe when a run is killed: ids are reserved
 before they are used, further spaces are written before NAME (which is what the next scan reads), removals leave NAME
@@ -75,8 +76,9 @@ class ChromaStore(ChromaSearch, ChromaCollections):
         meta = dict(main.metadata or {}) if main is not None else {}
         if main is None or int(meta.get("picseek", SCHEMA)) >= SCHEMA:
             return
-        for page in list(self._pages(main)):
-            self._write_metadata(dict(zip(page["ids"], page["metadatas"])))
+        with self._changing_texts():
+            for page in list(self._pages(main)):
+                self._write_metadata(dict(zip(page["ids"], page["metadatas"])))
         main.modify(metadata=meta | {"picseek": SCHEMA})
 
     # -- model ------------------------------------------------------------------------------------------------
@@ -95,9 +97,10 @@ class ChromaStore(ChromaSearch, ChromaCollections):
     @translated
     def clear_vectors(self) -> None:
         """Forget every image and vector and the model (a rebuild); runs are kept."""
-        for space in self._spaces():
-            self.client.delete_collection(self._col_name(space))
-        self._cols.clear()
+        with self._changing_texts():
+            for space in self._spaces():
+                self.client.delete_collection(self._col_name(space))
+            self._cols.clear()
         self._delete_errors(None)
 
     def _ids_of_paths(self, paths: Sequence[str]) -> dict[str, int]:
@@ -138,12 +141,20 @@ class ChromaStore(ChromaSearch, ChromaCollections):
     def write_images(self, records: Sequence[ImageRecord],
                      errors: Sequence[tuple[str, int, int, str]] = ()) -> None:
         """Upsert images with their vectors (further spaces first, main last) and record per-file errors."""
+        with self._changing_texts() as change:
+            change.words = self._write_images(records, errors)
+
+    def _write_images(self, records: Sequence[ImageRecord], errors: Sequence[tuple[str, int, int, str]]) -> bool:
+        """write_images; whether the words read in the records changed (some written, or a record that had some
+        rewritten or removed)."""
         now = time.time()
         records = list({r.path: r for r in records}.values())
         if any(MAIN not in r.vectors for r in records):
             raise LibraryError("every image needs a vector in the main space")
+        words = any(r.text is not None and r.text.text for r in records)
         if records:
             old = self._records_of_paths([r.path for r in records])
+            words = words or any(m.get(HAS_TEXT) for m in old.values())
             ids = {p: int(m["pid"]) for p, m in old.items()}
             new = [r.path for r in records if r.path not in ids]
             ids.update(zip(new, self._reserve(len(new))))
@@ -165,7 +176,9 @@ class ChromaStore(ChromaSearch, ChromaCollections):
                             documents=[docs[k] for k in chunk])
             self._delete_errors([r.path for r in records])
         if errors:
-            self._delete_ids(list(self._ids_of_paths([e[0] for e in errors]).values()))
+            gone = self._records_of_paths([e[0] for e in errors])
+            words = words or any(m.get(HAS_TEXT) for m in gone.values())
+            self._delete_ids([int(m["pid"]) for m in gone.values()])
             rows = [(error_id(p), {"kind": "error", "path": to_text(p), "size": int(s), "mtime_ns": int(m),
                                    "reason": str(reason), "at": now, "dirs": ancestors(to_text(p))})
                     for p, s, m, reason in errors]
@@ -173,6 +186,7 @@ class ChromaStore(ChromaSearch, ChromaCollections):
             for chunk in chunks(rows):
                 state.upsert(ids=[k for k, _ in chunk], embeddings=[PLACEHOLDER] * len(chunk),
                              metadatas=[r for _, r in chunk])
+        return words
 
     @translated
     def move(self, moves: Iterable[tuple[int, str, int, int]]) -> None:
@@ -220,7 +234,9 @@ class ChromaStore(ChromaSearch, ChromaCollections):
         if not paths:
             return 0
         ids = self._ids_of_paths(paths)
-        self._delete_ids(list(ids.values()))
+        if ids:
+            with self._changing_texts():
+                self._delete_ids(list(ids.values()))
         self._delete_errors(paths)
         return len(ids)
 
@@ -229,7 +245,9 @@ class ChromaStore(ChromaSearch, ChromaCollections):
         """Forget every image (and error) at or below the roots; files on disk are not touched."""
         where = under_where(roots)
         ids = [int(i) for page in self._pages(self._col(MAIN), where, ()) for i in page["ids"]]
-        self._delete_ids(ids)
+        if ids:
+            with self._changing_texts():
+                self._delete_ids(ids)
         errors = [from_text(m["path"]) for m in self._all_metadatas(self._col(STATE), all_of({"kind": "error"}, where))]
         self._delete_errors(errors)
         return len(ids)
@@ -274,11 +292,19 @@ class ChromaStore(ChromaSearch, ChromaCollections):
             return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
         return np.asarray([int(i) for i in ids], np.int64), np.concatenate(mats)
 
-    @translated
     def vector_of(self, image_id: int, space: str) -> np.ndarray | None:
+        return self.vectors_of([image_id], space).get(int(image_id))
+
+    @translated
+    def vectors_of(self, image_ids: Sequence[int], space: str) -> dict[int, np.ndarray]:
+        out: dict[int, np.ndarray] = {}
         col = self._col(space)
-        got = col.get(ids=[str(int(image_id))], include=["embeddings"]) if col is not None else {"ids": []}
-        return np.asarray(got["embeddings"][0], np.float32) if got["ids"] else None
+        wanted = [str(i) for i in dict.fromkeys(map(int, image_ids)) if 0 < i <= MAX_ID] if col is not None else []
+        for chunk in chunks(wanted):
+            got = col.get(ids=list(chunk), include=["embeddings"])
+            if got["ids"]:
+                out.update(zip(map(int, got["ids"]), np.asarray(got["embeddings"], np.float32)))
+        return out
 
     @translated
     def spaces(self) -> list[str]:
@@ -296,7 +322,8 @@ class ChromaStore(ChromaSearch, ChromaCollections):
     def write_texts(self, rows: Sequence[tuple[int, TextRecord]]) -> None:
         """(image id, words read in it) for images indexed before (ids no longer indexed are skipped)."""
         texts = {int(i): t for i, t in rows}
-        self._change(list(texts), lambda meta: meta | text_metadata(texts[int(meta["pid"])]))
+        with self._changing_texts():
+            self._change(list(texts), lambda meta: meta | text_metadata(texts[int(meta["pid"])]))
 
     @translated
     def get_texts(self, ids: Sequence[int]) -> dict[int, TextRecord]:

@@ -1,6 +1,6 @@
 """The ChromaDB side of the ChromaDB store: the connection, the collections of one picseek collection name, paging,
-and picseek's own records in NAME.state (the id counter, per-file errors, index runs). chroma.py builds the Store
-protocol on it."""
+and picseek's own records in NAME.state (the id counter, per-file errors, index runs; chroma_search.py keeps the
+stamp of the words read in images there). chroma.py builds the Store protocol on it."""
 from __future__ import annotations
 
 import functools

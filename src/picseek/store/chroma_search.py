@@ -19,15 +19,18 @@ from __future__ import annotations
 import math
 import os
 import re
+import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import SimpleNamespace
 
 import numpy as np
 
 from ..models.base import MAIN
 from ..request import Filter
 from .base import Candidates, Page, Selection, make_cursor, parse_cursor
-from .chroma_base import chunks, translated
+from .chroma_base import PLACEHOLDER, STATE, chunks, translated
 from .chroma_records import HAS_TEXT, KEYWORD_COLUMNS, NUM_PREFIX, browse_key, stem_words
 from .filters import (
     DATE,
@@ -65,6 +68,7 @@ KEYWORD_SCAN = 5000  # keyword matches scored per search at most
 COLUMN_WEIGHTS = {"name": 1.0, "folder": 0.5, "fields": 2.0, "tags": 2.0, "text": 1.5}  # as fts.RANK
 BM25_K1, BM25_B = 1.2, 0.75  # FTS5's bm25 constants
 TYPICAL_SAMPLE = 2000  # records whose scores give the background of the adaptive cut-off
+TEXTS_STAMP = "texts"  # the state record whose stamp changes with every write of words read in images
 
 
 def regex_literal(text: str) -> str:
@@ -129,7 +133,9 @@ def join(op: str, conds: list) -> dict | None:
 
 
 class ChromaSearch:
-    """The search half of the Store protocol for ChromaStore (which provides _col, _pages, roots, count)."""
+    """The search half of the Store protocol for ChromaStore (which provides _col, _state, _pages, roots, count)."""
+
+    _vocabulary: tuple[str | None, list[str]] | None = None  # (stamp, the words read in images), _ocr_vocabulary
 
     # -- compiling filters ----------------------------------------------------------------------------------------
     def _compile(self, f: Filter, roots: Sequence[str], cwd: str) -> tuple[dict | None, dict | None]:
@@ -190,13 +196,44 @@ class ChromaSearch:
         return None, join("$and", [{"$regex": p} for p in patterns])
 
     def _ocr_vocabulary(self) -> list[str]:
-        """Every word read in the images (folded), from the `ocr:` lines of the records that have words."""
+        """Every word read in the images (folded), from the `ocr:` lines of the records that have words; kept while
+        the stamp that every write of words changes (_changing_texts) is the same (one small read per search, where
+        the vocabulary is a pass over every record with words). Without a stamp (a collection no picseek has
+        written words to since stamps were kept) it is read every time."""
+        stamp, cached = self._texts_stamp(), self._vocabulary
+        if stamp is None or cached is None or cached[0] != stamp:
+            cached = self._vocabulary = (stamp, self._read_vocabulary())
+        return cached[1]
+
+    def _read_vocabulary(self) -> list[str]:
         vocabulary: set[str] = set()
         for page in self._pages(self._col(MAIN), {HAS_TEXT: {"$eq": True}}, ("documents",)):
             for doc in page["documents"]:
                 for line in _OCR_LINE.findall(doc or ""):
                     vocabulary.update(line.split())
         return sorted(vocabulary)
+
+    def _texts_stamp(self) -> str | None:
+        state = self._col(STATE)
+        got = state.get(ids=[TEXTS_STAMP], include=["metadatas"]) if state is not None else {"ids": []}
+        return got["metadatas"][0]["stamp"] if got["ids"] else None
+
+    @contextmanager
+    def _changing_texts(self) -> Iterator[SimpleNamespace]:
+        """Around a write that may change the words read in the records (records written or removed): afterwards
+        (even after a failure part-way) this store forgets its vocabulary and a new random stamp tells every other
+        process's store to read it again, unless the write found that no record's words changed (it sets the
+        `words` of what this yields to False: another write, ~30 ms in an embedded folder, saved). Random, not a
+        counter: two writers never leave the stamp a reader saw, and a reader reads the stamp before the records,
+        so it never keeps words older than its stamp."""
+        change = SimpleNamespace(words=True)
+        try:
+            yield change
+        finally:
+            if change.words:
+                self._vocabulary = None
+                self._state().upsert(ids=[TEXTS_STAMP], embeddings=[PLACEHOLDER],
+                                     metadatas=[{"kind": "texts", "stamp": uuid.uuid4().hex}])
 
     @staticmethod
     def _folder(f: Filter, roots: Sequence[str], cwd: str) -> tuple[dict | None, dict | None]:

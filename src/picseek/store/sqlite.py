@@ -275,8 +275,7 @@ class SQLiteStore(SQLiteSearch):
                 c.executemany("INSERT INTO vectors (image_id, space, vec) VALUES (?, ?, ?)",
                               [(ids[path], space, np.asarray(v, dtype=VECTOR_DTYPE).tobytes())
                                for path, rec in latest.items() for space, v in rec.vectors.items()])
-                for path, rec in latest.items():
-                    _write_text(c, ids[path], rec.text, now)
+                _write_texts(c, [(ids[path], rec.text) for path, rec in latest.items()], now)
                 for part in _chunks(paths):
                     c.execute(f"DELETE FROM errors WHERE path IN ({', '.join('?' * len(part))})", part)
             for path, size, mtime_ns, reason in errors:
@@ -290,10 +289,13 @@ class SQLiteStore(SQLiteSearch):
         """(image id, words read in it) for images indexed before, in one transaction (ids no longer indexed are
         skipped)."""
         now = time.time()
+        latest = {int(image_id): text for image_id, text in rows}  # (an id given twice keeps its last words)
         with self._tx() as c:
-            for image_id, text in rows:
-                if c.execute("SELECT 1 FROM images WHERE id = ?", (int(image_id),)).fetchone():
-                    _write_text(c, int(image_id), text, now)
+            known: set[int] = set()
+            for chunk in _id_chunks(latest):
+                sql = f"SELECT id FROM images WHERE id IN ({', '.join('?' * len(chunk))})"
+                known.update(r[0] for r in c.execute(sql, chunk))
+            _write_texts(c, [(i, text) for i, text in latest.items() if i in known], now)
 
     def get_texts(self, ids: Sequence[int]) -> dict[int, TextRecord]:
         """The words read in each image that was read (images never read are left out)."""
@@ -364,9 +366,15 @@ class SQLiteStore(SQLiteSearch):
         return self._vectors.table(self._conn(), space, int(self._meta("vec_epoch") or 0))
 
     def vector_of(self, image_id: int, space: str) -> np.ndarray | None:
-        row = self._conn().execute("SELECT vec FROM vectors WHERE image_id = ? AND space = ?",
-                                   (image_id, space)).fetchone()
-        return None if row is None else np.frombuffer(row[0], dtype=VECTOR_DTYPE).astype(np.float32)
+        return self.vectors_of([image_id], space).get(int(image_id))
+
+    def vectors_of(self, image_ids: Sequence[int], space: str) -> dict[int, np.ndarray]:
+        out = {}
+        for chunk in _id_chunks(image_ids):
+            rows = self._conn().execute(f"SELECT image_id, vec FROM vectors WHERE space = ? AND image_id IN "
+                                        f"({', '.join('?' * len(chunk))})", (space, *chunk))
+            out.update((r[0], np.frombuffer(r[1], dtype=VECTOR_DTYPE).astype(np.float32)) for r in rows)
+        return out
 
     def spaces(self) -> list[str]:
         return [r[0] for r in self._conn().execute("SELECT DISTINCT space FROM vectors")]
@@ -513,13 +521,16 @@ class SQLiteStore(SQLiteSearch):
             self._vectors.disk_bytes()
 
 
-def _write_text(c, image_id: int, text: TextRecord | None, now: float) -> None:
-    """Replace an image's words (None: drop them). DELETE then INSERT: a REPLACE would not run the delete triggers
-    that keep the keyword tables in step."""
-    c.execute("DELETE FROM texts WHERE image_id = ?", (image_id,))
-    if text is not None:
-        c.execute("INSERT INTO texts (image_id, text, lines, error, read_at) VALUES (?, ?, ?, ?, ?)",
-                  (image_id, text.text, json.dumps(list(text.lines)), text.error, now))
+def _write_texts(c, rows: Sequence[tuple[int, TextRecord | None]], now: float) -> None:
+    """Replace the words of images (image id, words; None: drop them; each id once), one statement per batch: an
+    upsert for those with words (an UPDATE where the image had some: its triggers refresh the keyword tables once,
+    where a REPLACE would not run the delete triggers at all), a DELETE for the others."""
+    c.executemany("INSERT INTO texts (image_id, text, lines, error, read_at) VALUES (?, ?, ?, ?, ?) "
+                  "ON CONFLICT(image_id) DO UPDATE SET text=excluded.text, lines=excluded.lines, "
+                  "error=excluded.error, read_at=excluded.read_at",
+                  [(i, t.text, json.dumps(list(t.lines)), t.error, now) for i, t in rows if t is not None])
+    for chunk in _chunks([i for i, t in rows if t is None]):
+        c.execute(f"DELETE FROM texts WHERE image_id IN ({', '.join('?' * len(chunk))})", chunk)
 
 
 def _opened(uri: str) -> sqlite3.Connection:

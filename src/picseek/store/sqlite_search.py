@@ -34,6 +34,7 @@ class SQLiteSearch:
     folder: Path
     label = "the built-in store"
     url = "built-in"
+    _vocabulary: tuple[tuple, list[str]] | None = None  # (change_stamp, the words read in images), _ocr_vocabulary
 
     # -- fields and tags ----------------------------------------------------------------------------------------
     def field_keys(self) -> list[str]:
@@ -59,13 +60,16 @@ class SQLiteSearch:
         return bool(self.read("SELECT 1 FROM sqlite_master WHERE name = 'texts'"))
 
     def _ocr_vocabulary(self) -> list[str]:
-        """Every word read in the library's images (unstemmed, folded), kept while the database does not change."""
-        stamp = self.change_stamp()
-        cached = getattr(self, "_vocabulary", None)
+        """Every word read in the library's images (unstemmed, folded), kept while the database does not change
+        (change_stamp: a write through this store, or another connection's commit)."""
+        stamp, cached = self.change_stamp(), self._vocabulary
         if cached is None or cached[0] != stamp:
-            terms = self.read("SELECT term FROM ocr_vocab") if self._has_texts() else []  # (a read-only older one)
-            cached = self._vocabulary = (stamp, [r[0] for r in terms])
+            cached = self._vocabulary = (stamp, self._read_vocabulary())
         return cached[1]
+
+    def _read_vocabulary(self) -> list[str]:
+        terms = self.read("SELECT term FROM ocr_vocab") if self._has_texts() else []  # (a read-only older one)
+        return [r[0] for r in terms]
 
     def _text_match(self, words: list[str]) -> str | None:
         """An ocr_words MATCH expression: every word, each as any recognised word close to it (words.close_to,
