@@ -45,9 +45,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("precision", "auto", "what runs CLIP-family models: auto (int8 ONNX Runtime where available, else fp32; "
             "fp16 on a GPU), fp32 (torch, the reference), bf16 (torch bfloat16 weights; fast only on CPUs with "
             "native bf16), int8, or fp16 (a GPU)"),
-    Setting("runtime", "auto", "what runs a ready-ONNX CLIP model's int8 image tower on the CPU: auto (onnxruntime "
-            "for now), onnxruntime, or openvino (pip install 'picseek[openvino]': OpenVINO int8 calibrated once on "
-            "the first photos an index run embeds, 1.2-1.3x the model's images/s on AVX-512 VNNI CPUs)"),
+    Setting("runtime", "auto", "what runs a ready-ONNX CLIP model's int8 image tower on the CPU: auto (openvino "
+            "where the openvino extra is installed, else onnxruntime), onnxruntime, or openvino (pip install "
+            "'picseek[openvino]': OpenVINO int8 calibrated once on the first photos an index run embeds, 1.2-1.3x "
+            "the model's images/s on AVX-512 VNNI CPUs)"),
     Setting("device", "cpu", "where the model embeds images while indexing: cpu, or cuda / cuda:N (a GPU through "
             "ONNX Runtime's CUDA provider, from the onnxruntime-gpu package, or torch for torch models)"),
     Setting("workers", None, "decode worker processes while indexing (default: one per CPU core)", int),

@@ -252,7 +252,7 @@ def test_preprocess_cfg_that_immich_serves_maps_as_open_clip_built_it():
 def test_int8_image_tower_is_quantized_once_and_stays_close(tiny, kind, monkeypatch):
     folder = tiny[kind][1]
     ref = load_embedder(str(folder), precision="fp32")
-    fast = load_embedder(str(folder), precision="int8")
+    fast = load_embedder(str(folder), precision="int8", runtime="onnxruntime")  # (openvino: test_openvino.py)
     auto = load_embedder(str(folder))
     assert fast.precision == auto.precision == "int8" and fast.model_id == ref.model_id
     photos = _photos()

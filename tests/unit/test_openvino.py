@@ -275,12 +275,14 @@ def test_runtime_values_are_checked():
         openvino_tower.check_runtime("tensorrt")
 
 
-def test_auto_is_onnxruntime_for_now_and_never_fails():
-    assert openvino_tower.AUTO == "onnxruntime"
-    for precision, device in [("int8", "cpu"), ("fp32", "cpu"), ("fp16", "cuda")]:
-        assert openvino_tower.resolve_runtime("auto", precision, device) in ("onnxruntime", "openvino")
+def test_auto_is_openvino_where_it_can_run_and_never_fails(monkeypatch):
+    assert openvino_tower.AUTO == "openvino"
+    monkeypatch.setattr(openvino_tower, "installed", lambda: True)
+    assert openvino_tower.resolve_runtime("auto", "int8", "cpu") == "openvino"
     assert openvino_tower.resolve_runtime("auto", "fp32", "cpu") == "onnxruntime"
     assert openvino_tower.resolve_runtime("auto", "fp16", "cuda") == "onnxruntime"
+    monkeypatch.setattr(openvino_tower, "installed", lambda: False)  # without the extra: what ran before, no error
+    assert openvino_tower.resolve_runtime("auto", "int8", "cpu") == "onnxruntime"
 
 
 def test_openvino_on_a_gpu_or_at_fp32_is_a_clear_error():
