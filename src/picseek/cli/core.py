@@ -72,7 +72,7 @@ class _FolderOrUrl(click.Path):
 @click.option("--runtime", type=click.Choice(["auto", "onnxruntime", "openvino"]),
               help="What runs a ready-ONNX model's int8 image tower on the CPU: onnxruntime, or openvino (pip "
                    "install 'picseek[openvino]'; calibrated once on the first photos indexed, cached). Default auto: "
-                   "onnxruntime.")
+                   "openvino where that extra is installed, else onnxruntime.")
 @click.option("--device", metavar="DEVICE", help="Where the model embeds images: cpu (default), cuda or cuda:N (a "
               "GPU: pip install onnxruntime-gpu in place of onnxruntime; docs/deployment.md). With --engine spark: "
               "cuda uses each task's GPU.")
